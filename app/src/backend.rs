@@ -1,0 +1,27 @@
+//! What the portal needs from the server, as one trait the `handover` server
+//! implements. Each method gets the request's parts so the server can find the
+//! session and source address and enforce roles itself (default deny).
+
+use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
+use crate::api::users::UserRow;
+use crate::api::{AppError, Me, Role};
+use http::request::Parts;
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn me(&self, req: &Parts) -> Result<Option<Me>, AppError>;
+    async fn sign_in(&self, req: &Parts, name: String, password: String) -> Result<Me, AppError>;
+    async fn sign_out(&self, req: &Parts) -> Result<(), AppError>;
+    async fn setup_needed(&self) -> Result<bool, AppError>;
+    async fn setup_admin(&self, req: &Parts, token: String, name: String, password: String) -> Result<Me, AppError>;
+
+    async fn list_users(&self, req: &Parts) -> Result<Vec<UserRow>, AppError>;
+    async fn create_user(&self, req: &Parts, name: String, password: String, roles: Vec<Role>) -> Result<(), AppError>;
+    async fn set_roles(&self, req: &Parts, name: String, roles: Vec<Role>) -> Result<(), AppError>;
+    async fn set_disabled(&self, req: &Parts, name: String, disabled: bool) -> Result<(), AppError>;
+    async fn reset_password(&self, req: &Parts, name: String, password: String) -> Result<(), AppError>;
+
+    async fn audit_list(&self, req: &Parts, filter: AuditFilter) -> Result<AuditPage, AppError>;
+    async fn audit_verify(&self, req: &Parts) -> Result<VerifyReport, AppError>;
+    async fn audit_event_kinds(&self, req: &Parts) -> Result<Vec<EventKind>, AppError>;
+}

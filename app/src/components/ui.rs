@@ -1,0 +1,113 @@
+//! Small building blocks with one look across the portal.
+
+use crate::api::AppError;
+use leptos::prelude::*;
+
+/// A red notice for a failed action, announced to screen readers.
+#[component]
+pub fn ErrorNotice(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+    move || {
+        error.get().map(|e| {
+            view! {
+                <div role="alert" class="rounded-md border border-red-200 bg-red-50 px-4 py-3 text-sm text-red-800">
+                    {e.to_string()}
+                </div>
+            }
+        })
+    }
+}
+
+/// A green notice for a completed action.
+#[component]
+pub fn SuccessNotice(#[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
+    move || {
+        message.get().map(|m| {
+            view! {
+                <div role="status" class="rounded-md border border-emerald-200 bg-emerald-50 px-4 py-3 text-sm text-emerald-800">
+                    {m}
+                </div>
+            }
+        })
+    }
+}
+
+/// A page heading with an optional line under it.
+#[component]
+pub fn PageHeader(#[prop(into)] title: String, #[prop(optional, into)] subtitle: Option<String>) -> impl IntoView {
+    view! {
+        <header class="mb-6">
+            <h1 class="text-2xl font-semibold tracking-tight text-slate-900">{title}</h1>
+            {subtitle.map(|s| view! { <p class="mt-1 text-sm text-slate-500">{s}</p> })}
+        </header>
+    }
+}
+
+/// Formats unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC; the browser
+/// replaces it with local time after hydration (see [`Time`]).
+pub fn utc_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+// Howard Hinnant's days-to-civil algorithm: the date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A point in time: local time in the browser, UTC on hover.
+#[component]
+pub fn Time(ms: i64) -> impl IntoView {
+    let utc = utc_text(ms);
+    let (text, set_text) = signal(utc.clone());
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let date = js_sys_date_local(ms);
+            set_text.set(date);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = set_text;
+    });
+    view! { <time datetime=ms.to_string() title=utc>{text}</time> }
+}
+
+#[cfg(feature = "hydrate")]
+fn js_sys_date_local(ms: i64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+    let pad = |n: u32| format!("{n:02}");
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        d.get_full_year(),
+        pad(d.get_month() + 1),
+        pad(d.get_date()),
+        pad(d.get_hours()),
+        pad(d.get_minutes()),
+        pad(d.get_seconds())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_text_formats() {
+        assert_eq!(super::utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc_text(1_795_780_800_000), "2026-11-27 10:00:00 UTC");
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per route.
+
+pub mod audit;
+pub mod home;
+pub mod not_found;
+pub mod setup;
+pub mod sign_in;
+pub mod users;

@@ -1,0 +1,280 @@
+//! The `handover` command line.
+
+use crate::audit::{self, export, Event, NewEntry};
+use crate::config::{self, FileConfig, ServeConfig};
+use crate::portal::backend::check_user_name;
+use crate::portal::password::{self, Password};
+use crate::store::{users, Db};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use handover_app::api::Role;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "handover", version, about = "The DM Server and portal of a Management Authority, with Client Authority Delegation.")]
+pub struct Cli {
+    /// Where the SQLite database and the server identity live.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; by default an SQLite file in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A TOML file with the same keys as the flags.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: portal, DM endpoint and peer endpoint.
+    Serve(ServeArgs),
+    /// Users and other administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, value_name = "ADDR")]
+    pub portal_addr: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR")]
+    pub dm_addr: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR")]
+    pub peer_addr: Option<SocketAddr>,
+    /// This authority's ServerID.
+    #[arg(long, value_name = "ID")]
+    pub server_id: Option<String>,
+    /// The built site (CSS, WebAssembly); defaults to `$LEPTOS_SITE_ROOT` or `target/site`.
+    #[arg(long, value_name = "DIR")]
+    pub site_root: Option<PathBuf>,
+    /// Mark the session cookie Secure (set when the portal is reached over HTTPS).
+    #[arg(long)]
+    pub secure_cookie: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Portal users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        name: String,
+        #[arg(long = "role", value_enum, required = true)]
+        roles: Vec<RoleArg>,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a new password, read from standard input.
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Disable a user: they can no longer sign in, and their sessions end.
+    Disable { name: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Operator,
+    Approver,
+    Auditor,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Approver => Role::Approver,
+            RoleArg::Auditor => Role::Auditor,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit 1 and name the first broken entry if any.
+    Verify,
+    /// Write the log to standard output.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Only entries at or after this time (`YYYY-MM-DD` or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Resolves the data directory and database URL from flags, file and defaults.
+pub struct Common {
+    pub file: FileConfig,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+impl Cli {
+    pub fn common(&self) -> anyhow::Result<Common> {
+        let file = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        std::fs::create_dir_all(&data_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
+        let database_url = self
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| Db::sqlite_url(&data_dir));
+        Ok(Common {
+            file,
+            data_dir,
+            database_url,
+        })
+    }
+}
+
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Some(ms) = handover_app::pages::audit::date_to_ms(s) {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| anyhow::anyhow!("--since takes YYYY-MM-DD or an RFC 3339 time"))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let common = cli.common()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let f = &common.file;
+            let parse = |s: &str| s.parse::<SocketAddr>().expect("default address");
+            let cfg = ServeConfig {
+                portal_addr: args.portal_addr.or(f.portal_addr).unwrap_or_else(|| parse(config::DEFAULT_PORTAL)),
+                dm_addr: args.dm_addr.or(f.dm_addr).unwrap_or_else(|| parse(config::DEFAULT_DM)),
+                peer_addr: args.peer_addr.or(f.peer_addr).unwrap_or_else(|| parse(config::DEFAULT_PEER)),
+                server_id: args.server_id.or(f.server_id.clone()).unwrap_or_else(|| "handover.localhost".to_owned()),
+                site_root: args
+                    .site_root
+                    .or(f.site_root.clone())
+                    .or_else(|| std::env::var_os("LEPTOS_SITE_ROOT").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("target/site")),
+                secure_cookie: args.secure_cookie || f.secure_cookie.unwrap_or(false),
+                session_idle_minutes: f.session_idle_minutes.unwrap_or(30),
+                data_dir: common.data_dir,
+                database_url: common.database_url,
+            };
+            handover_dm::types::ServerId::parse_strict(cfg.server_id.clone())
+                .map_err(|e| anyhow::anyhow!("--server-id: {e}"))?;
+            crate::serve::serve(cfg, crate::serve::shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Admin { command } => {
+            let db = Db::connect(&common.database_url).await?;
+            match command {
+                AdminCommand::User { command } => user_command(&db, command).await,
+            }
+        }
+        Command::Audit { command } => {
+            let db = Db::connect(&common.database_url).await?;
+            match command {
+                AuditCommand::Verify => {
+                    let v = audit::verify(&db).await?;
+                    println!("{}", v.message());
+                    Ok(if v.broken.is_some() { 1 } else { 0 })
+                }
+                AuditCommand::Export { format, since } => {
+                    let since = since.as_deref().map(parse_time).transpose()?;
+                    let filter = audit::Filter {
+                        since,
+                        ..Default::default()
+                    };
+                    let format = match format {
+                        ExportFormat::Csv => export::Format::Csv,
+                        ExportFormat::Jsonl => export::Format::Jsonl,
+                    };
+                    let stdout = std::io::stdout();
+                    let mut out = stdout.lock();
+                    export::export(&db, &filter, format, |chunk| Ok(out.write_all(chunk.as_bytes())?)).await?;
+                    out.flush()?;
+                    Ok(0)
+                }
+            }
+        }
+    }
+}
+
+fn os_user() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+async fn user_command(db: &Db, command: UserCommand) -> anyhow::Result<i32> {
+    match command {
+        UserCommand::Create { name, roles, .. } => {
+            check_user_name(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pw = Password::new(read_password_stdin()?).map_err(|m| anyhow::anyhow!("password: {m}"))?;
+            let mut roles: Vec<Role> = roles.into_iter().map(Role::from).collect();
+            roles.sort();
+            roles.dedup();
+            let hash = password::hash(pw).await?;
+            users::create(db, &name, &hash, &roles).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::UserCreated, os_user(), &name)
+                    .details(serde_json::json!({ "roles": users::roles_to_text(&roles) })),
+            )
+            .await?;
+            println!("created {name} ({})", users::roles_to_text(&roles));
+        }
+        UserCommand::Passwd { name, .. } => {
+            let pw = Password::new(read_password_stdin()?).map_err(|m| anyhow::anyhow!("password: {m}"))?;
+            let hash = password::hash(pw).await?;
+            users::set_password(db, &name, &hash).await?;
+            audit::append(db, NewEntry::new(Event::UserPasswordReset, os_user(), &name)).await?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Disable { name } => {
+            users::set_disabled(db, &name, true).await?;
+            audit::append(db, NewEntry::new(Event::UserDisabled, os_user(), &name)).await?;
+            println!("{name} disabled");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,17 @@
+//! Handover: the DM Server and portal of one Management Authority.
+//!
+//! Layout follows the architecture: `dm` is the sans-IO OMA DM core (its own
+//! crate), `store` the database, `audit` the hash-chained log, `portal` the
+//! web portal's listener and server functions, `ops` health and metrics,
+//! `serve` the listeners of one authority, `cli` the command line.
+
+pub use handover_dm as dm;
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod ops;
+pub mod portal;
+pub mod secrets;
+pub mod serve;
+pub mod store;

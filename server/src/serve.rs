@@ -1,0 +1,145 @@
+//! `handover serve`: the three listeners of one authority.
+
+use crate::config::ServeConfig;
+use crate::ops::Metrics;
+use crate::portal::backend::SETUP_TOKEN_KEY;
+use crate::portal::{self, sessions, Portal, PortalConfig};
+use crate::secrets;
+use crate::store::{settings, users, Db};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A running server's bound addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub portal: SocketAddr,
+    pub dm: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+/// Binds every listener, then serves until `shutdown` resolves.
+pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (bound, running) = start(cfg).await?;
+    tracing::info!(portal = %bound.portal, dm = %bound.dm, peer = %bound.peer, "listening");
+    shutdown.await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// Handles of the listener tasks.
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn leptos_options(cfg: &ServeConfig) -> LeptosOptions {
+    let output = std::env::var("LEPTOS_OUTPUT_NAME").unwrap_or_else(|_| "handover".to_owned());
+    LeptosOptions::builder()
+        .output_name(output)
+        .site_root(cfg.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(cfg.portal_addr)
+        .build()
+}
+
+/// Opens the database, binds the listeners and starts serving.
+pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
+    let db = Db::connect(&cfg.database_url).await?;
+    let store = sessions::Store::open(&db).await?;
+    let metrics = Arc::new(Metrics::default());
+    let portal_state = Portal {
+        db: db.clone(),
+        server_id: cfg.server_id.clone(),
+        metrics,
+    };
+    let portal_listener = TcpListener::bind(cfg.portal_addr).await.map_err(|e| anyhow::anyhow!("portal address {}: {e}", cfg.portal_addr))?;
+    let dm_listener = TcpListener::bind(cfg.dm_addr).await.map_err(|e| anyhow::anyhow!("DM address {}: {e}", cfg.dm_addr))?;
+    let peer_listener = TcpListener::bind(cfg.peer_addr).await.map_err(|e| anyhow::anyhow!("peer address {}: {e}", cfg.peer_addr))?;
+    let bound = Bound {
+        portal: portal_listener.local_addr()?,
+        dm: dm_listener.local_addr()?,
+        peer: peer_listener.local_addr()?,
+    };
+
+    if users::count(&db).await? == 0 {
+        let token = secrets::random_token(24);
+        settings::put(&db, SETUP_TOKEN_KEY, &secrets::sha256_hex(token.as_bytes())).await?;
+        println!("No user exists yet. Create the first administrator within this run at:\n  http://{}/setup?token={token}", bound.portal);
+        println!("(or run: handover admin user create NAME --role admin --password-stdin)");
+    }
+
+    let mut leptos = leptos_options(&cfg);
+    leptos.site_addr = bound.portal;
+    let portal_router = portal::router(
+        portal_state,
+        store.clone(),
+        PortalConfig {
+            leptos,
+            secure_cookie: cfg.secure_cookie,
+            idle_timeout: time::Duration::minutes(cfg.session_idle_minutes),
+        },
+    );
+    let cleanup = store.spawn_cleanup(Duration::from_secs(60));
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let serve_one = |listener: TcpListener, router: Router| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let svc = router.into_make_service_with_connect_info::<SocketAddr>();
+            let res = axum::serve(listener, svc)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "listener failed");
+            }
+        })
+    };
+    let not_yet = |what: &'static str| {
+        Router::new().fallback(move || async move { (StatusCode::SERVICE_UNAVAILABLE, format!("The {what} endpoint is not enabled on this server.\n")).into_response() })
+    };
+    let mut tasks = vec![
+        serve_one(portal_listener, portal_router),
+        serve_one(dm_listener, not_yet("DM")),
+        serve_one(peer_listener, not_yet("peer")),
+    ];
+    tasks.push(tokio::spawn(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+        cleanup.abort();
+    }));
+    Ok((bound, Running { stop, tasks }))
+}
