@@ -4,6 +4,13 @@
 //! Callers hand in bytes, the current time and random numbers; the core
 //! hands back bytes to send and events that happened.
 
+pub mod auth;
+pub mod notification;
 pub mod types;
 
+pub use auth::{
+    AuthType, Chal, ClientAuth, Cred, Nonce, Secret, ServerAuth, ServerAuthOutcome,
+    StoredCredential,
+};
+pub use notification::{Notification, NotificationError, ParsedNotification, SessionId, UiMode};
 pub use types::{AlertCode, CmdId, DevId, ServerId, StatusCode, TreeUri};
