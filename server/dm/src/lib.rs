@@ -4,10 +4,12 @@
 //! Callers hand in bytes, the current time and random numbers; the core
 //! hands back bytes to send and events that happened.
 
+pub mod acl;
 pub mod auth;
 pub mod notification;
 pub mod types;
 
+pub use acl::{Acl, AclCmd, AclError, AclId};
 pub use auth::{
     AuthType, Chal, ClientAuth, Cred, Nonce, Secret, ServerAuth, ServerAuthOutcome,
     StoredCredential,
