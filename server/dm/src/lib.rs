@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod auth;
 pub mod notification;
+pub mod tree;
 pub mod types;
 
 pub use acl::{Acl, AclCmd, AclError, AclId};
@@ -15,4 +16,8 @@ pub use auth::{
     StoredCredential,
 };
 pub use notification::{Notification, NotificationError, ParsedNotification, SessionId, UiMode};
+pub use tree::{
+    BatchResult, DeviceInfo, DmAccount, NewNode, Op, OpResult, Output, Property, Target, Timestamp,
+    Tree,
+};
 pub use types::{AlertCode, CmdId, DevId, ServerId, StatusCode, TreeUri};
