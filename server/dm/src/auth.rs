@@ -389,15 +389,20 @@ impl StoredCredential {
     }
 
     /// Checks a received `Cred` against this credential and `nonce` (A.4).
-    /// Basic is accepted only when `tls` is true. A `LocName`, when
-    /// present, must equal the stored name.
+    /// Basic is accepted only when `tls` is true; a Basic account also
+    /// accepts an MD5 digest (what it is challenged for without TLS). A
+    /// `LocName`, when present, must equal the stored name.
     pub fn check_cred(&self, cred: &Cred, nonce: &Nonce, tls: bool) -> bool {
         if let Some(n) = &cred.loc_name {
             if !ct_eq(n.as_bytes(), self.name.as_bytes()) {
                 return false;
             }
         }
-        if cred.auth_type != self.auth_type {
+        // A Basic account also accepts an MD5 digest over the same secret:
+        // that is what it is challenged for without TLS.
+        let accepted = cred.auth_type == self.auth_type
+            || (self.auth_type == AuthType::Basic && cred.auth_type == AuthType::Md5);
+        if !accepted {
             return false;
         }
         match cred.auth_type {
@@ -614,22 +619,27 @@ pub struct ClientAuth {
     srvcred: StoredCredential,
     /// Nonce the server must use in its next Cred (from the client's last Chal).
     server_nonce: Nonce,
+    /// Whether the transport is TLS (basic is accepted only then, A.4).
+    tls: bool,
     retried: bool,
 }
 
 impl ClientAuth {
-    /// From the DMAcc credentials and the stored nonces (A.6 AAuthData).
+    /// From the DMAcc credentials, the stored nonces (A.6 AAuthData) and
+    /// whether the transport is TLS.
     pub fn new(
         clcred: StoredCredential,
         client_nonce: Nonce,
         srvcred: StoredCredential,
         server_nonce: Nonce,
+        tls: bool,
     ) -> Self {
         Self {
             clcred,
             client_nonce,
             srvcred,
             server_nonce,
+            tls,
             retried: false,
         }
     }
@@ -665,11 +675,9 @@ impl ClientAuth {
     pub fn handle_status(&mut self, status: StatusCode, chal: Option<&Chal>) -> ClientReaction {
         if let Some(c) = chal {
             self.client_nonce = c.next_nonce.clone();
-            if c.auth_type != self.clcred.auth_type {
-                // Basic refused without TLS: the server asks for another scheme.
-                if self.clcred.auth_type == AuthType::Basic && c.auth_type == AuthType::Md5 {
-                    self.clcred.auth_type = AuthType::Md5;
-                }
+            // Basic refused without TLS: the server asks for MD5 instead.
+            if self.clcred.auth_type == AuthType::Basic && c.auth_type == AuthType::Md5 {
+                self.clcred.auth_type = AuthType::Md5;
             }
         }
         match status {
@@ -693,7 +701,7 @@ impl ClientAuth {
     ) -> ServerCredCheck {
         let status = match cred {
             None => StatusCode::MISSING_CREDENTIALS,
-            Some(c) if self.srvcred.check_cred(c, &self.server_nonce, true) => {
+            Some(c) if self.srvcred.check_cred(c, &self.server_nonce, self.tls) => {
                 StatusCode::AUTHENTICATED
             }
             Some(_) => StatusCode::INVALID_CREDENTIALS,
@@ -814,14 +822,26 @@ mod tests {
         assert!(acct.check_cred(&cred, &n, true));
         assert!(!acct.check_cred(&cred, &n, false));
 
-        let mut s = ServerAuth::new(acct, n, false);
-        match s.handle_message(Presented::Cred(&cred), &mut rng()) {
-            ServerAuthOutcome::Challenge { status, chal } => {
-                assert_eq!(status, StatusCode::INVALID_CREDENTIALS);
-                assert_eq!(chal.auth_type, AuthType::Md5);
+        let mut r = rng();
+        let mut s = ServerAuth::new(acct.clone(), n.clone(), false);
+        let out = s.handle_message(Presented::Cred(&cred), &mut r);
+        let ServerAuthOutcome::Challenge { status, chal } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(status, StatusCode::INVALID_CREDENTIALS);
+        assert_eq!(chal.auth_type, AuthType::Md5);
+        // the client follows the challenge to MD5 and is accepted
+        let mut c = ClientAuth::new(acct.clone(), n.clone(), acct, n, false);
+        assert_eq!(c.handle_status(status, Some(&chal)), ClientReaction::Retry);
+        let retry = c.cred().unwrap();
+        assert_eq!(retry.auth_type, AuthType::Md5);
+        assert!(matches!(
+            s.handle_message(Presented::Cred(&retry), &mut r),
+            ServerAuthOutcome::Authenticated {
+                status: StatusCode::AUTHENTICATED,
+                ..
             }
-            o => panic!("{o:?}"),
-        }
+        ));
     }
 
     fn md5_account() -> StoredCredential {
@@ -843,7 +863,7 @@ mod tests {
             name: "srv".into(),
             secret: Secret::new("srvpw"),
         };
-        let mut c = ClientAuth::new(md5_account(), stale, srv, Nonce::from_chr("s0"));
+        let mut c = ClientAuth::new(md5_account(), stale, srv, Nonce::from_chr("s0"), false);
         let out = s.handle_message(Presented::Nothing, &mut r);
         let ServerAuthOutcome::Challenge { status, chal } = out else {
             panic!("{out:?}")
@@ -907,7 +927,7 @@ mod tests {
         ));
 
         // the client gives up on the second challenge too
-        let mut c = ClientAuth::new(md5_account(), n.clone(), md5_account(), n.clone());
+        let mut c = ClientAuth::new(md5_account(), n.clone(), md5_account(), n.clone(), false);
         assert_eq!(
             c.handle_status(StatusCode::INVALID_CREDENTIALS, Some(&chal)),
             ClientReaction::Retry
@@ -928,7 +948,7 @@ mod tests {
         };
         let n0 = Nonce::from_chr("n0");
         let mut s = ServerAuth::new(acct.clone(), n0.clone(), false);
-        let mut c = ClientAuth::new(acct.clone(), n0, acct, Nonce::from_chr("s"));
+        let mut c = ClientAuth::new(acct.clone(), n0, acct, Nonce::from_chr("s"), false);
         assert!(c.cred().is_none());
         let body1 = b"message one";
         let h1 = c.hmac_header(body1);
@@ -986,7 +1006,13 @@ mod tests {
             secret: Secret::new("srvpw"),
         };
         let s0 = Nonce::from_chr("s0");
-        let mut c = ClientAuth::new(md5_account(), Nonce::from_chr("c"), srv.clone(), s0.clone());
+        let mut c = ClientAuth::new(
+            md5_account(),
+            Nonce::from_chr("c"),
+            srv.clone(),
+            s0.clone(),
+            false,
+        );
         let good = srv.cred(&s0).unwrap();
         let check = c.check_server_cred(Some(&good), &mut r);
         assert_eq!(check.status, StatusCode::AUTHENTICATED);

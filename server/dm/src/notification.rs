@@ -14,6 +14,12 @@ use crate::types::ServerId;
 pub const MEDIA_TYPE: &str = "application/vnd.syncml.dm.notification";
 /// The older name of the same media type (WSP 0x44), accepted too (A.5).
 pub const MEDIA_TYPE_OLD: &str = "application/vnd.syncml.notification";
+/// True for either media type of package 0 (A.5), ignoring parameters and case.
+pub fn is_notification_media_type(content_type: &str) -> bool {
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    base.eq_ignore_ascii_case(MEDIA_TYPE) || base.eq_ignore_ascii_case(MEDIA_TYPE_OLD)
+}
+
 /// The version field for DM 1.2 (A.5).
 pub const VERSION_DM12: u16 = 11;
 
@@ -290,6 +296,16 @@ mod tests {
             ParsedNotification::parse(&e),
             Err(NotificationError::BadServerId)
         );
+    }
+
+    // PROTOCOL A.5: both media type names are accepted.
+    #[test]
+    fn media_types() {
+        assert!(is_notification_media_type(MEDIA_TYPE));
+        assert!(is_notification_media_type(
+            "Application/vnd.syncml.notification; x=1"
+        ));
+        assert!(!is_notification_media_type("application/vnd.syncml.dm+xml"));
     }
 
     // PROTOCOL A.2: 1–4 upper-case hex digits, no leading zeros.

@@ -1545,6 +1545,21 @@ mod tests {
         assert!(tree.node(&u("./b")).is_none());
     }
 
+    // The simulator persists trees (serde feature); a bad stored tree is refused.
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trip() {
+        let mut tree = Tree::standard(&info(), NOW);
+        add_account(&mut tree, "corp", "corp.example");
+        tree.set_acl_local(&u("./DevInfo"), Acl::parse("Get=corp.example+*").unwrap());
+        let json = serde_json::to_string(&tree).unwrap();
+        assert!(json.contains("\"Get=corp.example+*\""));
+        let back: Tree = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tree);
+        let broken = json.replace("\"./DevInfo\"", "\"./Gone\"");
+        assert!(serde_json::from_str::<Tree>(&broken).is_err());
+    }
+
     fn arb_op() -> impl Strategy<Value = (usize, Op)> {
         let path = prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
             .prop_map(|s| format!("./{}", s.join("/")));
