@@ -332,7 +332,8 @@ pub fn basic_decode(data: &str) -> Result<(String, Secret), AuthError> {
 
 /// A `Cred` element, independent of the SyncML model (A.4): `Meta/Type`,
 /// `Meta/Format`, `Data`, and the sender's `Source/LocName` when present.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` hides `data`: for basic it is the password in base64.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Cred {
     pub auth_type: AuthType,
     /// `b64` for the schemes of this profile.
@@ -340,6 +341,17 @@ pub struct Cred {
     pub data: String,
     /// `Source/LocName` of the message; checked only when present (A.4).
     pub loc_name: Option<String>,
+}
+
+impl fmt::Debug for Cred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cred")
+            .field("auth_type", &self.auth_type)
+            .field("format", &self.format)
+            .field("data", &"***")
+            .field("loc_name", &self.loc_name)
+            .finish()
+    }
 }
 
 /// A `Chal` element (A.4): `Meta{Type, Format=b64, NextNonce}`.
@@ -772,6 +784,12 @@ mod tests {
             secret: Secret::new("hunter2"),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+        let basic = StoredCredential {
+            auth_type: AuthType::Basic,
+            ..c
+        };
+        let cred = basic.cred(&Nonce::from_chr("n")).unwrap();
+        assert!(!format!("{cred:?}").contains(&cred.data));
     }
 
     // PROTOCOL A.4: HMAC header round trip, variants, tampered body.
@@ -803,6 +821,10 @@ mod tests {
             HmacHeader::parse("algorithm=SHA1, username=a, mac=b"),
             Err(AuthError::UnsupportedAlgorithm(_))
         ));
+        // another user's name with this user's MAC fails
+        let mut other = h.clone();
+        other.username = "dev2".into();
+        assert!(!other.verify(&pw, &n, body));
         assert!(HmacHeader::parse("username=a").is_err());
         assert!(HmacHeader::parse("username=\"a, mac=b").is_err());
         assert!(HmacHeader::parse("username=a mac=b").is_err());

@@ -207,7 +207,8 @@ impl Node {
     }
 }
 
-/// What an Add creates (A.7).
+/// What an Add creates (A.7). Values are raw bytes: the session layer
+/// decodes `b64` item data before it reaches the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewNode {
     Interior {
@@ -652,6 +653,18 @@ impl Tree {
                     uri: u,
                 }
             })
+            .collect()
+    }
+
+    /// Nodes whose own ACL names `server` and whose ACL `server` may
+    /// replace (A.7), in URI order: the "everything DMS-1 itself manages"
+    /// of B.6 `full`, before the caller removes its own DMAcc subtree.
+    pub fn managed_by(&self, server: &ServerId) -> Vec<TreeUri> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.acl.servers().contains(&server))
+            .map(|(k, _)| uri(k))
+            .filter(|u| self.may_replace_acl(u, server))
             .collect()
     }
 
@@ -1285,6 +1298,22 @@ mod tests {
         tree.check_invariants().unwrap();
     }
 
+    // PROTOCOL A.7: Get of a property needs Get on the node; Exec needs Exec; 425 otherwise.
+    #[test]
+    fn rights_on_properties_and_exec() {
+        let mut tree = Tree::default();
+        tree.put_local(&u("./n"), NewNode::text("v"), NOW);
+        tree.set_acl_local(&u("./n"), Acl::parse("Get=a&Exec=b").unwrap());
+        let (a, b) = (sid("a"), sid("b"));
+        assert_eq!(data(&get(&mut tree, &a, "./n?prop=ACL")), "Get=a&Exec=b");
+        assert_eq!(get(&mut tree, &b, "./n?prop=ACL").status.code(), 425);
+        assert_eq!(get(&mut tree, &b, "./n?prop=Type").status.code(), 425);
+        assert_eq!(st(&mut tree, &a, Op::Exec(t("./n"), None)), 425);
+        assert_eq!(st(&mut tree, &b, Op::Exec(t("./n"), None)), 200);
+        assert_eq!(st(&mut tree, &b, Op::Exec(t("./n?prop=ACL"), None)), 405);
+        assert_eq!(st(&mut tree, &b, Op::Exec(t("./m"), None)), 404);
+    }
+
     // Limits: 413 for a too large value, 420 when the device is full.
     #[test]
     fn limits() {
@@ -1362,6 +1391,19 @@ mod tests {
         assert_eq!(data(&get(&mut tree, &node, "./p/i/leaf?prop=ACL")), "Get=*");
         // the root: Replace on the root itself
         assert_eq!(st(&mut tree, &node, replace(".?prop=ACL", "Get=*")), 425);
+    }
+
+    // PROTOCOL B.6 (full): nodes whose own ACL names the server and whose ACL it may replace.
+    #[test]
+    fn managed_nodes() {
+        let mut tree = Tree::default();
+        tree.put_local(&u("./a/leaf"), NewNode::text("x"), NOW);
+        tree.put_local(&u("./b/leaf"), NewNode::text("x"), NOW);
+        tree.set_acl_local(&u("./a"), Acl::parse("Replace=d1&Get=*").unwrap());
+        tree.set_acl_local(&u("./a/leaf"), Acl::parse("Get=d1").unwrap());
+        tree.set_acl_local(&u("./b/leaf"), Acl::parse("Get=d1").unwrap());
+        assert_eq!(tree.managed_by(&sid("d1")), vec![u("./a"), u("./a/leaf")]);
+        assert!(tree.managed_by(&sid("d2")).is_empty());
     }
 
     // PROTOCOL A.7: Add of an interior node without Replace on the parent gives Add, Delete, Replace.
