@@ -4,6 +4,20 @@
 //! Callers hand in bytes, the current time and random numbers; the core
 //! hands back bytes to send and events that happened.
 
+pub mod acl;
+pub mod auth;
+pub mod notification;
+pub mod tree;
 pub mod types;
 
+pub use acl::{Acl, AclCmd, AclError, AclId};
+pub use auth::{
+    AuthType, Chal, ClientAuth, Cred, Nonce, Secret, ServerAuth, ServerAuthOutcome,
+    StoredCredential,
+};
+pub use notification::{Notification, NotificationError, ParsedNotification, SessionId, UiMode};
+pub use tree::{
+    BatchResult, DeviceInfo, DmAccount, NewNode, Op, OpResult, Output, Property, Target, Timestamp,
+    Tree,
+};
 pub use types::{AlertCode, CmdId, DevId, ServerId, StatusCode, TreeUri};
