@@ -4,6 +4,12 @@
 //! Callers hand in bytes, the current time and random numbers; the core
 //! hands back bytes to send and events that happened.
 
+pub mod syncml;
+pub mod tnds;
 pub mod types;
 
+pub use syncml::{
+    decode, encode_wbxml, encode_xml, to_xml_pretty, DecodeError, DecodeErrorKind, Encoding,
+    Message,
+};
 pub use types::{AlertCode, CmdId, DevId, ServerId, StatusCode, TreeUri};
