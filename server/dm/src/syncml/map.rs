@@ -249,7 +249,29 @@ fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
     })
 }
 
+/// PROTOCOL A.1: the Type of an item holding TNDS names its encoding; the
+/// model always says `+xml`, the WBXML encoding `+wbxml` (as libwbxml does),
+/// so both encodings of one message give equal models.
+pub(crate) const TNDS_XML: &str = "application/vnd.syncml.dmtnds+xml";
+const TNDS_WBXML: &str = "application/vnd.syncml.dmtnds+wbxml";
+
+fn is_tnds_type(m: &Meta, t: &str) -> bool {
+    m.type_
+        .as_deref()
+        .is_some_and(|x| x.trim().eq_ignore_ascii_case(t))
+}
+
 fn item(el: &El) -> Result<Item, DecodeError> {
+    let mut it = item_as_sent(el)?;
+    if let (Some(m), Some(Data::Tree(_))) = (&mut it.meta, &it.data) {
+        if is_tnds_type(m, TNDS_WBXML) {
+            m.type_ = Some(TNDS_XML.to_owned());
+        }
+    }
+    Ok(it)
+}
+
+fn item_as_sent(el: &El) -> Result<Item, DecodeError> {
     let parent = |name: &str| -> Result<Option<String>, DecodeError> {
         el.child(name).map(|p| p.req_text("LocURI")).transpose()
     };
@@ -295,12 +317,14 @@ fn sml(name: &str) -> El {
     El::new(Ns::SyncMl, name)
 }
 
-pub(crate) fn message_to_el(m: &Message) -> El {
+/// With `wbxml`, an item carrying a TNDS tree gets the `+wbxml` TNDS type
+/// (see [`TNDS_XML`]).
+pub(crate) fn message_to_el(m: &Message, wbxml: bool) -> El {
     let mut root = sml("SyncML");
     root.push(hdr_to_el(&m.hdr));
     let mut body = sml("SyncBody");
     for c in &m.body {
-        body.push(command_to_el(c));
+        body.push(command_to_el(c, wbxml));
     }
     body.push_flag("Final", m.final_);
     root.push(body);
@@ -400,13 +424,13 @@ fn push_meta(el: &mut El, m: Option<&Meta>) {
     }
 }
 
-fn push_items(el: &mut El, items: &[Item]) {
+fn push_items(el: &mut El, items: &[Item], wbxml: bool) {
     for i in items {
-        el.push(item_to_el(i));
+        el.push(item_to_el(i, wbxml));
     }
 }
 
-fn command_to_el(c: &Command) -> El {
+fn command_to_el(c: &Command, wbxml: bool) -> El {
     let name = c.name();
     match c {
         Command::Add(x)
@@ -416,14 +440,14 @@ fn command_to_el(c: &Command) -> El {
         | Command::Replace(x) => {
             let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
             push_meta(&mut el, x.meta.as_ref());
-            push_items(&mut el, &x.items);
+            push_items(&mut el, &x.items, wbxml);
             el
         }
         Command::Atomic(x) | Command::Sequence(x) => {
             let mut el = head(name, x.cmd_id, x.no_resp, None);
             push_meta(&mut el, x.meta.as_ref());
             for c in &x.commands {
-                el.push(command_to_el(c));
+                el.push(command_to_el(c, wbxml));
             }
             el
         }
@@ -431,14 +455,14 @@ fn command_to_el(c: &Command) -> El {
             let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
             push_meta(&mut el, x.meta.as_ref());
             el.push_opt_leaf("Correlator", x.correlator.as_deref());
-            el.push(item_to_el(&x.item));
+            el.push(item_to_el(&x.item, wbxml));
             el
         }
         Command::Alert(x) => {
             let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
             el.push_leaf("Data", x.data.to_string());
             el.push_opt_leaf("Correlator", x.correlator.as_deref());
-            push_items(&mut el, &x.items);
+            push_items(&mut el, &x.items, wbxml);
             el
         }
         Command::Status(x) => {
@@ -462,7 +486,7 @@ fn command_to_el(c: &Command) -> El {
                 el.push(cel);
             }
             el.push_leaf("Data", x.data.to_string());
-            push_items(&mut el, &x.items);
+            push_items(&mut el, &x.items, wbxml);
             el
         }
         Command::Results(x) => {
@@ -473,13 +497,13 @@ fn command_to_el(c: &Command) -> El {
             push_meta(&mut el, x.meta.as_ref());
             el.push_opt_leaf("TargetRef", x.target_ref.as_deref());
             el.push_opt_leaf("SourceRef", x.source_ref.as_deref());
-            push_items(&mut el, &x.items);
+            push_items(&mut el, &x.items, wbxml);
             el
         }
     }
 }
 
-fn item_to_el(i: &Item) -> El {
+fn item_to_el(i: &Item, wbxml: bool) -> El {
     let mut el = sml("Item");
     if let Some(t) = &i.target {
         el.push(loc_ref_to_el("Target", t));
@@ -497,7 +521,14 @@ fn item_to_el(i: &Item) -> El {
             el.push(p);
         }
     }
-    push_meta(&mut el, i.meta.as_ref());
+    match (&i.meta, &i.data) {
+        (Some(m), Some(Data::Tree(_))) if wbxml && is_tnds_type(m, TNDS_XML) => {
+            let mut m = m.clone();
+            m.type_ = Some(TNDS_WBXML.to_owned());
+            el.push(meta_to_el(&m));
+        }
+        _ => push_meta(&mut el, i.meta.as_ref()),
+    }
     if let Some(d) = &i.data {
         let mut del = sml("Data");
         match d {

@@ -144,7 +144,9 @@ pub struct Mem {
 /// that an `OPAQUE` holding a WBXML DM DDF document is `Tree`; an embedded
 /// `MgmtTree` element (XML, or WBXML code page 2) is `Tree`. So `Binary`
 /// never holds valid UTF-8 once decoded; build values with
-/// [`Data::from_bytes`] to keep that rule.
+/// [`Data::from_bytes`] to keep that rule. An item holding a `Tree` with
+/// Type `application/vnd.syncml.dmtnds+wbxml` reads as `…+xml`; the WBXML
+/// encoder writes `+wbxml` back (as libwbxml does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
     Text(String),

@@ -253,7 +253,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     put_mb(&mut out, CHARSET_UTF8);
     out.push(0x00); // empty string table
     let mut page = 0;
-    write_el(&mut out, &map::message_to_el(msg), &mut page, true);
+    write_el(&mut out, &map::message_to_el(msg, true), &mut page, true);
     out
 }
 

@@ -28,12 +28,12 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
 /// PROTOCOL A.1: the compact XML encoding (`<SyncML xmlns="SYNCML:SYNCML1.2">`,
 /// `xmlns="syncml:metinf"` on every Meta child, as clients write it).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    write_document(&map::message_to_el(msg), false).into_bytes()
+    write_document(&map::message_to_el(msg, false), false).into_bytes()
 }
 
 /// PROTOCOL A.1: indented XML for people; decodes to the same message.
 pub fn to_pretty(msg: &Message) -> String {
-    write_document(&map::message_to_el(msg), true)
+    write_document(&map::message_to_el(msg, false), true)
 }
 
 fn syntax(stack: &[El], offset: usize, what: String) -> DecodeError {
