@@ -391,6 +391,12 @@ impl<'a> Cursor<'a> {
         DecodeError::new(element, self.base + self.pos, kind)
     }
 
+    fn fail_at(&self, stack: &[El], at: usize, kind: DecodeErrorKind) -> DecodeError {
+        let mut e = self.fail(stack, kind);
+        e.offset = at;
+        e
+    }
+
     fn malformed(&self, stack: &[El], what: &str) -> DecodeError {
         self.fail(stack, DecodeErrorKind::Syntax(format!("WBXML: {what}")))
     }
@@ -538,16 +544,18 @@ impl<'a> Cursor<'a> {
                     None
                 }
                 0x40..=0x43 | 0x80..=0x82 | 0xC0..=0xC2 => {
-                    return Err(self.fail(
+                    return Err(self.fail_at(
                         &stack,
+                        at,
                         DecodeErrorKind::Unsupported(format!(
                             "WBXML extension or PI token 0x{tok:02X}"
                         )),
                     ))
                 }
                 _ if tok & ATTRIBUTES != 0 => {
-                    return Err(self.fail(
+                    return Err(self.fail_at(
                         &stack,
+                        at,
                         DecodeErrorKind::Unsupported("WBXML attributes (SyncML uses none)".into()),
                     ))
                 }
@@ -575,7 +583,7 @@ impl<'a> Cursor<'a> {
                     };
                     if tok & CONTENT != 0 {
                         if stack.len() >= MAX_NESTING {
-                            return Err(self.fail(&stack, DecodeErrorKind::TooDeep));
+                            return Err(self.fail_at(&stack, at, DecodeErrorKind::TooDeep));
                         }
                         stack.push(el);
                         None
