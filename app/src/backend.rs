@@ -13,13 +13,31 @@ pub trait Backend: Send + Sync + 'static {
     async fn sign_in(&self, req: &Parts, name: String, password: String) -> Result<Me, AppError>;
     async fn sign_out(&self, req: &Parts) -> Result<(), AppError>;
     async fn setup_needed(&self) -> Result<bool, AppError>;
-    async fn setup_admin(&self, req: &Parts, token: String, name: String, password: String) -> Result<Me, AppError>;
+    async fn setup_admin(
+        &self,
+        req: &Parts,
+        token: String,
+        name: String,
+        password: String,
+    ) -> Result<Me, AppError>;
 
     async fn list_users(&self, req: &Parts) -> Result<Vec<UserRow>, AppError>;
-    async fn create_user(&self, req: &Parts, name: String, password: String, roles: Vec<Role>) -> Result<(), AppError>;
+    async fn create_user(
+        &self,
+        req: &Parts,
+        name: String,
+        password: String,
+        roles: Vec<Role>,
+    ) -> Result<(), AppError>;
     async fn set_roles(&self, req: &Parts, name: String, roles: Vec<Role>) -> Result<(), AppError>;
-    async fn set_disabled(&self, req: &Parts, name: String, disabled: bool) -> Result<(), AppError>;
-    async fn reset_password(&self, req: &Parts, name: String, password: String) -> Result<(), AppError>;
+    async fn set_disabled(&self, req: &Parts, name: String, disabled: bool)
+        -> Result<(), AppError>;
+    async fn reset_password(
+        &self,
+        req: &Parts,
+        name: String,
+        password: String,
+    ) -> Result<(), AppError>;
 
     async fn audit_list(&self, req: &Parts, filter: AuditFilter) -> Result<AuditPage, AppError>;
     async fn audit_verify(&self, req: &Parts) -> Result<VerifyReport, AppError>;

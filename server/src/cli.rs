@@ -12,13 +12,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "handover", version, about = "The DM Server and portal of a Management Authority, with Client Authority Delegation.")]
+#[command(
+    name = "handover",
+    version,
+    about = "The DM Server and portal of a Management Authority, with Client Authority Delegation."
+)]
 pub struct Cli {
     /// Where the SQLite database and the server identity live.
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…`; by default an SQLite file in the data directory.
-    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// A TOML file with the same keys as the flags.
     #[arg(long, global = true, value_name = "FILE")]
@@ -150,7 +160,8 @@ impl Cli {
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./data"));
-        std::fs::create_dir_all(&data_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
         let database_url = self
             .database_url
             .clone()
@@ -187,10 +198,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let f = &common.file;
             let parse = |s: &str| s.parse::<SocketAddr>().expect("default address");
             let cfg = ServeConfig {
-                portal_addr: args.portal_addr.or(f.portal_addr).unwrap_or_else(|| parse(config::DEFAULT_PORTAL)),
-                dm_addr: args.dm_addr.or(f.dm_addr).unwrap_or_else(|| parse(config::DEFAULT_DM)),
-                peer_addr: args.peer_addr.or(f.peer_addr).unwrap_or_else(|| parse(config::DEFAULT_PEER)),
-                server_id: args.server_id.or(f.server_id.clone()).unwrap_or_else(|| "handover.localhost".to_owned()),
+                portal_addr: args
+                    .portal_addr
+                    .or(f.portal_addr)
+                    .unwrap_or_else(|| parse(config::DEFAULT_PORTAL)),
+                dm_addr: args
+                    .dm_addr
+                    .or(f.dm_addr)
+                    .unwrap_or_else(|| parse(config::DEFAULT_DM)),
+                peer_addr: args
+                    .peer_addr
+                    .or(f.peer_addr)
+                    .unwrap_or_else(|| parse(config::DEFAULT_PEER)),
+                server_id: args
+                    .server_id
+                    .or(f.server_id.clone())
+                    .unwrap_or_else(|| "handover.localhost".to_owned()),
                 site_root: args
                     .site_root
                     .or(f.site_root.clone())
@@ -232,7 +255,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     };
                     let stdout = std::io::stdout();
                     let mut out = stdout.lock();
-                    export::export(&db, &filter, format, |chunk| Ok(out.write_all(chunk.as_bytes())?)).await?;
+                    export::export(&db, &filter, format, |chunk| {
+                        Ok(out.write_all(chunk.as_bytes())?)
+                    })
+                    .await?;
                     out.flush()?;
                     Ok(0)
                 }
@@ -242,14 +268,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn os_user() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 async fn user_command(db: &Db, command: UserCommand) -> anyhow::Result<i32> {
     match command {
         UserCommand::Create { name, roles, .. } => {
             check_user_name(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let pw = Password::new(read_password_stdin()?).map_err(|m| anyhow::anyhow!("password: {m}"))?;
+            let pw = Password::new(read_password_stdin()?)
+                .map_err(|m| anyhow::anyhow!("password: {m}"))?;
             let mut roles: Vec<Role> = roles.into_iter().map(Role::from).collect();
             roles.sort();
             roles.dedup();
@@ -264,10 +294,15 @@ async fn user_command(db: &Db, command: UserCommand) -> anyhow::Result<i32> {
             println!("created {name} ({})", users::roles_to_text(&roles));
         }
         UserCommand::Passwd { name, .. } => {
-            let pw = Password::new(read_password_stdin()?).map_err(|m| anyhow::anyhow!("password: {m}"))?;
+            let pw = Password::new(read_password_stdin()?)
+                .map_err(|m| anyhow::anyhow!("password: {m}"))?;
             let hash = password::hash(pw).await?;
             users::set_password(db, &name, &hash).await?;
-            audit::append(db, NewEntry::new(Event::UserPasswordReset, os_user(), &name)).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::UserPasswordReset, os_user(), &name),
+            )
+            .await?;
             println!("password of {name} changed");
         }
         UserCommand::Disable { name } => {

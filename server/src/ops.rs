@@ -26,7 +26,8 @@ impl Metrics {
 
     pub fn record(&self, listener: &'static str, method: &str, route: &str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((method.to_owned(), route.to_owned(), listener, status)).or_default() += 1;
+        *m.entry((method.to_owned(), route.to_owned(), listener, status))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition.
@@ -45,13 +46,19 @@ impl Metrics {
         }
         out.push_str("# HELP handover_sign_in_failures_total Failed portal sign-ins.\n");
         out.push_str("# TYPE handover_sign_in_failures_total counter\n");
-        let _ = writeln!(out, "handover_sign_in_failures_total {}", self.sign_in_failures.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "handover_sign_in_failures_total {}",
+            self.sign_in_failures.load(Ordering::Relaxed)
+        );
         out
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Marks a response already counted by [`count_matched`].
@@ -60,9 +67,17 @@ struct Counted;
 
 /// Counts a request that matched a route, by its route pattern (never the
 /// raw path, so the label set stays small). Installed with `route_layer`.
-pub async fn count_matched(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn count_matched(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().as_str().to_owned();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let mut res = next.run(req).await;
     metrics.record("portal", &method, &route, res.status().as_u16());
     res.extensions_mut().insert(Counted);
@@ -70,9 +85,17 @@ pub async fn count_matched(State(metrics): State<Arc<Metrics>>, req: Request, ne
 }
 
 /// Counts what no route matched (static files, unknown paths) under two fixed labels.
-pub async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn count_requests(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().as_str().to_owned();
-    let route = if req.uri().path().starts_with("/pkg/") { "/pkg/*" } else { "unmatched" };
+    let route = if req.uri().path().starts_with("/pkg/") {
+        "/pkg/*"
+    } else {
+        "unmatched"
+    };
     let res = next.run(req).await;
     if res.extensions().get::<Counted>().is_none() {
         metrics.record("portal", &method, route, res.status().as_u16());
@@ -95,5 +118,9 @@ async fn healthz(State(db): State<Db>) -> Response {
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
+        .into_response()
 }

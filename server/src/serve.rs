@@ -21,7 +21,8 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -40,7 +41,10 @@ pub struct Bound {
 }
 
 /// Binds every listener, then serves until `shutdown` resolves.
-pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (bound, running) = start(cfg).await?;
     tracing::info!(portal = %bound.portal, dm = %bound.dm, peer = %bound.peer, "listening");
     shutdown.await;
@@ -84,9 +88,15 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         server_id: cfg.server_id.clone(),
         metrics,
     };
-    let portal_listener = TcpListener::bind(cfg.portal_addr).await.map_err(|e| anyhow::anyhow!("portal address {}: {e}", cfg.portal_addr))?;
-    let dm_listener = TcpListener::bind(cfg.dm_addr).await.map_err(|e| anyhow::anyhow!("DM address {}: {e}", cfg.dm_addr))?;
-    let peer_listener = TcpListener::bind(cfg.peer_addr).await.map_err(|e| anyhow::anyhow!("peer address {}: {e}", cfg.peer_addr))?;
+    let portal_listener = TcpListener::bind(cfg.portal_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("portal address {}: {e}", cfg.portal_addr))?;
+    let dm_listener = TcpListener::bind(cfg.dm_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("DM address {}: {e}", cfg.dm_addr))?;
+    let peer_listener = TcpListener::bind(cfg.peer_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("peer address {}: {e}", cfg.peer_addr))?;
     let bound = Bound {
         portal: portal_listener.local_addr()?,
         dm: dm_listener.local_addr()?,
@@ -129,7 +139,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         })
     };
     let not_yet = |what: &'static str| {
-        Router::new().fallback(move || async move { (StatusCode::SERVICE_UNAVAILABLE, format!("The {what} endpoint is not enabled on this server.\n")).into_response() })
+        Router::new().fallback(move || async move {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The {what} endpoint is not enabled on this server.\n"),
+            )
+                .into_response()
+        })
     };
     let mut tasks = vec![
         serve_one(portal_listener, portal_router),

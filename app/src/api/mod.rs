@@ -88,9 +88,14 @@ pub enum AppError {
     /// Signed in, but the role needed is missing.
     Forbidden(String),
     /// The input was refused; the text says which field and why.
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
     /// Too many failed attempts; try again after this many seconds.
-    Throttled { retry_after_secs: u64 },
+    Throttled {
+        retry_after_secs: u64,
+    },
     NotFound(String),
     Conflict(String),
     /// Something failed on the server; details are in its log.
@@ -134,7 +139,9 @@ impl fmt::Display for AppError {
             ),
             AppError::NotFound(what) => write!(f, "{what} was not found."),
             AppError::Conflict(what) => f.write_str(what),
-            AppError::Internal => f.write_str("Something went wrong on the server. It has been logged."),
+            AppError::Internal => {
+                f.write_str("Something went wrong on the server. It has been logged.")
+            }
             AppError::Transport(e) => write!(f, "The request failed: {e}"),
         }
     }
@@ -159,12 +166,16 @@ where
     Fut: std::future::Future<Output = Result<T, AppError>>,
 {
     use leptos::prelude::use_context;
-    let backend = use_context::<std::sync::Arc<dyn crate::backend::Backend>>().ok_or(AppError::Internal)?;
+    let backend =
+        use_context::<std::sync::Arc<dyn crate::backend::Backend>>().ok_or(AppError::Internal)?;
     let parts = use_context::<http::request::Parts>().ok_or(AppError::Internal)?;
     let result = f(backend, parts).await;
     if let Err(e) = &result {
         if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
-            opts.set_status(http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR));
+            opts.set_status(
+                http::StatusCode::from_u16(e.status())
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            );
         }
     }
     result

@@ -13,7 +13,8 @@ pub async fn current_user() -> Result<Option<Me>, AppError> {
 /// on a complete response, never on a streamed page.
 #[server(endpoint = "session/sign-in")]
 pub async fn sign_in(name: String, password: String, next: Option<String>) -> Result<Me, AppError> {
-    let me = super::with_backend(|b, req| async move { b.sign_in(&req, name, password).await }).await?;
+    let me =
+        super::with_backend(|b, req| async move { b.sign_in(&req, name, password).await }).await?;
     leptos_axum::redirect(&safe_next(next.as_deref()));
     Ok(me)
 }
@@ -34,11 +35,20 @@ pub async fn setup_needed() -> Result<bool, AppError> {
 
 /// Creates the first administrator with the one-time setup token printed at first start.
 #[server(endpoint = "session/setup")]
-pub async fn setup_admin(token: String, name: String, password: String, confirm: String) -> Result<Me, AppError> {
+pub async fn setup_admin(
+    token: String,
+    name: String,
+    password: String,
+    confirm: String,
+) -> Result<Me, AppError> {
     if password != confirm {
         return Err(AppError::invalid("confirm", "the two passwords differ"));
     }
-    let me = super::with_backend(|b, req| async move { b.setup_admin(&req, token, name, password).await }).await?;
+    let me =
+        super::with_backend(
+            |b, req| async move { b.setup_admin(&req, token, name, password).await },
+        )
+        .await?;
     leptos_axum::redirect("/");
     Ok(me)
 }

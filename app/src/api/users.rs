@@ -28,11 +28,15 @@ pub async fn create_user(
     #[server(default)] roles: Vec<String>,
 ) -> Result<(), AppError> {
     let roles = parse_roles(&roles)?;
-    super::with_backend(|b, req| async move { b.create_user(&req, name, password, roles).await }).await
+    super::with_backend(|b, req| async move { b.create_user(&req, name, password, roles).await })
+        .await
 }
 
 #[server(endpoint = "users/set-roles")]
-pub async fn set_roles(name: String, #[server(default)] roles: Vec<String>) -> Result<(), AppError> {
+pub async fn set_roles(
+    name: String,
+    #[server(default)] roles: Vec<String>,
+) -> Result<(), AppError> {
     let roles = parse_roles(&roles)?;
     super::with_backend(|b, req| async move { b.set_roles(&req, name, roles).await }).await
 }
@@ -50,7 +54,8 @@ pub async fn reset_password(name: String, password: String) -> Result<(), AppErr
 pub fn parse_roles(raw: &[String]) -> Result<Vec<Role>, AppError> {
     let mut roles = Vec::new();
     for r in raw {
-        let role = Role::parse(r).ok_or_else(|| AppError::invalid("roles", format!("unknown role {r:?}")))?;
+        let role = Role::parse(r)
+            .ok_or_else(|| AppError::invalid("roles", format!("unknown role {r:?}")))?;
         if !roles.contains(&role) {
             roles.push(role);
         }

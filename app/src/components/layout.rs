@@ -30,7 +30,9 @@ pub fn Layout() -> impl IntoView {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -48,7 +50,12 @@ fn Frame(me: Me) -> impl IntoView {
     .filter(|(role, _, _)| role.is_none_or(|r| me.has(r)))
     .map(|(_, href, label)| (href, label))
     .collect();
-    let roles = me.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+    let roles = me
+        .roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     view! {
         <div class="min-h-screen">
             <header class="border-b border-slate-200 bg-white">

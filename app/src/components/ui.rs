@@ -33,7 +33,10 @@ pub fn SuccessNotice(#[prop(into)] message: Signal<Option<String>>) -> impl Into
 
 /// A page heading with an optional line under it.
 #[component]
-pub fn PageHeader(#[prop(into)] title: String, #[prop(optional, into)] subtitle: Option<String>) -> impl IntoView {
+pub fn PageHeader(
+    #[prop(into)] title: String,
+    #[prop(optional, into)] subtitle: Option<String>,
+) -> impl IntoView {
     view! {
         <header class="mb-6">
             <h1 class="text-2xl font-semibold tracking-tight text-slate-900">{title}</h1>
@@ -108,6 +111,9 @@ mod tests {
     #[test]
     fn utc_text_formats() {
         assert_eq!(super::utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc_text(1_795_780_800_000), "2026-11-27 10:00:00 UTC");
+        assert_eq!(
+            super::utc_text(1_795_780_800_000),
+            "2026-11-27 10:00:00 UTC"
+        );
     }
 }

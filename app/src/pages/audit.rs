@@ -49,7 +49,11 @@ pub fn Audit() -> impl IntoView {
         let q = query.read();
         ["actor", "event", "subject", "since", "until"]
             .iter()
-            .filter_map(|k| q.get(k).filter(|v| !v.is_empty()).map(|v| format!("&{k}={}", encode(&v))))
+            .filter_map(|k| {
+                q.get(k)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| format!("&{k}={}", encode(&v)))
+            })
             .collect::<String>()
     };
     let value = move |k: &'static str| move || query.read().get(k).unwrap_or_default();

@@ -8,8 +8,18 @@ use leptos_router::components::A;
 pub fn Home() -> impl IntoView {
     let me = expect_context::<Me>();
     let cards: Vec<(&str, &str, &str)> = [
-        (Role::Admin, "/users", "Users", "Create accounts, grant roles, disable and reset."),
-        (Role::Auditor, "/audit", "Audit log", "Every security-relevant event, hash-chained; export and verify."),
+        (
+            Role::Admin,
+            "/users",
+            "Users",
+            "Create accounts, grant roles, disable and reset.",
+        ),
+        (
+            Role::Auditor,
+            "/audit",
+            "Audit log",
+            "Every security-relevant event, hash-chained; export and verify.",
+        ),
     ]
     .into_iter()
     .filter(|(r, ..)| me.has(*r))

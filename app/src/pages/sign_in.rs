@@ -13,7 +13,10 @@ pub fn SignIn() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let error = Signal::derive(move || action.value().get().and_then(|r| r.err()));
-    let state = Resource::new(|| (), |_| async { (current_user().await, setup_needed().await) });
+    let state = Resource::new(
+        || (),
+        |_| async { (current_user().await, setup_needed().await) },
+    );
     view! {
         <leptos_meta::Title text="Sign in"/>
         <main class="flex min-h-screen items-center justify-center px-4">

@@ -26,10 +26,15 @@ pub fn Users() -> impl IntoView {
         |_| list_users(),
     );
     let last_error = Signal::derive(move || {
-        [create.value().get(), set_roles.value().get(), set_disabled.value().get(), reset.value().get()]
-            .into_iter()
-            .flatten()
-            .find_map(|r| r.err())
+        [
+            create.value().get(),
+            set_roles.value().get(),
+            set_disabled.value().get(),
+            reset.value().get(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|r| r.err())
     });
     let created = Signal::derive(move || match create.value().get() {
         Some(Ok(())) => Some("User created.".to_owned()),
@@ -151,7 +156,11 @@ fn UserRowView(
     let roles_text = if u.roles.is_empty() {
         "none".to_owned()
     } else {
-        u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+        u.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     view! {
         <tr class=if u.disabled { "bg-slate-50 text-slate-400" } else { "" }>
@@ -200,4 +209,3 @@ fn UserRowView(
         </tr>
     }
 }
-

@@ -7,15 +7,20 @@
 pub mod acl;
 pub mod auth;
 pub mod notification;
+pub mod syncml;
+pub mod tnds;
 pub mod tree;
 pub mod types;
 
 pub use acl::{Acl, AclCmd, AclError, AclId};
 pub use auth::{
-    AuthType, Chal, ClientAuth, Cred, Nonce, Secret, ServerAuth, ServerAuthOutcome,
-    StoredCredential,
+    AuthType, ClientAuth, Nonce, Secret, ServerAuth, ServerAuthOutcome, StoredCredential,
 };
 pub use notification::{Notification, NotificationError, ParsedNotification, SessionId, UiMode};
+pub use syncml::{
+    decode, encode_wbxml, encode_xml, to_xml_pretty, DecodeError, DecodeErrorKind, Encoding,
+    Message,
+};
 pub use tree::{
     BatchResult, DeviceInfo, DmAccount, NewNode, Op, OpResult, Output, Property, Target, Timestamp,
     Tree,

@@ -47,7 +47,10 @@ fn csv_field(out: &mut String, s: &str) {
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -78,7 +81,8 @@ pub fn write_entry(out: &mut String, format: Format, e: &Entry) {
             out.push('\n');
         }
         Format::Jsonl => {
-            let details: serde_json::Value = serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details.clone()));
+            let details: serde_json::Value = serde_json::from_str(&e.details)
+                .unwrap_or(serde_json::Value::String(e.details.clone()));
             let line = serde_json::json!({
                 "seq": e.seq,
                 "time": rfc3339(e.time),

@@ -71,13 +71,24 @@ pub struct Entry {
 
 impl Entry {
     pub fn event_name(&self) -> &'static str {
-        Event::from_code(self.code).map(|e| e.name()).unwrap_or("unknown")
+        Event::from_code(self.code)
+            .map(|e| e.name())
+            .unwrap_or("unknown")
     }
 }
 
 /// The canonical bytes an entry's hash covers after `prev_hash`.
-pub fn canonical(seq: i64, time: i64, code: i64, actor: &str, subject: &str, source: &str, details: &str) -> Vec<u8> {
-    serde_json::to_vec(&(seq, time, code, actor, subject, source, details)).expect("tuples of strings and numbers serialize")
+pub fn canonical(
+    seq: i64,
+    time: i64,
+    code: i64,
+    actor: &str,
+    subject: &str,
+    source: &str,
+    details: &str,
+) -> Vec<u8> {
+    serde_json::to_vec(&(seq, time, code, actor, subject, source, details))
+        .expect("tuples of strings and numbers serialize")
 }
 
 pub fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
@@ -101,7 +112,9 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
         let mut tx = db.pool().begin().await?;
         if db.dialect() == Dialect::Postgres {
             // Instances sharing one PostgreSQL append one at a time.
-            sqlx::query("SELECT pg_advisory_xact_lock(7215004)").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
+                .execute(&mut *tx)
+                .await?;
         }
         let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -112,7 +125,15 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
         };
         let seq = prev_seq + 1;
         let time = now_ms();
-        let bytes = canonical(seq, time, code, &entry.actor, &entry.subject, &entry.source, &details);
+        let bytes = canonical(
+            seq,
+            time,
+            code,
+            &entry.actor,
+            &entry.subject,
+            &entry.source,
+            &details,
+        );
         let hash = chain_hash(&prev_hash, &bytes);
         let res = sqlx::query(&db.sql(
             "INSERT INTO audit_log (seq, time, code, actor, subject, source, details, prev_hash, hash) \
@@ -142,7 +163,9 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
             Err(e) => return Err(e),
         }
     }
-    Err(sqlx::Error::Protocol("the audit log head kept moving".into()))
+    Err(sqlx::Error::Protocol(
+        "the audit log head kept moving".into(),
+    ))
 }
 
 fn entry_from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {
@@ -238,7 +261,9 @@ pub async fn list(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Entry>, sq
         limit.clamp(1, 10_000)
     );
     let sql = db.sql(&sql);
-    let rows = bind_all(sqlx::query(&sql), &args).fetch_all(db.pool()).await?;
+    let rows = bind_all(sqlx::query(&sql), &args)
+        .fetch_all(db.pool())
+        .await?;
     rows.iter().map(entry_from_row).collect()
 }
 
@@ -246,11 +271,19 @@ pub async fn count(db: &Db, filter: &Filter) -> Result<i64, sqlx::Error> {
     let (clause, args) = filter.where_clause();
     let sql = format!("SELECT COUNT(*) AS n FROM audit_log{clause}");
     let sql = db.sql(&sql);
-    bind_all(sqlx::query(&sql), &args).fetch_one(db.pool()).await?.try_get("n")
+    bind_all(sqlx::query(&sql), &args)
+        .fetch_one(db.pool())
+        .await?
+        .try_get("n")
 }
 
 /// Oldest first, in pages, for export and verification.
-pub async fn scan(db: &Db, filter: &Filter, after_seq: i64, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
+pub async fn scan(
+    db: &Db,
+    filter: &Filter,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
     let (clause, mut args) = filter.where_clause();
     let n = args.len() + 1;
     let clause = if clause.is_empty() {
@@ -263,7 +296,9 @@ pub async fn scan(db: &Db, filter: &Filter, after_seq: i64, limit: i64) -> Resul
         "SELECT seq, time, code, actor, subject, source, details, prev_hash, hash FROM audit_log{clause} ORDER BY seq ASC LIMIT {limit}"
     );
     let sql = db.sql(&sql);
-    let rows = bind_all(sqlx::query(&sql), &args).fetch_all(db.pool()).await?;
+    let rows = bind_all(sqlx::query(&sql), &args)
+        .fetch_all(db.pool())
+        .await?;
     rows.iter().map(entry_from_row).collect()
 }
 
@@ -292,7 +327,10 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
     loop {
         let page = scan(db, &Filter::default(), prev_seq, 2000).await?;
         if page.is_empty() {
-            return Ok(Verification { checked, broken: None });
+            return Ok(Verification {
+                checked,
+                broken: None,
+            });
         }
         for e in page {
             let broken = |why: &str| Verification {
@@ -302,13 +340,18 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
             if e.seq != prev_seq + 1 {
                 return Ok(Verification {
                     checked,
-                    broken: Some((prev_seq + 1, format!("entry is missing (next present is {})", e.seq))),
+                    broken: Some((
+                        prev_seq + 1,
+                        format!("entry is missing (next present is {})", e.seq),
+                    )),
                 });
             }
             if e.prev_hash != prev_hash {
                 return Ok(broken("its link to the previous entry does not match"));
             }
-            let bytes = canonical(e.seq, e.time, e.code, &e.actor, &e.subject, &e.source, &e.details);
+            let bytes = canonical(
+                e.seq, e.time, e.code, &e.actor, &e.subject, &e.source, &e.details,
+            );
             if chain_hash(&e.prev_hash, &bytes) != e.hash {
                 return Ok(broken("its content does not match its hash"));
             }
@@ -326,10 +369,16 @@ mod tests {
     #[test]
     fn canonical_form_is_a_json_array() {
         let c = canonical(1, 2, 1001, "ana", "ana", "127.0.0.1", "{}");
-        assert_eq!(std::str::from_utf8(&c).unwrap(), r#"[1,2,1001,"ana","ana","127.0.0.1","{}"]"#);
+        assert_eq!(
+            std::str::from_utf8(&c).unwrap(),
+            r#"[1,2,1001,"ana","ana","127.0.0.1","{}"]"#
+        );
         // Changing any field changes the hash.
         let h1 = chain_hash(GENESIS, &c);
-        let h2 = chain_hash(GENESIS, &canonical(1, 2, 1001, "ana", "ana", "127.0.0.2", "{}"));
+        let h2 = chain_hash(
+            GENESIS,
+            &canonical(1, 2, 1001, "ana", "ana", "127.0.0.2", "{}"),
+        );
         assert_ne!(h1, h2);
         assert_eq!(h1.len(), 64);
     }

@@ -124,7 +124,9 @@ impl Portal {
     }
 
     pub async fn auditor(&self, parts: &Parts, action: &str) -> Result<Auditor, AppError> {
-        self.require(parts, Auditor::ROLE, action).await.map(Auditor)
+        self.require(parts, Auditor::ROLE, action)
+            .await
+            .map(Auditor)
     }
 }
 

@@ -17,11 +17,16 @@ use http::request::Parts;
 pub fn check_user_name(name: &str) -> Result<(), AppError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(AppError::invalid("name", "use 1 to 64 letters, digits and . _ @ -"))
+        Err(AppError::invalid(
+            "name",
+            "use 1 to 64 letters, digits and . _ @ -",
+        ))
     }
 }
 
@@ -41,15 +46,23 @@ pub const SETUP_TOKEN_KEY: &str = "setup_token_sha256";
 
 impl Portal {
     async fn audit(&self, entry: NewEntry) -> Result<(), AppError> {
-        audit::append(&self.db, entry).await.map(|_| ()).map_err(internal)
+        audit::append(&self.db, entry)
+            .await
+            .map(|_| ())
+            .map_err(internal)
     }
 
     async fn start_session(&self, parts: &Parts, user_id: i64) -> Result<(), AppError> {
         let session = session_of(parts)?;
         // A new id at sign-in, so a planted session id is worth nothing.
         session.cycle_id().await.map_err(internal)?;
-        session.insert(SESSION_USER, user_id).await.map_err(internal)?;
-        users::touch_sign_in(&self.db, user_id).await.map_err(internal)?;
+        session
+            .insert(SESSION_USER, user_id)
+            .await
+            .map_err(internal)?;
+        users::touch_sign_in(&self.db, user_id)
+            .await
+            .map_err(internal)?;
         Ok(())
     }
 }
@@ -71,7 +84,9 @@ impl Backend for Portal {
         let user_key = format!("user:{}", name.to_lowercase());
         let source_key = format!("source:{source}");
         let user_state = throttle::get(&self.db, &user_key).await.map_err(internal)?;
-        let source_state = throttle::get(&self.db, &source_key).await.map_err(internal)?;
+        let source_state = throttle::get(&self.db, &source_key)
+            .await
+            .map_err(internal)?;
         let wait = [
             user_state.wait_ms(&Policy::ACCOUNT, now),
             source_state.wait_ms(&Policy::SOURCE, now),
@@ -96,12 +111,19 @@ impl Backend for Portal {
         } else {
             None
         };
-        let ok = password::verify(Password::offered(password), user.as_ref().map(|u| u.password_hash.clone())).await;
+        let ok = password::verify(
+            Password::offered(password),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
         match user {
             Some(u) if ok && !u.disabled => {
-                throttle::clear(&self.db, &user_key).await.map_err(internal)?;
+                throttle::clear(&self.db, &user_key)
+                    .await
+                    .map_err(internal)?;
                 self.start_session(req, u.id).await?;
-                self.audit(NewEntry::new(Event::SignIn, &u.name, &u.name).source(&source)).await?;
+                self.audit(NewEntry::new(Event::SignIn, &u.name, &u.name).source(&source))
+                    .await?;
                 tracing::info!(user = %u.name, %source, "signed in");
                 Ok(Me {
                     name: u.name,
@@ -116,15 +138,21 @@ impl Backend for Portal {
                     Some(_) => "wrong password",
                 };
                 self.metrics.sign_in_failed();
-                let (_, user_locked) = throttle::fail(&self.db, &user_key, &Policy::ACCOUNT, now).await.map_err(internal)?;
-                let (_, source_locked) = throttle::fail(&self.db, &source_key, &Policy::SOURCE, now).await.map_err(internal)?;
+                let (_, user_locked) = throttle::fail(&self.db, &user_key, &Policy::ACCOUNT, now)
+                    .await
+                    .map_err(internal)?;
+                let (_, source_locked) =
+                    throttle::fail(&self.db, &source_key, &Policy::SOURCE, now)
+                        .await
+                        .map_err(internal)?;
                 self.audit(
                     NewEntry::new(Event::SignInFailed, &name, &name)
                         .source(&source)
                         .details(serde_json::json!({ "reason": reason })),
                 )
                 .await?;
-                for (locked, what) in [(user_locked, "account"), (source_locked, "source address")] {
+                for (locked, what) in [(user_locked, "account"), (source_locked, "source address")]
+                {
                     if locked {
                         self.audit(
                             NewEntry::new(Event::LockedOut, "system", if what == "account" { &name } else { &source })
@@ -150,20 +178,31 @@ impl Backend for Portal {
         let session = session_of(req)?;
         session.flush().await.map_err(internal)?;
         if let Some(c) = caller {
-            self.audit(NewEntry::new(Event::SignOut, &c.name, &c.name).source(&c.source)).await?;
+            self.audit(NewEntry::new(Event::SignOut, &c.name, &c.name).source(&c.source))
+                .await?;
         }
         Ok(())
     }
 
     async fn setup_needed(&self) -> Result<bool, AppError> {
         let users = users::count(&self.db).await.map_err(internal)?;
-        let token = settings::get(&self.db, SETUP_TOKEN_KEY).await.map_err(internal)?;
+        let token = settings::get(&self.db, SETUP_TOKEN_KEY)
+            .await
+            .map_err(internal)?;
         Ok(users == 0 && token.is_some())
     }
 
-    async fn setup_admin(&self, req: &Parts, token: String, name: String, password: String) -> Result<Me, AppError> {
+    async fn setup_admin(
+        &self,
+        req: &Parts,
+        token: String,
+        name: String,
+        password: String,
+    ) -> Result<Me, AppError> {
         let source = source_of(req);
-        let stored = settings::get(&self.db, SETUP_TOKEN_KEY).await.map_err(internal)?;
+        let stored = settings::get(&self.db, SETUP_TOKEN_KEY)
+            .await
+            .map_err(internal)?;
         let offered = crate::secrets::sha256_hex(token.trim().as_bytes());
         let valid = stored.is_some_and(|s| crate::secrets::ct_eq(s.as_bytes(), offered.as_bytes()));
         if !valid || users::count(&self.db).await.map_err(internal)? > 0 {
@@ -173,16 +212,26 @@ impl Backend for Portal {
                     .details(serde_json::json!({ "reason": "invalid or used setup token" })),
             )
             .await?;
-            return Err(AppError::Forbidden("use this setup link: it is invalid or already used".into()));
+            return Err(AppError::Forbidden(
+                "use this setup link: it is invalid or already used".into(),
+            ));
         }
         let name = name.trim().to_owned();
         check_user_name(&name)?;
-        let hash = password::hash(new_password(password)?).await.map_err(internal)?;
-        let id = users::create(&self.db, &name, &hash, &[Role::Admin]).await.map_err(user_error)?;
-        settings::delete(&self.db, SETUP_TOKEN_KEY).await.map_err(internal)?;
-        self.audit(NewEntry::new(Event::SetupAdminCreated, &name, &name).source(&source)).await?;
+        let hash = password::hash(new_password(password)?)
+            .await
+            .map_err(internal)?;
+        let id = users::create(&self.db, &name, &hash, &[Role::Admin])
+            .await
+            .map_err(user_error)?;
+        settings::delete(&self.db, SETUP_TOKEN_KEY)
+            .await
+            .map_err(internal)?;
+        self.audit(NewEntry::new(Event::SetupAdminCreated, &name, &name).source(&source))
+            .await?;
         self.start_session(req, id).await?;
-        self.audit(NewEntry::new(Event::SignIn, &name, &name).source(&source)).await?;
+        self.audit(NewEntry::new(Event::SignIn, &name, &name).source(&source))
+            .await?;
         Ok(Me {
             name,
             roles: vec![Role::Admin],
@@ -205,12 +254,22 @@ impl Backend for Portal {
             .collect())
     }
 
-    async fn create_user(&self, req: &Parts, name: String, password: String, roles: Vec<Role>) -> Result<(), AppError> {
+    async fn create_user(
+        &self,
+        req: &Parts,
+        name: String,
+        password: String,
+        roles: Vec<Role>,
+    ) -> Result<(), AppError> {
         let admin = self.admin(req, "create users").await?;
         let name = name.trim().to_owned();
         check_user_name(&name)?;
-        let hash = password::hash(new_password(password)?).await.map_err(internal)?;
-        users::create(&self.db, &name, &hash, &roles).await.map_err(user_error)?;
+        let hash = password::hash(new_password(password)?)
+            .await
+            .map_err(internal)?;
+        users::create(&self.db, &name, &hash, &roles)
+            .await
+            .map_err(user_error)?;
         let c = admin.caller();
         self.audit(
             NewEntry::new(Event::UserCreated, &c.name, &name)
@@ -224,10 +283,17 @@ impl Backend for Portal {
         let admin = self.admin(req, "change roles").await?;
         let c = admin.caller();
         if c.name == name && !roles.contains(&Role::Admin) {
-            return Err(AppError::Conflict("You cannot remove your own admin role; ask another administrator.".into()));
+            return Err(AppError::Conflict(
+                "You cannot remove your own admin role; ask another administrator.".into(),
+            ));
         }
-        let before = users::by_name(&self.db, &name).await.map_err(internal)?.ok_or_else(|| AppError::NotFound(format!("User {name}")))?;
-        users::set_roles(&self.db, &name, &roles).await.map_err(user_error)?;
+        let before = users::by_name(&self.db, &name)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::NotFound(format!("User {name}")))?;
+        users::set_roles(&self.db, &name, &roles)
+            .await
+            .map_err(user_error)?;
         self.audit(
             NewEntry::new(Event::UserRolesChanged, &c.name, &name)
                 .source(&c.source)
@@ -239,24 +305,59 @@ impl Backend for Portal {
         .await
     }
 
-    async fn set_disabled(&self, req: &Parts, name: String, disabled: bool) -> Result<(), AppError> {
-        let admin = self.admin(req, if disabled { "disable users" } else { "enable users" }).await?;
+    async fn set_disabled(
+        &self,
+        req: &Parts,
+        name: String,
+        disabled: bool,
+    ) -> Result<(), AppError> {
+        let admin = self
+            .admin(
+                req,
+                if disabled {
+                    "disable users"
+                } else {
+                    "enable users"
+                },
+            )
+            .await?;
         let c = admin.caller();
         if c.name == name && disabled {
-            return Err(AppError::Conflict("You cannot disable your own account.".into()));
+            return Err(AppError::Conflict(
+                "You cannot disable your own account.".into(),
+            ));
         }
-        users::set_disabled(&self.db, &name, disabled).await.map_err(user_error)?;
-        let event = if disabled { Event::UserDisabled } else { Event::UserEnabled };
-        self.audit(NewEntry::new(event, &c.name, &name).source(&c.source)).await
+        users::set_disabled(&self.db, &name, disabled)
+            .await
+            .map_err(user_error)?;
+        let event = if disabled {
+            Event::UserDisabled
+        } else {
+            Event::UserEnabled
+        };
+        self.audit(NewEntry::new(event, &c.name, &name).source(&c.source))
+            .await
     }
 
-    async fn reset_password(&self, req: &Parts, name: String, password: String) -> Result<(), AppError> {
+    async fn reset_password(
+        &self,
+        req: &Parts,
+        name: String,
+        password: String,
+    ) -> Result<(), AppError> {
         let admin = self.admin(req, "reset passwords").await?;
-        let hash = password::hash(new_password(password)?).await.map_err(internal)?;
-        users::set_password(&self.db, &name, &hash).await.map_err(user_error)?;
-        throttle::clear(&self.db, &format!("user:{}", name.to_lowercase())).await.map_err(internal)?;
+        let hash = password::hash(new_password(password)?)
+            .await
+            .map_err(internal)?;
+        users::set_password(&self.db, &name, &hash)
+            .await
+            .map_err(user_error)?;
+        throttle::clear(&self.db, &format!("user:{}", name.to_lowercase()))
+            .await
+            .map_err(internal)?;
         let c = admin.caller();
-        self.audit(NewEntry::new(Event::UserPasswordReset, &c.name, &name).source(&c.source)).await
+        self.audit(NewEntry::new(Event::UserPasswordReset, &c.name, &name).source(&c.source))
+            .await
     }
 
     async fn audit_list(&self, req: &Parts, filter: AuditFilter) -> Result<AuditPage, AppError> {
@@ -280,8 +381,18 @@ impl Backend for Portal {
         };
         let limit = filter.limit.unwrap_or(50).clamp(1, 500) as i64;
         let entries = audit::list(&self.db, &f, limit).await.map_err(internal)?;
-        let total = audit::count(&self.db, &audit::Filter { before_seq: None, ..f.clone() }).await.map_err(internal)?;
-        let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+        let total = audit::count(
+            &self.db,
+            &audit::Filter {
+                before_seq: None,
+                ..f.clone()
+            },
+        )
+        .await
+        .map_err(internal)?;
+        let next_before = (entries.len() as i64 == limit)
+            .then(|| entries.last().map(|e| e.seq))
+            .flatten();
         Ok(AuditPage {
             entries: entries
                 .into_iter()

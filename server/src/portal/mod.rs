@@ -82,7 +82,10 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
             move || provide_context(backend.clone()),
             move || shell(leptos_opts.clone()),
         )
-        .route_layer(middleware::from_fn_with_state(portal.metrics.clone(), ops::count_matched))
+        .route_layer(middleware::from_fn_with_state(
+            portal.metrics.clone(),
+            ops::count_matched,
+        ))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_only))
@@ -90,7 +93,10 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
         .merge(ops::router(portal.db.clone(), portal.metrics.clone()))
-        .layer(middleware::from_fn_with_state(portal.metrics.clone(), ops::count_requests))
+        .layer(middleware::from_fn_with_state(
+            portal.metrics.clone(),
+            ops::count_requests,
+        ))
 }
 
 /// Refuses state-changing requests that a browser sent from another site
@@ -101,7 +107,10 @@ async fn same_origin_only(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let headers = req.headers();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let origin_ok = match headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
         None => true,
         Some(origin) => origin
@@ -125,7 +134,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     res
 }
@@ -146,12 +158,22 @@ struct ExportQuery {
 }
 
 /// `GET /audit/export?format=csv|jsonl&…` (auditor): the filtered log as a download.
-async fn audit_export(State(state): State<AppState>, Query(q): Query<ExportQuery>, req: Request) -> Response {
+async fn audit_export(
+    State(state): State<AppState>,
+    Query(q): Query<ExportQuery>,
+    req: Request,
+) -> Response {
     let portal = &state.portal;
     let (parts, _) = req.into_parts();
     let auditor = match portal.auditor(&parts, "export the audit log").await {
         Ok(a) => a,
-        Err(e) => return (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN), e.to_string()).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
+                e.to_string(),
+            )
+                .into_response()
+        }
     };
     let Some(format) = export::Format::parse(q.format.as_deref().unwrap_or("csv")) else {
         return (StatusCode::BAD_REQUEST, "format must be csv or jsonl").into_response();
@@ -200,7 +222,9 @@ async fn audit_export(State(state): State<AppState>, Query(q): Query<ExportQuery
     let c = auditor.caller();
     let entry = NewEntry::new(Event::AuditExported, &c.name, "audit log")
         .source(&c.source)
-        .details(serde_json::json!({ "format": q.format.as_deref().unwrap_or("csv"), "entries": n }));
+        .details(
+            serde_json::json!({ "format": q.format.as_deref().unwrap_or("csv"), "entries": n }),
+        );
     if let Err(e) = audit::append(&portal.db, entry).await {
         tracing::error!(error = %e, "cannot audit an export");
         return (StatusCode::INTERNAL_SERVER_ERROR, "export failed").into_response();
@@ -211,7 +235,10 @@ async fn audit_export(State(state): State<AppState>, Query(q): Query<ExportQuery
     };
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
-        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
         .body(Body::from(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -79,8 +79,15 @@ fn dummy() -> PasswordHash {
     DUMMY
         .get_or_init(|| {
             let salt = SaltString::generate(&mut OsRng);
-            let pw: String = (0..32).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
-            PasswordHash(argon2().hash_password(pw.as_bytes(), &salt).expect("hashing works").to_string())
+            let pw: String = (0..32)
+                .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+                .collect();
+            PasswordHash(
+                argon2()
+                    .hash_password(pw.as_bytes(), &salt)
+                    .expect("hashing works")
+                    .to_string(),
+            )
         })
         .clone()
 }
@@ -92,7 +99,11 @@ pub async fn verify(password: Password, stored: Option<PasswordHash>) -> bool {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(dummy);
         let ok = argon2::password_hash::PasswordHash::new(&stored.0)
-            .map(|parsed| argon2().verify_password(password.0.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                argon2()
+                    .verify_password(password.0.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && known
     })
@@ -106,9 +117,17 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let h = hash(Password::new("correct horse battery".into()).unwrap()).await.unwrap();
+        let h = hash(Password::new("correct horse battery".into()).unwrap())
+            .await
+            .unwrap();
         assert!(h.as_stored().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify(Password::offered("correct horse battery".into()), Some(h.clone())).await);
+        assert!(
+            verify(
+                Password::offered("correct horse battery".into()),
+                Some(h.clone())
+            )
+            .await
+        );
         assert!(!verify(Password::offered("wrong".into()), Some(h.clone())).await);
         assert!(!verify(Password::offered("anything".into()), None).await);
         assert_eq!(format!("{h:?}"), "PasswordHash(***)");

@@ -25,13 +25,19 @@ impl Store {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10));
-                let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await?;
                 let store = SqliteStore::new(pool);
                 store.migrate().await?;
                 Store::Sqlite(store)
             }
             Dialect::Postgres => {
-                let pool = PgPoolOptions::new().max_connections(8).connect(db.url()).await?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .connect(db.url())
+                    .await?;
                 let store = PostgresStore::new(pool);
                 store.migrate().await?;
                 Store::Postgres(store)

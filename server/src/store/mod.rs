@@ -34,7 +34,9 @@ pub struct Db {
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may hold a password: never print it.
-        f.debug_struct("Db").field("dialect", &self.dialect).finish()
+        f.debug_struct("Db")
+            .field("dialect", &self.dialect)
+            .finish()
     }
 }
 
@@ -44,7 +46,10 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 impl Db {
     /// The SQLite file a data directory keeps by default.
     pub fn sqlite_url(data_dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", data_dir.join("handover.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("handover.db").display()
+        )
     }
 
     /// Connects and brings the schema up to date.
@@ -67,10 +72,18 @@ impl Db {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -82,7 +95,10 @@ impl Db {
             Dialect::Sqlite => &SQLITE,
             Dialect::Postgres => &POSTGRES,
         };
-        migrator.run(&pool).await.context("cannot migrate the database")?;
+        migrator
+            .run(&pool)
+            .await
+            .context("cannot migrate the database")?;
         Ok(Db {
             pool,
             dialect,
@@ -122,7 +138,8 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
             d.is_unique_violation()
-                || d.code().is_some_and(|c| c == "2067" || c == "1555" || c == "23505")
+                || d.code()
+                    .is_some_and(|c| c == "2067" || c == "1555" || c == "23505")
                 || d.message().contains("UNIQUE constraint failed")
         }
         _ => false,

@@ -59,10 +59,12 @@ impl State {
 }
 
 pub async fn get(db: &Db, key: &str) -> Result<State, sqlx::Error> {
-    let row = sqlx::query(&db.sql("SELECT failures, last_failure, locked_until FROM login_throttle WHERE key = $1"))
-        .bind(key)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(
+        &db.sql("SELECT failures, last_failure, locked_until FROM login_throttle WHERE key = $1"),
+    )
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(match row {
         Some(r) => State {
             failures: r.try_get("failures")?,
@@ -74,7 +76,12 @@ pub async fn get(db: &Db, key: &str) -> Result<State, sqlx::Error> {
 }
 
 /// Records a failure; returns the new state and whether it just locked.
-pub async fn fail(db: &Db, key: &str, policy: &Policy, now: i64) -> Result<(State, bool), sqlx::Error> {
+pub async fn fail(
+    db: &Db,
+    key: &str,
+    policy: &Policy,
+    now: i64,
+) -> Result<(State, bool), sqlx::Error> {
     let mut st = get(db, key).await?;
     if st.locked_until != 0 && st.locked_until <= now {
         // A lock that ran out starts the count again.
@@ -124,10 +131,18 @@ mod tests {
     #[test]
     fn wait_respects_lock() {
         let p = Policy::ACCOUNT;
-        let st = State { failures: 5, last_failure: 1000, locked_until: 10_000 };
+        let st = State {
+            failures: 5,
+            last_failure: 1000,
+            locked_until: 10_000,
+        };
         assert_eq!(st.wait_ms(&p, 2000), Some(8000));
         assert_eq!(st.wait_ms(&p, 10_000), None);
-        let st = State { failures: 3, last_failure: 1000, locked_until: 0 };
+        let st = State {
+            failures: 3,
+            last_failure: 1000,
+            locked_until: 0,
+        };
         assert_eq!(st.wait_ms(&p, 1500), Some(500));
         assert_eq!(st.wait_ms(&p, 2000), None);
     }

@@ -35,7 +35,11 @@ pub enum UserError {
 }
 
 pub fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn roles_from_text(s: &str) -> Vec<Role> {
@@ -58,13 +62,19 @@ const COLUMNS: &str = "id, name, password_hash, roles, disabled, created_at, las
 
 pub async fn by_name(db: &Db, name: &str) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE name = $1");
-    let row = sqlx::query(&db.sql(&sql)).bind(name).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&db.sql(&sql))
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 pub async fn by_id(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    let row = sqlx::query(&db.sql(&sql)).bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&db.sql(&sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -81,7 +91,12 @@ pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
         .try_get::<i64, _>("n")
 }
 
-pub async fn create(db: &Db, name: &str, hash: &PasswordHash, roles: &[Role]) -> Result<i64, UserError> {
+pub async fn create(
+    db: &Db,
+    name: &str,
+    hash: &PasswordHash,
+    roles: &[Role],
+) -> Result<i64, UserError> {
     let row = sqlx::query(&db.sql(
         "INSERT INTO users (name, password_hash, roles, disabled, created_at) VALUES ($1, $2, $3, 0, $4) RETURNING id",
     ))
