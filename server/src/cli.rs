@@ -220,7 +220,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .or_else(|| std::env::var_os("LEPTOS_SITE_ROOT").map(PathBuf::from))
                     .unwrap_or_else(|| PathBuf::from("target/site")),
                 secure_cookie: args.secure_cookie || f.secure_cookie.unwrap_or(false),
-                session_idle_minutes: f.session_idle_minutes.unwrap_or(30),
+                session_idle_secs: f.session_idle_minutes.unwrap_or(30) * 60,
                 data_dir: common.data_dir,
                 database_url: common.database_url,
             };

@@ -40,7 +40,8 @@ pub struct ServeConfig {
     pub server_id: String,
     pub site_root: PathBuf,
     pub secure_cookie: bool,
-    pub session_idle_minutes: i64,
+    /// Sessions end after this many seconds without a request.
+    pub session_idle_secs: i64,
 }
 
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3000";

@@ -118,7 +118,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         PortalConfig {
             leptos,
             secure_cookie: cfg.secure_cookie,
-            idle_timeout: time::Duration::minutes(cfg.session_idle_minutes),
+            idle_timeout: time::Duration::seconds(cfg.session_idle_secs),
         },
     );
     let cleanup = store.spawn_cleanup(Duration::from_secs(60));

@@ -1,0 +1,60 @@
+# Two commands: `make run` (install what is missing, build, start Handover on
+# an embedded SQLite in ./data) and `make test` (install what is missing, run
+# every check and test). Each install step is skipped when already done.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+CARGO_HOME ?= $(HOME)/.cargo
+export PATH := $(CURDIR)/node_modules/.bin:$(CARGO_HOME)/bin:$(PATH)
+
+LEPTOS_VERSION := 0.3.10
+WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := chromium postgresql-15 libwbxml2-utils
+
+# PostgreSQL for the tests: a role that may create one fresh database per test.
+PG_URL := postgres://handover:handover@127.0.0.1:5432/postgres
+
+.PHONY: run test tools test-tools apt postgres build lint unit fuzz e2e clean
+
+## Installs the Rust and npm tools the build needs.
+tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@cargo leptos --version 2>/dev/null | grep -q " $(LEPTOS_VERSION)" || cargo install cargo-leptos --version $(LEPTOS_VERSION) --locked
+	@wasm-bindgen --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)" || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	@[ -x node_modules/.bin/tailwindcss ] && [ -x node_modules/.bin/wasm-opt ] && [ -d node_modules/@playwright/test ] || npm ci --no-audit --no-fund
+
+## Also the Debian packages and cargo-fuzz the tests need.
+test-tools: tools apt
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## Starts PostgreSQL 15 on loopback and creates the test role.
+postgres: apt
+	@pg_lsclusters -h | grep -q '^15 *main .*online' || $(SUDO) pg_ctlcluster 15 main start
+	@for i in $$(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+	@$(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c \
+	  "DO \$$\$$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'handover') THEN CREATE ROLE handover LOGIN PASSWORD 'handover' CREATEDB; END IF; END \$$\$$;"
+
+run: tools
+	cargo leptos build --release
+	./target/release/handover --data-dir data serve --server-id handover.localhost --site-root target/site
+
+test: test-tools postgres
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	HANDOVER_TEST_PG=$(PG_URL) cargo test --workspace
+	fuzz/run.sh 20
+	cargo leptos build
+	cd end2end && npx playwright test
+
+clean:
+	cargo clean
+	rm -rf node_modules end2end/test-results
