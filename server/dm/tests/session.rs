@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
+use handover_dm::notification::{Notification, SessionId, UiMode};
 use handover_dm::session::{
     ClientConfig, ClientEvent, ClientSession, CommandKind, DeviceAccount, EndReason, Incoming,
     ServerCommand, ServerEvent, ServerSession,
@@ -239,14 +240,14 @@ fn check_rules(msgs: &[&Message]) {
 }
 
 /// Drives the two sessions until neither has anything to send (a bounded
-/// number of round trips). `tamper` may change a client message before the
-/// server reads it. With the serde feature, the server session is stored
+/// number of round trips). `tamper(from_server, msg)` may change a message
+/// before the other side reads it; it returns true when it did. With the serde feature, the server session is stored
 /// and restored between messages, as the runtime does.
 fn drive_with(
     client: &mut ClientSession,
     server: &mut ServerSession,
     account: &DeviceAccount,
-    tamper: &mut dyn FnMut(&mut Message) -> bool,
+    tamper: &mut dyn FnMut(bool, &mut Message) -> bool,
 ) -> Run {
     let mut rng = StdRng::seed_from_u64(42);
     let mut run = Run::default();
@@ -256,7 +257,7 @@ fn drive_with(
         };
         let mut bytes = t.bytes;
         let mut m = syncml::decode(&bytes).unwrap();
-        if tamper(&mut m) {
+        if tamper(false, &mut m) {
             bytes = syncml::encode(t.encoding, &m);
         }
         run.client_msgs.push(m);
@@ -286,12 +287,16 @@ fn drive_with(
             Encoding::sniff(&bytes),
             "A.1: same encoding"
         );
-        let decoded = syncml::decode(&reply.bytes).unwrap();
-        run.server_msgs.push((decoded, reply.bytes.len()));
+        let mut decoded = syncml::decode(&reply.bytes).unwrap();
+        let mut reply_bytes = reply.bytes;
+        if tamper(true, &mut decoded) {
+            reply_bytes = syncml::encode(reply.encoding, &decoded);
+        }
+        run.server_msgs.push((decoded, reply_bytes.len()));
         if client.has_ended() {
             continue;
         }
-        client.handle_message(&reply.bytes, NOW, &mut rng).unwrap();
+        client.handle_message(&reply_bytes, NOW, &mut rng).unwrap();
         while let Some(e) = client.poll_event() {
             run.client.push(e);
         }
@@ -303,7 +308,7 @@ fn drive_with(
 }
 
 fn drive(client: &mut ClientSession, server: &mut ServerSession, account: &DeviceAccount) -> Run {
-    drive_with(client, server, account, &mut |_| false)
+    drive_with(client, server, account, &mut |_, _| false)
 }
 
 #[cfg(feature = "serde")]
@@ -594,7 +599,10 @@ fn atomic_rollback() {
 #[test]
 fn atomic_without_status_reports_highest_inner_status() {
     let (mut c, mut s, acct) = session(Encoding::Xml, AuthType::Md5, atomic_cmds());
-    let mut drop_atomic_status = |m: &mut Message| {
+    let mut drop_atomic_status = |from_server: bool, m: &mut Message| {
+        if from_server {
+            return false;
+        }
         let before = m.body.len();
         m.body
             .retain(|c| !matches!(c, Command::Status(s) if s.cmd == "Atomic"));
@@ -745,7 +753,10 @@ fn large_results_client_to_server() {
     let mut s = ServerSession::new();
     s.set_max_msg_size(4000);
     s.push_command(get(1, "./Vendor/Log"));
-    let mut cut = |m: &mut Message| {
+    let mut cut = |from_server: bool, m: &mut Message| {
+        if from_server {
+            return false;
+        }
         for c in &mut m.body {
             if let Command::Results(r) = c {
                 let first = r.items[0].meta.as_ref().is_some_and(|m| m.size.is_some());
@@ -941,4 +952,90 @@ fn hs20_package1_is_challenged() {
     assert!(hs.chal.is_some());
     assert!(!events.contains(&ServerEvent::Authenticated));
     assert_eq!(reply.hdr.session_id, "1");
+}
+
+// PROTOCOL A.2: a size mismatch on a large object from the server is 424,
+// and the device keeps its old value.
+#[test]
+fn large_object_size_mismatch_is_424() {
+    let data = big_text(20 * 1024);
+    let mut cfg = config(Encoding::Xml, AuthType::Md5);
+    cfg.max_msg_size = Some(4000);
+    let mut c = ClientSession::start(cfg, device_tree());
+    let mut s = ServerSession::new();
+    s.push_command(replace(1, "./DevInfo/Lang", b"de"));
+    s.push_command(add_leaf(2, "./Vendor/Blob", &data));
+    let mut cut_first_chunk = |from_server: bool, m: &mut Message| {
+        if !from_server {
+            return false;
+        }
+        for c in &mut m.body {
+            if let Command::Add(a) = c {
+                let first = a.items[0].meta.as_ref().is_some_and(|m| m.size.is_some());
+                if let (true, Some(syncml::Data::Text(t))) = (first, &mut a.items[0].data) {
+                    t.truncate(t.len() - 10);
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let run = drive_with(
+        &mut c,
+        &mut s,
+        &account(AuthType::Md5),
+        &mut cut_first_chunk,
+    );
+    assert_eq!(run.status_of(2), StatusCode::SIZE_MISMATCH);
+    assert!(c.tree().node(&uri("./Vendor/Blob")).is_none());
+    assert_eq!(run.server_ended(), Some(EndReason::Completed));
+}
+
+// PROTOCOL A.3, A.5: answering a notification: Alert 1200 and its session id.
+#[test]
+fn session_answering_a_notification() {
+    let n = Notification {
+        ui_mode: UiMode::Background,
+        server_initiated: true,
+        session_id: SessionId(0x4D2),
+        server_id: ServerId::parse(SERVER).unwrap(),
+        vendor: Vec::new(),
+    };
+    let cfg = config(Encoding::Wbxml, AuthType::Md5).answering(&n);
+    let mut c = ClientSession::start(cfg, device_tree());
+    let mut s = ServerSession::new();
+    s.push_command(get(1, "./DevInfo/DevId"));
+    let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+    let Command::Alert(a) = &run.client_msgs[0].body[0] else {
+        panic!()
+    };
+    assert_eq!(a.data, AlertCode::SERVER_INITIATED);
+    assert!(run
+        .server_msgs
+        .iter()
+        .all(|(m, _)| m.hdr.session_id == "4D2"));
+    assert_eq!(run.results_of(1), b"IMEI:490154203237518");
+}
+
+// STYLE lesson 7: no secret in Debug of either session.
+#[test]
+fn sessions_do_not_print_secrets() {
+    let (mut c, mut s, acct) = session(Encoding::Xml, AuthType::Md5, vec![get(1, "./DevInfo/Man")]);
+    let t = c.poll_transmit().unwrap();
+    s.handle_message(
+        Incoming {
+            bytes: &t.bytes,
+            hmac: None,
+            tls: false,
+        },
+        &acct,
+        &mut StdRng::seed_from_u64(9),
+    )
+    .unwrap();
+    for text in [format!("{c:?}"), format!("{s:?}"), format!("{acct:?}")] {
+        assert!(
+            !text.contains("clientpw") && !text.contains("serverpw"),
+            "{text}"
+        );
+    }
 }

@@ -27,6 +27,7 @@ use super::{
     chal_from_model, chal_to_model, cred_from_model, cred_to_model, header, item_bytes, status,
 };
 use crate::auth::{AuthType, ClientAuth, ClientReaction, Nonce, StoredCredential};
+use crate::notification::Notification;
 use crate::syncml::{
     self, Alert, CmdRef, Command, Data, DecodeError, Encoding, Item, ItemCmd, LocRef, Message,
     Meta, Results,
@@ -45,12 +46,15 @@ pub struct ClientConfig {
     pub session_id: String,
     /// 1200 (answering a notification) or 1201 (client-initiated), A.3.
     pub alert: AlertCode,
+    /// XML or WBXML (A.1).
     pub encoding: Encoding,
     /// CLCRED and the nonce for the client's next Cred (A.4).
     pub clcred: StoredCredential,
+    /// CLCRED AAuthData.
     pub client_nonce: Nonce,
     /// SRVCRED and the nonce the server must use next (A.4).
     pub srvcred: StoredCredential,
+    /// SRVCRED AAuthData.
     pub server_nonce: Nonce,
     /// Basic only over TLS (A.4).
     pub tls: bool,
@@ -58,12 +62,25 @@ pub struct ClientConfig {
     pub max_msg_size: Option<u64>,
 }
 
+impl ClientConfig {
+    /// Answers a notification (PROTOCOL A.3, A.5): Alert 1200 and the
+    /// notification's session id (A.2).
+    pub fn answering(mut self, notification: &Notification) -> Self {
+        self.alert = AlertCode::SERVER_INITIATED;
+        self.session_id = notification.session_id.to_string();
+        self
+    }
+}
+
 /// A message to POST (PROTOCOL A.1), with the `x-syncml-hmac` header value
 /// when the account uses HMAC (A.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTransmit {
+    /// The request body.
     pub bytes: Vec<u8>,
+    /// Its encoding (A.1).
     pub encoding: Encoding,
+    /// The `x-syncml-hmac` header value (A.4).
     pub hmac: Option<String>,
 }
 
@@ -73,11 +90,14 @@ pub enum ClientEvent {
     /// The server's Cred verified (A.4).
     ServerAuthenticated,
     /// The server's Cred was missing (407) or bad (401) (A.4).
+    #[allow(missing_docs)]
     ServerAuthFailed { status: StatusCode },
     /// An Exec the tree allowed (A.7): the simulator carries it out.
+    #[allow(missing_docs)]
     Exec { uri: TreeUri, data: Option<Vec<u8>> },
     /// Nonces to persist in the DMAcc (A.4): the client's next (from the
     /// server's Chal) and the server's next (issued by the client).
+    #[allow(missing_docs)]
     NextNonces {
         client_next: Option<Nonce>,
         server_next: Option<Nonce>,
@@ -85,14 +105,17 @@ pub enum ClientEvent {
     /// The server sent Alert 1223 (A.2).
     Aborted,
     /// The session is over; nothing more is sent.
+    #[allow(missing_docs)]
     SessionEnded { reason: EndReason },
 }
 
 /// Why a server message could not be handled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
+    /// Not a SyncML DM message (A.1).
     #[error("undecodable message: {0}")]
     Decode(#[from] DecodeError),
+    /// A message after the session ended (A.2).
     #[error("the session has ended")]
     Ended,
 }
@@ -423,13 +446,9 @@ impl ClientSession {
         let mut statuses = vec![Command::Status(hdr_status)];
         let mut server_wants_next = false;
         for cmd in &msg.body {
-            match cmd {
-                Command::Status(s) => {
-                    let _ = s;
-                    continue;
-                }
-                Command::Results(_) => continue,
-                _ => {}
+            // A.2: Statuses and Results get no Status.
+            if matches!(cmd, Command::Status(_) | Command::Results(_)) {
+                continue;
             }
             let mut st = status(
                 msg_ref,

@@ -56,9 +56,13 @@ pub struct Incoming<'a> {
 /// [`ServerEvent::NextNonces`].
 #[derive(Debug, Clone)]
 pub struct DeviceAccount {
+    /// CLCRED: what the client must present (A.4).
     pub client: StoredCredential,
+    /// The nonce the client's first Cred must use (A.4: stored per device).
     pub client_nonce: Nonce,
+    /// SRVCRED: the server's own name and secret (A.4).
     pub server: StoredCredential,
+    /// The nonce the client last issued for the server's Cred (A.4).
     pub server_nonce: Nonce,
 }
 
@@ -67,7 +71,9 @@ pub struct DeviceAccount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServerCommand {
+    /// Reported back in [`ServerEvent::CommandStatus`] and [`ServerEvent::CommandResults`].
     pub job: JobId,
+    /// What to do.
     pub kind: CommandKind,
 }
 
@@ -76,35 +82,38 @@ pub struct ServerCommand {
 /// session encodes them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[allow(missing_docs)] // fields: target URI, data, Format, Type (MIME)
 pub enum CommandKind {
-    Get {
-        target: String,
-    },
+    /// Get of a node or property; answered by Results (A.2).
+    Get { target: String },
+    /// Replace of a value or property; a value bigger than a message goes
+    /// as a large object (A.2).
     Replace {
         target: String,
         data: Vec<u8>,
         format: Option<String>,
         mime: Option<String>,
     },
-    /// `data: None` with Format `node` adds an interior node.
+    /// Add of a leaf, or with `data: None` and Format `node` of an
+    /// interior node; may go as a large object (A.2).
     Add {
         target: String,
         data: Option<Vec<u8>>,
         format: Option<String>,
         mime: Option<String>,
     },
-    Delete {
-        target: String,
-    },
+    /// Delete of a node (A.7).
+    Delete { target: String },
+    /// Exec of a node, with optional data.
     Exec {
         target: String,
         data: Option<Vec<u8>>,
     },
-    Copy {
-        source: String,
-        target: String,
-    },
+    /// Copy of `source` to a new node `target` (A.7).
+    Copy { source: String, target: String },
+    /// All or nothing (A.3); never split across messages.
     Atomic(Vec<ServerCommand>),
+    /// In order, stopping at the first failure (A.3).
     Sequence(Vec<ServerCommand>),
 }
 
@@ -127,29 +136,30 @@ impl CommandKind {
 /// `./DevInfo` leaves from package 1 (PROTOCOL A.3, A.6).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceInfoReport {
+    /// `./DevInfo/DevId`.
     pub dev_id: Option<String>,
+    /// `./DevInfo/Man`.
     pub man: Option<String>,
+    /// `./DevInfo/Mod`.
     pub model: Option<String>,
+    /// `./DevInfo/DmV`.
     pub dmv: Option<String>,
+    /// `./DevInfo/Lang`.
     pub lang: Option<String>,
 }
 
-/// One item of a Generic Alert 1226 (PROTOCOL A.3).
+/// One item the client sent: of the Results of a Get (PROTOCOL A.2) or of a
+/// Generic Alert 1226 (A.3). `data` is raw bytes (`b64` decoded), a large
+/// object reassembled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenericAlertItem {
+pub struct ReceivedItem {
+    /// `Source/LocURI`.
     pub source: Option<String>,
+    /// `Meta/Format`.
     pub format: Option<String>,
+    /// `Meta/Type`.
     pub mime: Option<String>,
-    pub data: Vec<u8>,
-}
-
-/// One item of the Results of a Get (PROTOCOL A.2); `data` is raw bytes
-/// (`b64` decoded), a large object reassembled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResultItem {
-    pub source: Option<String>,
-    pub format: Option<String>,
-    pub mime: Option<String>,
+    /// The value.
     pub data: Vec<u8>,
 }
 
@@ -173,26 +183,36 @@ pub enum ServerEvent {
     /// The client's credential was accepted (A.4); once per session.
     Authenticated,
     /// The second failure of A.4 (status 401 or 407); `SessionEnded` follows.
+    #[allow(missing_docs)]
     AuthFailed { status: StatusCode },
     /// Package 1's Replace of `./DevInfo/*` (A.3).
     DevInfo(DeviceInfoReport),
     /// A Generic Alert 1226 (A.3).
     GenericAlert {
+        /// The Correlator of the Exec it answers.
         correlator: Option<String>,
-        items: Vec<GenericAlertItem>,
+        /// Its items (Source, Type, Format, Data).
+        items: Vec<ReceivedItem>,
     },
     /// The client's Status of a queued command. An Atomic the client gave no
     /// Status (libdmclient) is reported with the highest status among its
     /// commands, 500 for a command without Status.
+    #[allow(missing_docs)]
     CommandStatus {
         job: JobId,
+        /// The command's element name (`Get`, `Atomic` …).
         cmd: String,
         status: StatusCode,
     },
     /// The Results of a queued Get (A.2).
-    CommandResults { job: JobId, items: Vec<ResultItem> },
+    #[allow(missing_docs)]
+    CommandResults {
+        job: JobId,
+        items: Vec<ReceivedItem>,
+    },
     /// Nonces to persist (A.4): the client's next (issued by the server) and
     /// the server's next (issued by the client in a Chal).
+    #[allow(missing_docs)]
     NextNonces {
         client_next: Option<Nonce>,
         server_next: Option<Nonce>,
@@ -200,13 +220,16 @@ pub enum ServerEvent {
     /// Alert 1223 from the client (A.2); `SessionEnded` follows.
     Aborted,
     /// The session is over; later messages are refused.
+    #[allow(missing_docs)]
     SessionEnded { reason: EndReason },
 }
 
 /// A message for the runtime to send back (PROTOCOL A.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTransmit {
+    /// The response body.
     pub bytes: Vec<u8>,
+    /// Its encoding, the request's (A.1); see [`Encoding::content_type`].
     pub encoding: Encoding,
 }
 
@@ -219,6 +242,7 @@ pub enum SessionError {
     Decode(#[from] DecodeError),
     /// A message for another SessionID (A.2: fixed for a session).
     #[error("SessionID {got:?} in session {expected:?}")]
+    #[allow(missing_docs)]
     WrongSession { expected: String, got: String },
     /// A message after the session ended (A.2, A.4).
     #[error("the session has ended")]
@@ -261,14 +285,14 @@ struct Sent {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct LargeIn {
     cmd_ref: u32,
-    first: ResultItemParts,
+    first: ItemParts,
     size: Option<u64>,
     data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-struct ResultItemParts {
+struct ItemParts {
     source: Option<String>,
     format: Option<String>,
     mime: Option<String>,
@@ -477,7 +501,6 @@ impl ServerSession {
         };
 
         let mut statuses = vec![Command::Status(hdr_status)];
-        let mut wants_next = false;
         let mut aborted = false;
         let mut devinfo = DeviceInfoReport::default();
         let mut saw_devinfo = false;
@@ -501,7 +524,7 @@ impl ServerSession {
             }
             match cmd {
                 Command::Alert(a) => {
-                    st.data = self.handle_alert(a, &mut wants_next, &mut aborted);
+                    st.data = self.handle_alert(a, &mut aborted);
                 }
                 Command::Replace(r) => {
                     for item in &r.items {
@@ -559,7 +582,8 @@ impl ServerSession {
             statuses.push(alert);
             self.send(statuses, None, true);
         } else {
-            let _ = wants_next;
+            // A package in progress goes on (the client's Alert 1222 or
+            // its Statuses for the last message ask for the rest).
             let mut starts_package = false;
             if self.package.is_empty() && self.large_out.is_none() {
                 // The client's answer to a whole package is in.
@@ -600,11 +624,9 @@ impl ServerSession {
     }
 
     /// PROTOCOL A.3: the Alerts a server understands.
-    fn handle_alert(&mut self, a: &Alert, wants_next: &mut bool, aborted: &mut bool) -> StatusCode {
+    fn handle_alert(&mut self, a: &Alert, aborted: &mut bool) -> StatusCode {
         match a.data {
-            AlertCode::SERVER_INITIATED | AlertCode::CLIENT_INITIATED => StatusCode::OK,
-            AlertCode::NEXT_MESSAGE => {
-                *wants_next = true;
+            AlertCode::SERVER_INITIATED | AlertCode::CLIENT_INITIATED | AlertCode::NEXT_MESSAGE => {
                 StatusCode::OK
             }
             AlertCode::SESSION_ABORT => {
@@ -615,7 +637,7 @@ impl ServerSession {
                 let items = a
                     .items
                     .iter()
-                    .map(|i| GenericAlertItem {
+                    .map(|i| ReceivedItem {
                         source: i.source.as_ref().map(|s| s.loc_uri.clone()),
                         format: i.meta.as_ref().and_then(|m| m.format.clone()),
                         mime: i.meta.as_ref().and_then(|m| m.type_.clone()),
@@ -673,7 +695,7 @@ impl ServerSession {
     fn handle_results(&mut self, r: &Results) -> StatusCode {
         let cmd_ref = r.cmd_ref.get();
         let job = self.sent.get(&cmd_ref).map(|s| s.job);
-        let parts = |i: &Item| ResultItemParts {
+        let parts = |i: &Item| ItemParts {
             source: i.source.as_ref().map(|s| s.loc_uri.clone()),
             format: i
                 .meta
@@ -715,7 +737,7 @@ impl ServerSession {
                     }
                     continue;
                 }
-                items.push(ResultItem {
+                items.push(ReceivedItem {
                     source: lo.first.source,
                     format: lo.first.format,
                     mime: lo.first.mime,
@@ -723,7 +745,7 @@ impl ServerSession {
                 });
             } else {
                 let p = parts(item);
-                items.push(ResultItem {
+                items.push(ReceivedItem {
                     source: p.source,
                     format: p.format,
                     mime: p.mime,
