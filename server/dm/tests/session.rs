@@ -1039,3 +1039,48 @@ fn sessions_do_not_print_secrets() {
         );
     }
 }
+
+// PROTOCOL A.3: hs20's package 1 (given an MD5 Cred, since this client
+// authenticates at the HTTP layer): the Generic Alert 1226 with its TNDS
+// item and the DevInfo Replace are reported; every command gets a Status.
+#[test]
+fn hs20_generic_alert_and_devinfo() {
+    let mut m = syncml::decode(&capture("hs20-osu-client/req1.xml")).unwrap();
+    let acct = account(AuthType::Md5);
+    let c = acct.client.cred(&acct.client_nonce).unwrap();
+    m.hdr.cred = Some(syncml::Cred {
+        meta: Some(syncml::Meta::with_format_type("b64", "syncml:auth-md5")),
+        data: c.data,
+    });
+    let bytes = syncml::encode_xml(&m);
+    let (req, events, reply) = answer(&bytes, &acct, false);
+    assert_answers_every_command(&req, &reply);
+    assert!(events.contains(&ServerEvent::Authenticated));
+    let (correlator, items) = events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::GenericAlert { correlator, items } => Some((correlator, items)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(correlator.is_none());
+    assert_eq!(
+        items[0].source.as_deref(),
+        Some("./Wi-Fi/org.wi-fi/PerProviderSubscription")
+    );
+    assert!(items[0]
+        .mime
+        .as_deref()
+        .unwrap()
+        .ends_with("SubscriptionRemediation"));
+    assert!(String::from_utf8_lossy(&items[0].data).contains("<MgmtTree"));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        ServerEvent::DevInfo(d) if d.model.as_deref() == Some("HS20-station")
+            && d.dmv.as_deref() == Some("1.2")
+    )));
+    assert_eq!(
+        ServerSession::peek(&bytes).unwrap(),
+        ("urn:Example:HS20-station:123456".to_owned(), "1".to_owned())
+    );
+}
