@@ -106,6 +106,22 @@ impl Nonce {
     }
 }
 
+// Persisted as its `NextNonce` text (base64), e.g. in a stored DM session.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Nonce {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_b64())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Nonce {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        Nonce::from_b64(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for Nonce {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Nonce({} bytes)", self.0.len())
@@ -468,7 +484,8 @@ pub enum ServerAuthOutcome {
     SessionEnded { status: StatusCode },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum ServerState {
     /// Waiting for a valid credential computed with `nonce`.
     AwaitingCred { nonce: Nonce },
@@ -478,6 +495,28 @@ enum ServerState {
     AwaitingMac { nonce: Nonce },
     /// Two failures; nothing more is accepted.
     Ended,
+}
+
+/// What [`ServerAuth`] keeps between messages apart from the account
+/// (A.4): the awaited nonce and the failure count. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ServerAuthSnapshot {
+    failures: u8,
+    state: ServerState,
+}
+
+impl ServerAuthSnapshot {
+    /// The state of a session that has not judged a message yet, awaiting
+    /// credentials over `expected_nonce`.
+    pub fn new(expected_nonce: Nonce) -> Self {
+        Self {
+            failures: 0,
+            state: ServerState::AwaitingCred {
+                nonce: expected_nonce,
+            },
+        }
+    }
 }
 
 /// Server-side authentication of one DM session (A.4), sans-IO.
@@ -505,6 +544,26 @@ impl ServerAuth {
             state: ServerState::AwaitingCred {
                 nonce: expected_nonce,
             },
+        }
+    }
+
+    /// The state without the account (no secret), for a session stored
+    /// between messages (A.4: the nonce and failure count outlive one HTTP
+    /// request). Resume it with [`Self::resume`].
+    pub fn snapshot(&self) -> ServerAuthSnapshot {
+        ServerAuthSnapshot {
+            failures: self.failures,
+            state: self.state.clone(),
+        }
+    }
+
+    /// Continues a session from [`Self::snapshot`] with the account.
+    pub fn resume(account: StoredCredential, tls: bool, snapshot: ServerAuthSnapshot) -> Self {
+        Self {
+            account,
+            tls,
+            failures: snapshot.failures,
+            state: snapshot.state,
         }
     }
 

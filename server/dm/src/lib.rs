@@ -26,3 +26,4 @@ pub use tree::{
     Tree,
 };
 pub use types::{AlertCode, CmdId, DevId, ServerId, StatusCode, TreeUri};
+pub mod session;

@@ -75,6 +75,7 @@ impl DecodeError {
 
 /// PROTOCOL A.1: the two encodings of a SyncML DM message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Encoding {
     Xml,
     Wbxml,

@@ -1,0 +1,802 @@
+//! The device's side of a DM session (PROTOCOL A.2–A.4), sans-IO, for the
+//! device simulator.
+//!
+//! ```text
+//!   start ──► package 1 sent ──► AwaitingServer ──┬─ 401/407 first time: package 1
+//!   (Alert 1200/1201,                ▲   │        │  again with a fresh Cred
+//!    DevInfo, Cred)                  │   │        ├─ 401/407 again ──► Ended{AuthFailed}
+//!                                    │   │        ├─ bad/missing server Cred:
+//!        statuses + Results          │   │        │  401/407 ──► Ended{ServerAuthRejected}
+//!        (or Alert 1222 + statuses   │   │        ├─ Alert 1223 ──► Ended{Aborted}
+//!        for a non-final message)    └───┘        └─ Final, no commands, no 401/407
+//!                                                      ──► Ended{Completed}
+//! ```
+//!
+//! The session holds the device's [`Tree`] and one DM account's credentials
+//! (A.6 DMAcc): commands run on the tree on behalf of the account's
+//! ServerID, so the tree's ACLs decide (A.7).
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::outbox::{LargeKind, LargeOut, Packer};
+use super::server::EndReason;
+use super::{
+    chal_from_model, chal_to_model, cred_from_model, cred_to_model, header, item_bytes, status,
+};
+use crate::auth::{AuthType, ClientAuth, ClientReaction, Nonce, StoredCredential};
+use crate::notification::Notification;
+use crate::syncml::{
+    self, Alert, CmdRef, Command, Data, DecodeError, Encoding, Item, ItemCmd, LocRef, Message,
+    Meta, Results,
+};
+use crate::tree::{NewNode, Op, Output, Target, Timestamp, Tree};
+use crate::{AlertCode, CmdId, ServerId, StatusCode, TreeUri};
+
+/// One DM account of the device and how to reach it (PROTOCOL A.1, A.4, A.6).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The account's ServerID: commands run on its behalf (A.7).
+    pub server_id: ServerId,
+    /// `Target/LocURI` of the client's messages.
+    pub server_uri: String,
+    /// A.2: the notification's session id for Alert 1200, any for 1201.
+    pub session_id: String,
+    /// 1200 (answering a notification) or 1201 (client-initiated), A.3.
+    pub alert: AlertCode,
+    /// XML or WBXML (A.1).
+    pub encoding: Encoding,
+    /// CLCRED and the nonce for the client's next Cred (A.4).
+    pub clcred: StoredCredential,
+    /// CLCRED AAuthData.
+    pub client_nonce: Nonce,
+    /// SRVCRED and the nonce the server must use next (A.4).
+    pub srvcred: StoredCredential,
+    /// SRVCRED AAuthData.
+    pub server_nonce: Nonce,
+    /// Basic only over TLS (A.4).
+    pub tls: bool,
+    /// The largest message the device accepts (A.2), sent in `MaxMsgSize`.
+    pub max_msg_size: Option<u64>,
+}
+
+impl ClientConfig {
+    /// Answers a notification (PROTOCOL A.3, A.5): Alert 1200 and the
+    /// notification's session id (A.2).
+    pub fn answering(mut self, notification: &Notification) -> Self {
+        self.alert = AlertCode::SERVER_INITIATED;
+        self.session_id = notification.session_id.to_string();
+        self
+    }
+}
+
+/// A message to POST (PROTOCOL A.1), with the `x-syncml-hmac` header value
+/// when the account uses HMAC (A.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTransmit {
+    /// The request body.
+    pub bytes: Vec<u8>,
+    /// Its encoding (A.1).
+    pub encoding: Encoding,
+    /// The `x-syncml-hmac` header value (A.4).
+    pub hmac: Option<String>,
+}
+
+/// What happened on the device (PROTOCOL A.2–A.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server's Cred verified (A.4).
+    ServerAuthenticated,
+    /// The server's Cred was missing (407) or bad (401) (A.4).
+    #[allow(missing_docs)]
+    ServerAuthFailed { status: StatusCode },
+    /// An Exec the tree allowed (A.7): the simulator carries it out.
+    #[allow(missing_docs)]
+    Exec { uri: TreeUri, data: Option<Vec<u8>> },
+    /// Nonces to persist in the DMAcc (A.4): the client's next (from the
+    /// server's Chal) and the server's next (issued by the client).
+    #[allow(missing_docs)]
+    NextNonces {
+        client_next: Option<Nonce>,
+        server_next: Option<Nonce>,
+    },
+    /// The server sent Alert 1223 (A.2).
+    Aborted,
+    /// The session is over; nothing more is sent.
+    #[allow(missing_docs)]
+    SessionEnded { reason: EndReason },
+}
+
+/// Why a server message could not be handled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Not a SyncML DM message (A.1).
+    #[error("undecodable message: {0}")]
+    Decode(#[from] DecodeError),
+    /// A message after the session ended (A.2).
+    #[error("the session has ended")]
+    Ended,
+}
+
+/// A large object coming in as Add/Replace chunks (PROTOCOL A.2).
+#[derive(Clone)]
+struct LargeIn {
+    add: bool,
+    target: String,
+    meta: Option<Meta>,
+    size: Option<u64>,
+    data: Vec<u8>,
+}
+
+/// The device's side of one DM session (PROTOCOL A.2–A.4); states in the
+/// module doc.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    auth: ClientAuth,
+    tree: Tree,
+    dev_id: String,
+    next_msg_id: u32,
+    next_cmd_id: u32,
+    /// Package 1, kept to send again after a challenge (A.4).
+    package1: Vec<Command>,
+    authenticated: bool,
+    /// The server's last message had no Final: the next continues its package.
+    server_mid_package: bool,
+    server_max_msg_size: Option<u64>,
+    outbox: VecDeque<Command>,
+    large_out: Option<LargeOut>,
+    large_in: Option<LargeIn>,
+    ended: bool,
+    events: VecDeque<ClientEvent>,
+    transmits: VecDeque<ClientTransmit>,
+}
+
+impl std::fmt::Debug for LargeIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LargeIn")
+            .field("target", &self.target)
+            .field("size", &self.size)
+            .field("received", &self.data.len())
+            .finish()
+    }
+}
+
+impl ClientSession {
+    /// Starts a session: package 1 (PROTOCOL A.3) is ready in
+    /// [`Self::poll_transmit`]: the Alert, a Replace of the `./DevInfo`
+    /// leaves from `tree`, and the Cred (A.4).
+    pub fn start(config: ClientConfig, tree: Tree) -> Self {
+        let auth = ClientAuth::new(
+            config.clcred.clone(),
+            config.client_nonce.clone(),
+            config.srvcred.clone(),
+            config.server_nonce.clone(),
+            config.tls,
+        );
+        let dev_id = leaf_text(&tree, "./DevInfo/DevId").unwrap_or_default();
+        let id = CmdId::new(1).expect("1 is not 0");
+        let items = ["DevId", "Man", "Mod", "DmV", "Lang"]
+            .iter()
+            .filter_map(|leaf| {
+                let uri = format!("./DevInfo/{leaf}");
+                let value = leaf_text(&tree, &uri)?;
+                Some(Item {
+                    source: Some(LocRef::uri(uri)),
+                    meta: Some(Meta::with_format_type("chr", "text/plain")),
+                    data: Some(Data::Text(value)),
+                    ..Item::default()
+                })
+            })
+            .collect();
+        let package1 = vec![
+            Command::Alert(Alert {
+                cmd_id: id,
+                no_resp: false,
+                cred: None,
+                data: config.alert,
+                correlator: None,
+                items: Vec::new(),
+            }),
+            Command::Replace(ItemCmd::new(id, items)),
+        ];
+        let mut s = Self {
+            config,
+            auth,
+            tree,
+            dev_id,
+            next_msg_id: 1,
+            next_cmd_id: 1,
+            package1,
+            authenticated: false,
+            server_mid_package: false,
+            server_max_msg_size: None,
+            outbox: VecDeque::new(),
+            large_out: None,
+            large_in: None,
+            ended: false,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+        };
+        s.send_package1();
+        s
+    }
+
+    /// The device's tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Gives the tree back (to persist it).
+    pub fn into_tree(self) -> Tree {
+        self.tree
+    }
+
+    /// True once the session is over.
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next message to POST.
+    pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Aborts the session (PROTOCOL A.2): Alert 1223 + Final.
+    pub fn abort(&mut self) {
+        if self.ended {
+            return;
+        }
+        let alert = Command::Alert(Alert {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            no_resp: false,
+            cred: None,
+            data: AlertCode::SESSION_ABORT,
+            correlator: None,
+            items: Vec::new(),
+        });
+        self.send(vec![alert], true);
+        self.end(EndReason::Aborted);
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if !self.ended {
+            self.ended = true;
+            self.events.push_back(ClientEvent::SessionEnded { reason });
+        }
+    }
+
+    fn send_package1(&mut self) {
+        let body = self.package1.clone();
+        self.send(body, true);
+    }
+
+    /// Builds one message from `first` (Statuses, Alerts), then (when
+    /// `statuses_only` is false) as much of the outbox as fits.
+    fn send(&mut self, first: Vec<Command>, statuses_only: bool) {
+        let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
+        self.next_msg_id += 1;
+        let mut hdr = header(
+            &self.config.session_id,
+            msg_id,
+            &self.config.server_uri,
+            &self.dev_id,
+        );
+        // A.4: the user name in Source/LocName; the Cred until authenticated.
+        hdr.source.loc_name = Some(self.config.clcred.name.clone());
+        if !self.authenticated {
+            hdr.cred = self.auth.cred().map(|c| cred_to_model(&c));
+        }
+        hdr.meta = self.config.max_msg_size.map(|m| Meta {
+            max_msg_size: Some(m),
+            ..Meta::default()
+        });
+        let mut p = Packer::new(
+            hdr,
+            self.config.encoding,
+            self.server_max_msg_size,
+            self.next_cmd_id,
+        );
+        for c in first {
+            p.push(c);
+        }
+        let mut final_ = true;
+        if !statuses_only {
+            final_ = self.fill(&mut p);
+        }
+        let (msg, next) = p.finish(final_);
+        self.next_cmd_id = next;
+        self.emit(&msg);
+    }
+
+    fn emit(&mut self, msg: &Message) {
+        let bytes = syncml::encode(self.config.encoding, msg);
+        let hmac =
+            (self.config.clcred.auth_type == AuthType::Hmac).then(|| self.auth.hmac_header(&bytes));
+        self.transmits.push_back(ClientTransmit {
+            bytes,
+            encoding: self.config.encoding,
+            hmac,
+        });
+    }
+
+    /// Moves Results into `p` while they fit, cutting a large one into
+    /// chunks; true when nothing is left (A.2: Final).
+    fn fill(&mut self, p: &mut Packer) -> bool {
+        loop {
+            if let Some(lo) = &mut self.large_out {
+                if p.push_chunk(lo).is_none() || !lo.done() {
+                    return false;
+                }
+                self.large_out = None;
+                continue;
+            }
+            let Some(cmd) = self.outbox.pop_front() else {
+                return true;
+            };
+            match p.try_push(cmd) {
+                Ok(_) => {}
+                Err(cmd) => {
+                    if let Some(lo) = large_results(&cmd) {
+                        self.large_out = Some(lo);
+                        continue;
+                    }
+                    if !p.has_commands() {
+                        p.push(*cmd);
+                        continue;
+                    }
+                    self.outbox.push_front(*cmd);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Handles one server message (PROTOCOL A.2–A.4) and prepares the answer.
+    pub fn handle_message<R: RngCore + CryptoRng>(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), ClientError> {
+        if self.ended {
+            return Err(ClientError::Ended);
+        }
+        let msg = syncml::decode(bytes)?;
+        let msg_ref = msg.hdr.msg_id;
+        if let Some(m) = msg.hdr.meta.as_ref().and_then(|m| m.max_msg_size) {
+            self.server_max_msg_size = Some(m);
+        }
+
+        // A.4: the server's verdict on our credential.
+        let mut challenged = false;
+        for c in &msg.body {
+            let Command::Status(s) = c else { continue };
+            if s.cmd_ref != CmdRef::SyncHdr {
+                continue;
+            }
+            let chal = s.chal.as_ref().and_then(chal_from_model);
+            if let Some(ch) = &chal {
+                self.events.push_back(ClientEvent::NextNonces {
+                    client_next: Some(ch.next_nonce.clone()),
+                    server_next: None,
+                });
+            }
+            match self.auth.handle_status(s.data, chal.as_ref()) {
+                ClientReaction::Authenticated => {
+                    if s.data == StatusCode::AUTHENTICATED {
+                        self.authenticated = true;
+                    }
+                }
+                ClientReaction::Retry => challenged = true,
+                ClientReaction::GiveUp => {
+                    self.end(EndReason::AuthFailed);
+                    return Ok(());
+                }
+            }
+        }
+        if challenged {
+            self.send_package1();
+            return Ok(());
+        }
+
+        let manages = msg.body.iter().any(|c| {
+            !matches!(
+                c,
+                Command::Status(_) | Command::Results(_) | Command::Alert(_)
+            )
+        });
+        // A.4: the server's Cred is due in the first message of a package
+        // that carries commands; a Cred sent anyway is checked too.
+        let mut hdr_status = status(msg_ref, CmdRef::SyncHdr, "SyncHdr", StatusCode::OK);
+        hdr_status.target_refs = vec![msg.hdr.target.loc_uri.clone()];
+        hdr_status.source_refs = vec![msg.hdr.source.loc_uri.clone()];
+        let cred = msg
+            .hdr
+            .cred
+            .as_ref()
+            .and_then(|c| cred_from_model(c, msg.hdr.source.loc_name.as_deref()));
+        let mut refused = None;
+        if cred.is_some() || (manages && !self.server_mid_package) {
+            let check = self.auth.check_server_cred(cred.as_ref(), rng);
+            hdr_status.data = check.status;
+            hdr_status.chal = Some(chal_to_model(&check.chal));
+            self.events.push_back(ClientEvent::NextNonces {
+                client_next: None,
+                server_next: Some(check.chal.next_nonce.clone()),
+            });
+            if check.status == StatusCode::AUTHENTICATED {
+                self.events.push_back(ClientEvent::ServerAuthenticated);
+            } else {
+                self.events.push_back(ClientEvent::ServerAuthFailed {
+                    status: check.status,
+                });
+                refused = Some(check.status);
+            }
+        }
+        self.server_mid_package = !msg.final_;
+
+        let mut statuses = vec![Command::Status(hdr_status)];
+        let mut server_wants_next = false;
+        for cmd in &msg.body {
+            // A.2: Statuses and Results get no Status.
+            if matches!(cmd, Command::Status(_) | Command::Results(_)) {
+                continue;
+            }
+            let mut st = status(
+                msg_ref,
+                CmdRef::Cmd(cmd.cmd_id()),
+                cmd.name(),
+                StatusCode::OK,
+            );
+            if let Some(code) = refused {
+                st.data = code;
+                statuses.push(Command::Status(st));
+                continue;
+            }
+            match cmd {
+                Command::Alert(a) => match a.data {
+                    AlertCode::NEXT_MESSAGE => server_wants_next = true,
+                    AlertCode::SESSION_ABORT => {
+                        self.events.push_back(ClientEvent::Aborted);
+                        self.end(EndReason::Aborted);
+                        return Ok(());
+                    }
+                    _ => st.data = StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED,
+                },
+                Command::Atomic(c) | Command::Sequence(c) => {
+                    let atomic = matches!(cmd, Command::Atomic(_));
+                    let (code, inner) = self.run_batch(atomic, &c.commands, msg_ref, now);
+                    st.data = code;
+                    statuses.push(Command::Status(st));
+                    statuses.extend(inner);
+                    continue;
+                }
+                _ => {
+                    if let Some(code) = self.receive_chunk(cmd, now) {
+                        st.data = code;
+                    } else {
+                        st.data = self.run_one(cmd, msg_ref, now);
+                    }
+                }
+            }
+            if let Some(t) = single_target(cmd) {
+                st.target_refs = vec![t];
+            }
+            statuses.push(Command::Status(st));
+        }
+
+        if refused.is_some() {
+            self.send(statuses, true);
+            self.end(EndReason::ServerAuthRejected);
+            return Ok(());
+        }
+        if !msg.final_ {
+            // A.2: Alert 1222 and Statuses only.
+            statuses.push(Command::Alert(Alert {
+                cmd_id: CmdId::new(1).expect("1 is not 0"),
+                no_resp: false,
+                cred: None,
+                data: AlertCode::NEXT_MESSAGE,
+                correlator: None,
+                items: Vec::new(),
+            }));
+            self.send(statuses, true);
+            return Ok(());
+        }
+        let pending = !self.outbox.is_empty() || self.large_out.is_some();
+        if !manages && !server_wants_next && !pending {
+            // A.2: a package without commands (and no challenge) ends it.
+            self.end(EndReason::Completed);
+            return Ok(());
+        }
+        self.send(statuses, false);
+        Ok(())
+    }
+
+    /// A.2: an Add/Replace chunk of a large object; `None` when `cmd` is not one.
+    fn receive_chunk(&mut self, cmd: &Command, now: Timestamp) -> Option<StatusCode> {
+        let (add, c) = match cmd {
+            Command::Add(c) => (true, c),
+            Command::Replace(c) => (false, c),
+            _ => return None,
+        };
+        let [item] = c.items.as_slice() else {
+            return None;
+        };
+        let target = item.target.as_ref()?.loc_uri.clone();
+        let continuing = self
+            .large_in
+            .as_ref()
+            .is_some_and(|l| l.target == target && l.add == add);
+        if !item.more_data && !continuing {
+            return None;
+        }
+        let bytes = item_bytes(item, c.meta.as_ref());
+        let lo = self.large_in.get_or_insert_with(|| LargeIn {
+            add,
+            target: target.clone(),
+            meta: item.meta.clone().or(c.meta.clone()),
+            size: item.meta.as_ref().and_then(|m| m.size),
+            data: Vec::new(),
+        });
+        lo.data.extend_from_slice(&bytes);
+        if item.more_data {
+            return Some(StatusCode::CHUNK_ACCEPTED);
+        }
+        let lo = self.large_in.take().expect("just used");
+        if lo.size.is_some_and(|s| s != lo.data.len() as u64) {
+            return Some(StatusCode::SIZE_MISMATCH);
+        }
+        let op = match Target::parse(&lo.target) {
+            Ok(t) => whole_op(lo.add, t, lo.data, lo.meta.as_ref()),
+            Err(e) => return Some(e.status()),
+        };
+        Some(self.tree.execute(&self.config.server_id, &op, now).status)
+    }
+
+    /// Runs one command (A.3) on the tree; Results of a Get go to the outbox.
+    fn run_one(&mut self, cmd: &Command, msg_ref: NonZeroU32, now: Timestamp) -> StatusCode {
+        let ops = match ops_of(cmd) {
+            Ok(ops) => ops,
+            Err(code) => return code,
+        };
+        let mut code = StatusCode::OK;
+        let mut items = Vec::new();
+        for (uri, op) in ops {
+            let r = self.tree.execute(&self.config.server_id, &op, now);
+            if !r.status.is_success() && code.is_success() {
+                code = r.status;
+            }
+            self.output(uri, r.output, &mut items);
+        }
+        self.queue_results(cmd.cmd_id(), msg_ref, items);
+        code
+    }
+
+    /// Atomic or Sequence (A.3): the container's status and one Status per
+    /// command inside; nested containers are refused (406).
+    fn run_batch(
+        &mut self,
+        atomic: bool,
+        commands: &[Command],
+        msg_ref: NonZeroU32,
+        now: Timestamp,
+    ) -> (StatusCode, Vec<Command>) {
+        let mut ops = Vec::new();
+        let mut bad = None;
+        for (i, c) in commands.iter().enumerate() {
+            match ops_of(c) {
+                Ok(mut v) if v.len() == 1 => ops.push(v.remove(0)),
+                Ok(_) => bad = bad.or(Some((i, StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED))),
+                Err(code) => bad = bad.or(Some((i, code))),
+            }
+        }
+        let st = |c: &Command, code| {
+            let mut s = status(msg_ref, CmdRef::Cmd(c.cmd_id()), c.name(), code);
+            if let Some(t) = single_target(c) {
+                s.target_refs = vec![t];
+            }
+            Command::Status(s)
+        };
+        if let Some((i, code)) = bad {
+            let inner = commands
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    st(
+                        c,
+                        if j == i {
+                            code
+                        } else {
+                            StatusCode::NOT_EXECUTED
+                        },
+                    )
+                })
+                .collect();
+            let code = if atomic {
+                StatusCode::ATOMIC_FAILED
+            } else {
+                StatusCode::SEQUENCE_FAILED
+            };
+            return (code, inner);
+        }
+        let just_ops: Vec<Op> = ops.iter().map(|(_, op)| op.clone()).collect();
+        let server = self.config.server_id.clone();
+        let batch = if atomic {
+            self.tree.atomic(&server, &just_ops, now)
+        } else {
+            self.tree.sequence(&server, &just_ops, now)
+        };
+        let mut inner = Vec::new();
+        for ((c, (uri, _)), r) in commands.iter().zip(ops).zip(batch.results) {
+            inner.push(st(c, r.status));
+            let mut items = Vec::new();
+            self.output(uri, r.output, &mut items);
+            self.queue_results(c.cmd_id(), msg_ref, items);
+        }
+        (batch.status, inner)
+    }
+
+    fn output(&mut self, uri: String, output: Option<Output>, items: &mut Vec<Item>) {
+        match output {
+            Some(Output::Item { data, format, mime }) => items.push(Item {
+                source: Some(LocRef::uri(uri)),
+                meta: Some(Meta::with_format_type(&format, &mime)),
+                data: Some(Data::from_bytes(data)),
+                ..Item::default()
+            }),
+            Some(Output::Exec { uri, data }) => {
+                self.events.push_back(ClientEvent::Exec { uri, data });
+            }
+            None => {}
+        }
+    }
+
+    fn queue_results(&mut self, cmd_ref: CmdId, msg_ref: NonZeroU32, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        self.outbox.push_back(Command::Results(Results {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            msg_ref: Some(msg_ref),
+            cmd_ref: CmdRef::Cmd(cmd_ref),
+            meta: None,
+            target_ref: None,
+            source_ref: None,
+            items,
+        }));
+    }
+}
+
+fn leaf_text(tree: &Tree, uri: &str) -> Option<String> {
+    let u = TreeUri::parse(uri).ok()?;
+    tree.value(&u)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn single_target(cmd: &Command) -> Option<String> {
+    let item = match cmd {
+        Command::Add(c)
+        | Command::Copy(c)
+        | Command::Delete(c)
+        | Command::Get(c)
+        | Command::Replace(c) => match c.items.as_slice() {
+            [i] => i,
+            _ => return None,
+        },
+        Command::Exec(e) => &e.item,
+        _ => return None,
+    };
+    item.target.as_ref().map(|t| t.loc_uri.clone())
+}
+
+/// The op of an Add or Replace with all its data (A.3, A.7).
+fn whole_op(add: bool, target: Target, data: Vec<u8>, meta: Option<&Meta>) -> Op {
+    let format = meta.and_then(|m| m.format_lowercase());
+    let mime = meta.and_then(|m| m.type_.clone());
+    if add {
+        let node = if format.as_deref() == Some("node") {
+            NewNode::Interior { mime }
+        } else {
+            NewNode::Leaf {
+                value: data,
+                format: format.unwrap_or_else(|| "chr".to_owned()),
+                mime,
+            }
+        };
+        Op::Add(target, node)
+    } else {
+        Op::Replace {
+            target,
+            data,
+            format,
+            mime,
+        }
+    }
+}
+
+/// The tree operations of one command (A.3), one per item, with the URI
+/// its Results item names.
+fn ops_of(cmd: &Command) -> Result<Vec<(String, Op)>, StatusCode> {
+    let parse = |l: Option<&LocRef>| -> Result<(String, Target), StatusCode> {
+        let l = l.ok_or(StatusCode::INCOMPLETE_COMMAND)?;
+        let t = Target::parse(&l.loc_uri).map_err(|e| e.status())?;
+        Ok((l.loc_uri.clone(), t))
+    };
+    match cmd {
+        Command::Exec(e) => {
+            let (u, t) = parse(e.item.target.as_ref())?;
+            let data = e
+                .item
+                .data
+                .is_some()
+                .then(|| item_bytes(&e.item, e.meta.as_ref()));
+            Ok(vec![(u, Op::Exec(t, data))])
+        }
+        Command::Add(c)
+        | Command::Copy(c)
+        | Command::Delete(c)
+        | Command::Get(c)
+        | Command::Replace(c) => {
+            if c.items.is_empty() {
+                return Err(StatusCode::INCOMPLETE_COMMAND);
+            }
+            c.items
+                .iter()
+                .map(|item| {
+                    let (u, t) = parse(item.target.as_ref())?;
+                    let op = match cmd {
+                        Command::Get(_) => Op::Get(t),
+                        Command::Delete(_) => Op::Delete(t),
+                        Command::Copy(_) => Op::Copy {
+                            source: parse(item.source.as_ref())?.1,
+                            target: t,
+                        },
+                        _ => whole_op(
+                            matches!(cmd, Command::Add(_)),
+                            t,
+                            item_bytes(item, c.meta.as_ref()),
+                            item.meta.as_ref().or(c.meta.as_ref()),
+                        ),
+                    };
+                    Ok((u, op))
+                })
+                .collect()
+        }
+        _ => Err(StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED),
+    }
+}
+
+/// PROTOCOL A.2: Results with one item that can travel as a large object.
+fn large_results(cmd: &Command) -> Option<LargeOut> {
+    let Command::Results(r) = cmd else {
+        return None;
+    };
+    let [item] = r.items.as_slice() else {
+        return None;
+    };
+    let meta = item.meta.as_ref();
+    if meta.is_some_and(|m| m.format_is("b64")) {
+        return None;
+    }
+    Some(LargeOut {
+        kind: LargeKind::Results {
+            msg_ref: r.msg_ref.map_or(0, NonZeroU32::get),
+            cmd_ref: r.cmd_ref.get(),
+        },
+        loc: item.source.as_ref()?.loc_uri.clone(),
+        format: meta.and_then(|m| m.format.clone()),
+        mime: meta.and_then(|m| m.type_.clone()),
+        data: item_bytes(item, None),
+        offset: 0,
+        job: None,
+    })
+}
