@@ -17,6 +17,11 @@ APT_PACKAGES := chromium postgresql-15 libwbxml2-utils
 # PostgreSQL for the tests: a role that may create one fresh database per test.
 PG_URL := postgres://handover:handover@127.0.0.1:5432/postgres
 
+# cargo-leptos builds debug with exactly this flag; tests and clippy use the
+# same so that all three share one set of compiled dependencies. (Not exported:
+# cargo-leptos would append its own copy and rebuild everything.)
+DEBUG_FLAGS := RUSTFLAGS="--cfg erase_components"
+
 .PHONY: run test tools test-tools apt postgres build lint unit fuzz e2e clean
 
 ## Installs the Rust and npm tools the build needs.
@@ -49,8 +54,8 @@ run: tools
 
 test: test-tools postgres
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	HANDOVER_TEST_PG=$(PG_URL) cargo test --workspace
+	$(DEBUG_FLAGS) cargo clippy --workspace --all-targets -- -D warnings
+	$(DEBUG_FLAGS) HANDOVER_TEST_PG=$(PG_URL) cargo test --workspace
 	fuzz/run.sh 20
 	cargo leptos build
 	cd end2end && npx playwright test
