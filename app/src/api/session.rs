@@ -41,14 +41,13 @@ pub async fn setup_admin(
     password: String,
     confirm: String,
 ) -> Result<Me, AppError> {
-    if password != confirm {
-        return Err(AppError::invalid("confirm", "the two passwords differ"));
-    }
-    let me =
-        super::with_backend(
-            |b, req| async move { b.setup_admin(&req, token, name, password).await },
-        )
-        .await?;
+    let me = super::with_backend(|b, req| async move {
+        if password != confirm {
+            return Err(AppError::invalid("confirm", "the two passwords differ"));
+        }
+        b.setup_admin(&req, token, name, password).await
+    })
+    .await?;
     leptos_axum::redirect("/");
     Ok(me)
 }

@@ -27,9 +27,11 @@ pub async fn create_user(
     password: String,
     #[server(default)] roles: Vec<String>,
 ) -> Result<(), AppError> {
-    let roles = parse_roles(&roles)?;
-    super::with_backend(|b, req| async move { b.create_user(&req, name, password, roles).await })
-        .await
+    super::with_backend(|b, req| async move {
+        let roles = parse_roles(&roles)?;
+        b.create_user(&req, name, password, roles).await
+    })
+    .await
 }
 
 #[server(endpoint = "users/set-roles")]
@@ -37,8 +39,11 @@ pub async fn set_roles(
     name: String,
     #[server(default)] roles: Vec<String>,
 ) -> Result<(), AppError> {
-    let roles = parse_roles(&roles)?;
-    super::with_backend(|b, req| async move { b.set_roles(&req, name, roles).await }).await
+    super::with_backend(|b, req| async move {
+        let roles = parse_roles(&roles)?;
+        b.set_roles(&req, name, roles).await
+    })
+    .await
 }
 
 #[server(endpoint = "users/set-disabled")]

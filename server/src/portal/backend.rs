@@ -138,6 +138,8 @@ impl Backend for Portal {
                     Some(_) => "wrong password",
                 };
                 self.metrics.sign_in_failed();
+                // The delay runs from the failure, not from the start of the slow check.
+                let now = now_ms();
                 let (_, user_locked) = throttle::fail(&self.db, &user_key, &Policy::ACCOUNT, now)
                     .await
                     .map_err(internal)?;
