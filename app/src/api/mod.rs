@@ -169,8 +169,15 @@ where
     let backend =
         use_context::<std::sync::Arc<dyn crate::backend::Backend>>().ok_or(AppError::Internal)?;
     let parts = use_context::<http::request::Parts>().ok_or(AppError::Internal)?;
+    // A plain form post (no JavaScript yet) is answered with a redirect back
+    // to the form carrying the error; its status must stay a redirect.
+    let plain_form = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
     let result = f(backend, parts).await;
-    if let Err(e) = &result {
+    if let (Err(e), false) = (&result, plain_form) {
         if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
             opts.set_status(
                 http::StatusCode::from_u16(e.status())

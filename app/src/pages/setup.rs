@@ -22,7 +22,7 @@ pub fn Setup() -> impl IntoView {
                     <ErrorNotice error/>
                     <div>
                         <label for="token" class="block text-sm font-medium text-slate-700">"Setup token"</label>
-                        <input id="token" name="token" type="text" required prop:value=token class=field/>
+                        <input id="token" name="token" type="text" required value=token class=field/>
                     </div>
                     <div>
                         <label for="name" class="block text-sm font-medium text-slate-700">"User name"</label>

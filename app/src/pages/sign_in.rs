@@ -40,7 +40,7 @@ pub fn SignIn() -> impl IntoView {
                     })}
                 </Suspense>
                 <ActionForm action=action attr:class="space-y-4 rounded-lg border border-slate-200 bg-white p-6 shadow-sm">
-                    <input type="hidden" name="next" prop:value=next/>
+                    <input type="hidden" name="next" value=next/>
                     <ErrorNotice error/>
                     <div>
                         <label for="name" class="block text-sm font-medium text-slate-700">"User name"</label>
