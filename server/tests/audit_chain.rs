@@ -8,9 +8,13 @@ use handover::store::{Db, Dialect};
 
 async fn fill(db: &Db, n: usize) {
     for i in 0..n {
-        audit::append(db, NewEntry::new(Event::SignIn, format!("user{i}"), "x").details(serde_json::json!({ "i": i })))
-            .await
-            .unwrap();
+        audit::append(
+            db,
+            NewEntry::new(Event::SignIn, format!("user{i}"), "x")
+                .details(serde_json::json!({ "i": i })),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -20,28 +24,54 @@ async fn tamper_is_named(t: TestDb) {
     assert_eq!(audit::verify(&db).await.unwrap().broken, None);
 
     // The product cannot change an entry: the database refuses.
-    let refused = sqlx::query("UPDATE audit_log SET actor = 'eve' WHERE seq = 3").execute(db.pool()).await;
-    assert!(refused.is_err(), "an UPDATE of the audit log must be refused");
-    let refused = sqlx::query("DELETE FROM audit_log WHERE seq = 5").execute(db.pool()).await;
-    assert!(refused.is_err(), "a DELETE from the audit log must be refused");
+    let refused = sqlx::query("UPDATE audit_log SET actor = 'eve' WHERE seq = 3")
+        .execute(db.pool())
+        .await;
+    assert!(
+        refused.is_err(),
+        "an UPDATE of the audit log must be refused"
+    );
+    let refused = sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+        .execute(db.pool())
+        .await;
+    assert!(
+        refused.is_err(),
+        "a DELETE from the audit log must be refused"
+    );
 
     // Someone with raw access to the database disables that and edits a row.
     match db.dialect() {
         Dialect::Sqlite => {
-            sqlx::query("DROP TRIGGER audit_log_no_update").execute(db.pool()).await.unwrap();
+            sqlx::query("DROP TRIGGER audit_log_no_update")
+                .execute(db.pool())
+                .await
+                .unwrap();
         }
         Dialect::Postgres => {
-            sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update").execute(db.pool()).await.unwrap();
+            sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+                .execute(db.pool())
+                .await
+                .unwrap();
         }
     }
-    sqlx::query("UPDATE audit_log SET actor = 'eve' WHERE seq = 3").execute(db.pool()).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'eve' WHERE seq = 3")
+        .execute(db.pool())
+        .await
+        .unwrap();
     let v = audit::verify(&db).await.unwrap();
     assert_eq!(v.broken.as_ref().map(|b| b.0), Some(3), "{v:?}");
     assert_eq!(v.checked, 2);
 
     // The CLI names it too and exits 1.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_handover"))
-        .args(["--data-dir", t.dir.path().to_str().unwrap(), "--database-url", &t.url, "audit", "verify"])
+        .args([
+            "--data-dir",
+            t.dir.path().to_str().unwrap(),
+            "--database-url",
+            &t.url,
+            "audit",
+            "verify",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -51,13 +81,26 @@ async fn tamper_is_named(t: TestDb) {
     // Deleting an entry is named as a gap.
     match db.dialect() {
         Dialect::Sqlite => {
-            sqlx::query("DROP TRIGGER audit_log_no_delete").execute(db.pool()).await.unwrap();
+            sqlx::query("DROP TRIGGER audit_log_no_delete")
+                .execute(db.pool())
+                .await
+                .unwrap();
         }
         Dialect::Postgres => {}
     }
-    sqlx::query("UPDATE audit_log SET actor = 'user2' WHERE seq = 3").execute(db.pool()).await.unwrap();
-    assert_eq!(audit::verify(&db).await.unwrap().broken, None, "restoring the row restores the chain");
-    sqlx::query("DELETE FROM audit_log WHERE seq = 4").execute(db.pool()).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'user2' WHERE seq = 3")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        audit::verify(&db).await.unwrap().broken,
+        None,
+        "restoring the row restores the chain"
+    );
+    sqlx::query("DELETE FROM audit_log WHERE seq = 4")
+        .execute(db.pool())
+        .await
+        .unwrap();
     let v = audit::verify(&db).await.unwrap();
     assert_eq!(v.broken.map(|b| b.0), Some(4));
 }
@@ -69,7 +112,12 @@ async fn concurrent_appends_keep_one_chain(t: TestDb) {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..10 {
-                audit::append(&db, NewEntry::new(Event::SignOut, format!("w{w}"), format!("{i}"))).await.unwrap();
+                audit::append(
+                    &db,
+                    NewEntry::new(Event::SignOut, format!("w{w}"), format!("{i}")),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
@@ -85,19 +133,29 @@ async fn export_lists_every_entry(t: TestDb) {
     let db = Db::connect(&t.url).await.unwrap();
     fill(&db, 3).await;
     let mut csv = String::new();
-    let n = audit::export::export(&db, &audit::Filter::default(), audit::export::Format::Csv, |c| {
-        csv.push_str(&c);
-        Ok(())
-    })
+    let n = audit::export::export(
+        &db,
+        &audit::Filter::default(),
+        audit::export::Format::Csv,
+        |c| {
+            csv.push_str(&c);
+            Ok(())
+        },
+    )
     .await
     .unwrap();
     assert_eq!(n, 3);
     assert_eq!(csv.lines().count(), 4);
     let mut jsonl = String::new();
-    audit::export::export(&db, &audit::Filter::default(), audit::export::Format::Jsonl, |c| {
-        jsonl.push_str(&c);
-        Ok(())
-    })
+    audit::export::export(
+        &db,
+        &audit::Filter::default(),
+        audit::export::Format::Jsonl,
+        |c| {
+            jsonl.push_str(&c);
+            Ok(())
+        },
+    )
     .await
     .unwrap();
     let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();

@@ -16,15 +16,63 @@ enum Action {
 }
 
 const MATRIX: &[(&str, Option<Role>, Action)] = &[
-    ("list users", Some(Role::Admin), Action::Fn("users/list", &[])),
-    ("create user", Some(Role::Admin), Action::Fn("users/create", &[("name", "NEW"), ("password", "another long password")])),
-    ("set roles", Some(Role::Admin), Action::Fn("users/set-roles", &[("name", "target"), ("roles[0]", "viewer")])),
-    ("disable user", Some(Role::Admin), Action::Fn("users/set-disabled", &[("name", "target"), ("disabled", "false")])),
-    ("reset password", Some(Role::Admin), Action::Fn("users/reset-password", &[("name", "target"), ("password", "another long password")])),
-    ("list audit", Some(Role::Auditor), Action::Fn("audit/list", &[("filter[limit]", "5")])),
-    ("verify audit", Some(Role::Auditor), Action::Fn("audit/verify", &[])),
-    ("audit events", Some(Role::Auditor), Action::Fn("audit/events", &[])),
-    ("export audit", Some(Role::Auditor), Action::Get("/audit/export?format=csv")),
+    (
+        "list users",
+        Some(Role::Admin),
+        Action::Fn("users/list", &[]),
+    ),
+    (
+        "create user",
+        Some(Role::Admin),
+        Action::Fn(
+            "users/create",
+            &[("name", "NEW"), ("password", "another long password")],
+        ),
+    ),
+    (
+        "set roles",
+        Some(Role::Admin),
+        Action::Fn(
+            "users/set-roles",
+            &[("name", "target"), ("roles[0]", "viewer")],
+        ),
+    ),
+    (
+        "disable user",
+        Some(Role::Admin),
+        Action::Fn(
+            "users/set-disabled",
+            &[("name", "target"), ("disabled", "false")],
+        ),
+    ),
+    (
+        "reset password",
+        Some(Role::Admin),
+        Action::Fn(
+            "users/reset-password",
+            &[("name", "target"), ("password", "another long password")],
+        ),
+    ),
+    (
+        "list audit",
+        Some(Role::Auditor),
+        Action::Fn("audit/list", &[("filter[limit]", "5")]),
+    ),
+    (
+        "verify audit",
+        Some(Role::Auditor),
+        Action::Fn("audit/verify", &[]),
+    ),
+    (
+        "audit events",
+        Some(Role::Auditor),
+        Action::Fn("audit/events", &[]),
+    ),
+    (
+        "export audit",
+        Some(Role::Auditor),
+        Action::Get("/audit/export?format=csv"),
+    ),
     ("who am i", None, Action::Fn("session/me", &[])),
 ];
 
@@ -50,7 +98,10 @@ async fn role_matrix(t: TestDb) {
             let (status, body) = call(&mut p, *action, r.as_str()).await;
             match needs {
                 Some(n) if *n != r => assert_eq!(status, 403, "{r} may not {what}: {body}"),
-                _ => assert!((200..300).contains(&status), "{r} may {what}: {status} {body}"),
+                _ => assert!(
+                    (200..300).contains(&status),
+                    "{r} may {what}: {status} {body}"
+                ),
             }
         }
     }
@@ -67,7 +118,12 @@ async fn role_matrix(t: TestDb) {
     let guarded = MATRIX.iter().filter(|(_, n, _)| n.is_some()).count() as i64;
     let expected: i64 = Role::ALL
         .iter()
-        .map(|r| MATRIX.iter().filter(|(_, n, _)| n.is_some_and(|n| n != *r)).count() as i64)
+        .map(|r| {
+            MATRIX
+                .iter()
+                .filter(|(_, n, _)| n.is_some_and(|n| n != *r))
+                .count() as i64
+        })
         .sum();
     assert!(guarded > 0);
     assert_eq!(denials, expected);
@@ -78,7 +134,10 @@ async fn call(p: &mut Portal, action: Action, who: &str) -> (u16, String) {
     match action {
         Action::Fn(endpoint, form) => {
             let unique = format!("new-{who}");
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, if *v == "NEW" { unique.as_str() } else { *v })).collect();
+            let form: Vec<(&str, &str)> = form
+                .iter()
+                .map(|(k, v)| (*k, if *v == "NEW" { unique.as_str() } else { *v }))
+                .collect();
             p.call(endpoint, &form).await
         }
         Action::Get(path) => p.get(path).await,
@@ -109,7 +168,12 @@ async fn sign_in_rotates_and_sign_out_ends(t: TestDb) {
     create_user(&db, "ana", &[Role::Admin]).await;
     let mut p = Portal::new(&bound);
     // A session id planted before sign-in is replaced at sign-in.
-    let (_, _) = p.call("session/sign-in", &[("name", "ana"), ("password", "wrong wrong wrong")]).await;
+    let (_, _) = p
+        .call(
+            "session/sign-in",
+            &[("name", "ana"), ("password", "wrong wrong wrong")],
+        )
+        .await;
     let before = p.cookie_value();
     p.sign_in("ana").await;
     assert_ne!(before, p.cookie_value());
@@ -131,11 +195,23 @@ async fn failures_are_throttled_then_locked(t: TestDb) {
     let mut p = Portal::new(&bound);
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(p.call("session/sign-in", &[("name", "ana"), ("password", "not it at all")]).await.0);
+        statuses.push(
+            p.call(
+                "session/sign-in",
+                &[("name", "ana"), ("password", "not it at all")],
+            )
+            .await
+            .0,
+        );
     }
     assert_eq!(statuses, vec![400, 400, 400]);
     // The fourth attempt comes too soon after the third failure.
-    let (status, body) = p.call("session/sign-in", &[("name", "ana"), ("password", common::PASSWORD)]).await;
+    let (status, body) = p
+        .call(
+            "session/sign-in",
+            &[("name", "ana"), ("password", common::PASSWORD)],
+        )
+        .await;
     assert_eq!(status, 429, "{body}");
     let failed = audit::count(
         &db,
@@ -156,18 +232,47 @@ async fn hostile_input_changes_nothing(t: TestDb) {
     create_user(&db, "ana", &[Role::Admin]).await;
     let mut p = Portal::new(&bound);
     p.sign_in("ana").await;
-    for name in ["<script>alert(1)</script>", "x'; DROP TABLE users; --", "", &"a".repeat(65)] {
-        let (status, body) = p.call("users/create", &[("name", name), ("password", common::PASSWORD)]).await;
+    for name in [
+        "<script>alert(1)</script>",
+        "x'; DROP TABLE users; --",
+        "",
+        &"a".repeat(65),
+    ] {
+        let (status, body) = p
+            .call(
+                "users/create",
+                &[("name", name), ("password", common::PASSWORD)],
+            )
+            .await;
         assert_eq!(status, 400, "{name:?}: {body}");
     }
-    let (status, _) = p.call("users/create", &[("name", "short-pw"), ("password", "short")]).await;
+    let (status, _) = p
+        .call(
+            "users/create",
+            &[("name", "short-pw"), ("password", "short")],
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = p.call("users/create", &[("name", "bad-role"), ("password", common::PASSWORD), ("roles[0]", "root")]).await;
+    let (status, _) = p
+        .call(
+            "users/create",
+            &[
+                ("name", "bad-role"),
+                ("password", common::PASSWORD),
+                ("roles[0]", "root"),
+            ],
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(handover::store::users::count(&db).await.unwrap(), 1);
     // Oversized bodies are refused before they are read whole.
     let big = "x".repeat(200 * 1024);
-    let (status, _) = p.call("users/create", &[("name", &big), ("password", common::PASSWORD)]).await;
+    let (status, _) = p
+        .call(
+            "users/create",
+            &[("name", &big), ("password", common::PASSWORD)],
+        )
+        .await;
     assert_eq!(status, 413);
     // Cross-site posts are refused.
     let res = reqwest::Client::new()
@@ -182,8 +287,14 @@ async fn hostile_input_changes_nothing(t: TestDb) {
     assert_eq!(p.get("/no/such/page").await.0, 404);
     assert_eq!(p.get("/healthz").await.0, 200);
     let (_, metrics) = p.get("/metrics").await;
-    assert!(metrics.contains("handover_http_requests_total{"), "{metrics}");
-    assert!(metrics.contains("handover_sign_in_failures_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("handover_http_requests_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("handover_sign_in_failures_total 0"),
+        "{metrics}"
+    );
     running.stop().await;
 }
 

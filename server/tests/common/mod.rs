@@ -32,15 +32,26 @@ pub async fn fresh(kind: Kind) -> Option<TestDb> {
         }),
         Kind::Postgres => {
             let Ok(admin) = std::env::var("HANDOVER_TEST_PG") else {
-                assert!(std::env::var_os("CI").is_none(), "CI must set HANDOVER_TEST_PG (make test does)");
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must set HANDOVER_TEST_PG (make test does)"
+                );
                 eprintln!("PostgreSQL half skipped: set HANDOVER_TEST_PG=postgres://user:pw@127.0.0.1:5432/postgres");
                 return None;
             };
             let name = format!("handover_test_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+            let pool = sqlx::PgPool::connect(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("create database");
             pool.close().await;
-            let base = admin.rsplit_once('/').map(|(b, _)| b).expect("URL has a database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .expect("URL has a database");
             Some(TestDb {
                 url: format!("{base}/{name}"),
                 dir,
@@ -56,6 +67,8 @@ macro_rules! on_both_databases {
     ($($name:ident => $body:path;)*) => {
         $(
             mod $name {
+                #[allow(unused_imports)]
+                use super::*;
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     if let Some(db) = $crate::common::fresh($crate::common::Kind::Sqlite).await {
@@ -85,6 +98,8 @@ pub fn serve_config(db: &TestDb) -> ServeConfig {
         site_root: PathBuf::from(db.dir.path()),
         secure_cookie: false,
         session_idle_secs: 1800,
+        device_secrets_key: None,
+        dm: Default::default(),
     }
 }
 
@@ -97,7 +112,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub async fn create_user(db: &Db, name: &str, roles: &[handover_app::api::Role]) {
     use handover::portal::password::{hash, Password};
     let h = hash(Password::new(PASSWORD.into()).unwrap()).await.unwrap();
-    handover::store::users::create(db, name, &h, roles).await.unwrap();
+    handover::store::users::create(db, name, &h, roles)
+        .await
+        .unwrap();
 }
 
 /// A browser-like portal client: keeps the session cookie, posts forms.
@@ -111,7 +128,10 @@ impl Portal {
     pub fn new(bound: &Bound) -> Self {
         Portal {
             base: format!("http://{}", bound.portal),
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             cookie: None,
         }
     }
@@ -121,7 +141,11 @@ impl Portal {
             let v = v.to_str().unwrap_or("");
             if let Some(pair) = v.split(';').next() {
                 if let Some(val) = pair.strip_prefix("handover_session=") {
-                    self.cookie = if val.is_empty() { None } else { Some(pair.to_owned()) };
+                    self.cookie = if val.is_empty() {
+                        None
+                    } else {
+                        Some(pair.to_owned())
+                    };
                 }
             }
         }
@@ -163,8 +187,13 @@ impl Portal {
     }
 
     pub async fn sign_in(&mut self, name: &str) {
-        let (status, body) = self.call("session/sign-in", &[("name", name), ("password", PASSWORD)]).await;
-        assert!((200..400).contains(&status), "sign-in of {name}: {status} {body}");
+        let (status, body) = self
+            .call("session/sign-in", &[("name", name), ("password", PASSWORD)])
+            .await;
+        assert!(
+            (200..400).contains(&status),
+            "sign-in of {name}: {status} {body}"
+        );
         assert!(self.cookie.is_some(), "sign-in sets the session cookie");
     }
 }
