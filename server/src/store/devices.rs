@@ -93,14 +93,10 @@ impl Device {
             },
             client_nonce: Nonce::from_b64(&self.client_nonce)
                 .map_err(|e| anyhow::anyhow!("client nonce: {e}"))?,
-            // The server's Cred is a digest unless the device wants HMAC
-            // (which carries no Cred) — A.4.
+            // The server authenticates with an MD5 digest Cred (A.4): its
+            // answers carry no x-syncml-hmac header, and basic needs TLS.
             server: StoredCredential {
-                auth_type: if auth_type == AuthType::Basic {
-                    AuthType::Md5
-                } else {
-                    auth_type
-                },
+                auth_type: AuthType::Md5,
                 name: self.server_name.clone(),
                 secret: self.server_secret(vault)?,
             },
