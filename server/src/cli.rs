@@ -2,9 +2,11 @@
 
 use crate::audit::{self, export, Event, NewEntry};
 use crate::config::{self, FileConfig, ServeConfig};
+use crate::device::vault::Vault;
+use crate::device::{notify, session, Runtime};
 use crate::portal::backend::check_user_name;
 use crate::portal::password::{self, Password};
-use crate::store::{users, Db};
+use crate::store::{api_tokens, devices, users, Db};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use handover_app::api::Role;
 use std::io::{BufRead, Write};
@@ -78,6 +80,38 @@ pub enum AdminCommand {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Devices: import accounts, notify.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// API tokens for the JSON API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Import or update devices from a CSV file (header:
+    /// devid,auth,client_name,client_secret,client_nonce,server_name,server_secret,server_nonce,push_address).
+    Import { file: PathBuf },
+    /// Send package 0 to a device so it starts a session now.
+    Notify { devid: String },
+    /// Queue a full read of a device's tree (values and ACLs).
+    ReadTree { devid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token acting with USER's roles; it is printed once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "")]
+        label: String,
     },
 }
 
@@ -221,6 +255,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .unwrap_or_else(|| PathBuf::from("target/site")),
                 secure_cookie: args.secure_cookie || f.secure_cookie.unwrap_or(false),
                 session_idle_secs: f.session_idle_minutes.unwrap_or(30) * 60,
+                device_secrets_key: f.device_secrets_key.clone(),
+                dm: Default::default(),
                 data_dir: common.data_dir,
                 database_url: common.database_url,
             };
@@ -233,6 +269,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let db = Db::connect(&common.database_url).await?;
             match command {
                 AdminCommand::User { command } => user_command(&db, command).await,
+                AdminCommand::Devices { command } => {
+                    let vault =
+                        Vault::open(common.file.device_secrets_key.as_ref(), &common.data_dir)?;
+                    let rt = Runtime::new(db, vault, Default::default());
+                    devices_command(&rt, command).await
+                }
+                AdminCommand::Token { command } => token_command(&db, command).await,
             }
         }
         Command::Audit { command } => {
@@ -309,6 +352,79 @@ async fn user_command(db: &Db, command: UserCommand) -> anyhow::Result<i32> {
             users::set_disabled(db, &name, true).await?;
             audit::append(db, NewEntry::new(Event::UserDisabled, os_user(), &name)).await?;
             println!("{name} disabled");
+        }
+    }
+    Ok(0)
+}
+
+async fn devices_command(rt: &Runtime, command: DevicesCommand) -> anyhow::Result<i32> {
+    match command {
+        DevicesCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let lines = match devices::parse_csv(&text) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{}: {e}; nothing imported", file.display());
+                    return Ok(1);
+                }
+            };
+            let (added, updated) = devices::import(&rt.db, &rt.vault, &lines).await?;
+            audit::append(
+                &rt.db,
+                NewEntry::new(
+                    Event::DevicesImported,
+                    os_user(),
+                    file.display().to_string(),
+                )
+                .details(serde_json::json!({ "added": added, "updated": updated })),
+            )
+            .await?;
+            println!("{added} devices added, {updated} updated");
+        }
+        DevicesCommand::Notify { devid } => {
+            let o = notify::notify(rt, &devid, &os_user()).await?;
+            println!(
+                "package 0 for session {}: {} via {}{}",
+                o.session_id,
+                o.state,
+                o.transport,
+                if o.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", o.error)
+                }
+            );
+            if o.state == "failed" {
+                return Ok(1);
+            }
+        }
+        DevicesCommand::ReadTree { devid } => {
+            anyhow::ensure!(
+                devices::get(&rt.db, &devid).await?.is_some(),
+                "no device {devid}"
+            );
+            let ids = session::queue_tree_read(rt, &devid, &os_user()).await?;
+            println!("queued jobs {ids:?}");
+        }
+    }
+    Ok(0)
+}
+
+async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<i32> {
+    match command {
+        TokenCommand::Create { user, label } => {
+            let u = users::by_name(db, &user)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user {user}"))?;
+            let token = api_tokens::create(db, u.id, &label).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::ApiTokenCreated, os_user(), &user)
+                    .details(serde_json::json!({ "label": label })),
+            )
+            .await?;
+            println!("{token}");
         }
     }
     Ok(0)

@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub site_root: Option<PathBuf>,
     pub secure_cookie: Option<bool>,
     pub session_idle_minutes: Option<i64>,
+    /// 64 hex digits sealing device secrets; by default `device-secrets.key`
+    /// in the data directory.
+    pub device_secrets_key: Option<crate::device::vault::KeyText>,
 }
 
 impl FileConfig {
@@ -42,6 +45,10 @@ pub struct ServeConfig {
     pub secure_cookie: bool,
     /// Sessions end after this many seconds without a request.
     pub session_idle_secs: i64,
+    /// The key sealing device secrets, when not from the data directory.
+    pub device_secrets_key: Option<crate::device::vault::KeyText>,
+    /// Limits of the DM endpoint.
+    pub dm: crate::device::Settings,
 }
 
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3000";

@@ -10,6 +10,7 @@ pub use handover_dm as dm;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod ops;
 pub mod portal;
 pub mod secrets;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    #[allow(clippy::type_complexity)]
     requests: Mutex<BTreeMap<(String, String, &'static str, u16), u64>>,
     sign_in_failures: AtomicU64,
 }

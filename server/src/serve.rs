@@ -1,6 +1,8 @@
 //! `handover serve`: the three listeners of one authority.
 
 use crate::config::ServeConfig;
+use crate::device::vault::Vault;
+use crate::device::{endpoint, session, Runtime};
 use crate::ops::Metrics;
 use crate::portal::backend::SETUP_TOKEN_KEY;
 use crate::portal::{self, sessions, Portal, PortalConfig};
@@ -81,6 +83,8 @@ fn leptos_options(cfg: &ServeConfig) -> LeptosOptions {
 /// Opens the database, binds the listeners and starts serving.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     let db = Db::connect(&cfg.database_url).await?;
+    let vault = Vault::open(cfg.device_secrets_key.as_ref(), &cfg.data_dir)?;
+    let runtime = Runtime::new(db.clone(), vault, cfg.dm.clone());
     let store = sessions::Store::open(&db).await?;
     let metrics = Arc::new(Metrics::default());
     let portal_state = Portal {
@@ -121,7 +125,20 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             idle_timeout: time::Duration::seconds(cfg.session_idle_secs),
         },
     );
+    let portal_router = portal_router.merge(portal::api::router(runtime.clone()));
     let cleanup = store.spawn_cleanup(Duration::from_secs(60));
+    let sweeper = {
+        let rt = runtime.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = session::sweep_expired(&rt).await {
+                    tracing::error!(error = %e, "expiring DM sessions failed");
+                }
+            }
+        })
+    };
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let serve_one = |listener: TcpListener, router: Router| {
@@ -149,13 +166,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     };
     let mut tasks = vec![
         serve_one(portal_listener, portal_router),
-        serve_one(dm_listener, not_yet("DM")),
+        serve_one(dm_listener, endpoint::router(runtime)),
         serve_one(peer_listener, not_yet("peer")),
     ];
     tasks.push(tokio::spawn(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
         cleanup.abort();
+        sweeper.abort();
     }));
     Ok((bound, Running { stop, tasks }))
 }

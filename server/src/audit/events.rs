@@ -60,6 +60,14 @@ events! {
     UserPasswordReset = 1105, "user.password_reset";
     AuditExported = 1201, "audit.exported";
     AuditVerified = 1202, "audit.verified";
+    DevicesImported = 2001, "device.imported";
+    DmAuthFailed = 2002, "device.auth_failed";
+    DmAuthThrottled = 2003, "device.auth_throttled";
+    DmAclChanged = 2004, "device.acl_changed";
+    DmAccountChanged = 2005, "device.dmacc_changed";
+    DeviceNotified = 2006, "device.notified";
+    CommandQueued = 2007, "device.command_queued";
+    ApiTokenCreated = 2101, "api.token_created";
 }
 
 #[cfg(test)]
@@ -84,5 +92,7 @@ mod tests {
         assert_eq!(Event::SignIn.code(), 1001);
         assert_eq!(Event::AccessDenied.code(), 1005);
         assert_eq!(Event::UserCreated.code(), 1101);
+        assert_eq!(Event::DmAuthFailed.code(), 2002);
+        assert_eq!(Event::DmAclChanged.code(), 2004);
     }
 }

@@ -1,6 +1,7 @@
 //! The portal listener: Leptos pages and server functions, sessions, the
 //! audit export, health and metrics.
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod password;
@@ -178,6 +179,7 @@ async fn audit_export(
     let Some(format) = export::Format::parse(q.format.as_deref().unwrap_or("csv")) else {
         return (StatusCode::BAD_REQUEST, "format must be csv or jsonl").into_response();
     };
+    #[allow(clippy::result_large_err)]
     let date = |s: &str, end: bool| -> Result<Option<i64>, Response> {
         if s.is_empty() {
             return Ok(None);

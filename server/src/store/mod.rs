@@ -5,6 +5,9 @@
 //! same code serves both databases. SQL is written with PostgreSQL's `$1`
 //! placeholders and rewritten for SQLite by [`Db::sql`].
 
+pub mod api_tokens;
+pub mod devices;
+pub mod jobs;
 pub mod settings;
 pub mod throttle;
 pub mod users;

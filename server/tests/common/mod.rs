@@ -67,6 +67,8 @@ macro_rules! on_both_databases {
     ($($name:ident => $body:ident;)*) => {
         $(
             mod $name {
+                #[allow(unused_imports)]
+                use super::*;
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     if let Some(db) = $crate::common::fresh($crate::common::Kind::Sqlite).await {
@@ -96,6 +98,8 @@ pub fn serve_config(db: &TestDb) -> ServeConfig {
         site_root: PathBuf::from(db.dir.path()),
         secure_cookie: false,
         session_idle_secs: 1800,
+        device_secrets_key: None,
+        dm: Default::default(),
     }
 }
 

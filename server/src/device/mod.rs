@@ -1,0 +1,61 @@
+//! The device side of the server: the DM endpoint (PROTOCOL Part A) over
+//! HTTP, sessions persisted between messages, the command queue, inventory,
+//! notifications (A.5) and the event bus.
+
+pub mod endpoint;
+pub mod events;
+pub mod notify;
+pub mod session;
+pub mod tree_cache;
+pub mod vault;
+
+use crate::store::Db;
+use events::EventBus;
+use notify::{HttpPush, Notifier};
+use std::sync::Arc;
+use vault::Vault;
+
+/// Limits and policies of the DM endpoint.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request body read (413 beyond).
+    pub max_body: usize,
+    /// Messages one session may exchange before it is cut off.
+    pub max_messages: i64,
+    /// A session without a message for this long has expired.
+    pub idle_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body: 1024 * 1024,
+            max_messages: 200,
+            idle_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// What the DM endpoint, the API and the CLI share.
+#[derive(Clone)]
+pub struct Runtime {
+    pub db: Db,
+    pub vault: Vault,
+    pub bus: EventBus,
+    pub settings: Settings,
+    /// Transports tried in order; an address none handles goes to the
+    /// gateway outbox.
+    pub notifiers: Arc<Vec<Box<dyn Notifier>>>,
+}
+
+impl Runtime {
+    pub fn new(db: Db, vault: Vault, settings: Settings) -> Runtime {
+        Runtime {
+            db,
+            vault,
+            bus: EventBus::default(),
+            settings,
+            notifiers: Arc::new(vec![Box::new(HttpPush::default())]),
+        }
+    }
+}

@@ -1,0 +1,766 @@
+//! One DM message through the server: find the device and its stored
+//! session, hand queued jobs to the session, run the sans-IO
+//! [`ServerSession`], and store the session, the jobs and the inventory in
+//! one transaction, so any instance sharing the database continues the
+//! session and a restart loses nothing.
+
+use super::events::DeviceEvent;
+use super::{tree_cache, Runtime};
+use crate::audit::{self, Event, NewEntry};
+use crate::store::jobs::{self, Job, JobCommand};
+use crate::store::{devices, now_ms, throttle};
+use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
+use handover_dm::session::{
+    DeviceAccount, EndReason, Incoming, ReceivedItem, ServerEvent, ServerSession,
+};
+use handover_dm::syncml::{self, Command};
+use sqlx::{Any, Row, Transaction};
+use std::collections::{BTreeMap, HashSet};
+
+/// The DevDetail leaves read on a device's first session (PROTOCOL A.6).
+pub const DEVDETAIL_LEAVES: &[&str] = &[
+    "DevTyp",
+    "OEM",
+    "FwV",
+    "SwV",
+    "HwV",
+    "LrgObj",
+    "URI/MaxDepth",
+    "URI/MaxTotLen",
+    "URI/MaxSegLen",
+];
+
+/// Who queues the automatic DevDetail reads.
+pub const SYSTEM_DEVDETAIL: &str = "system:devdetail";
+
+/// Failed authentications per device before the endpoint stops listening
+/// for a while.
+pub const DM_POLICY: throttle::Policy = throttle::Policy {
+    free_failures: 3,
+    lock_after: 10,
+    lock_ms: 15 * 60 * 1000,
+    max_delay_ms: 60_000,
+};
+
+/// The answer to one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// A SyncML message in the request's encoding.
+    Message(Vec<u8>),
+    /// No SyncML answer: an HTTP status and a reason for people.
+    Refused(u16, &'static str),
+}
+
+fn throttle_key(devid: &str) -> String {
+    format!("dm:{devid}")
+}
+
+/// An account no device can satisfy: an unknown DevId is challenged and
+/// ended exactly like a known one with a wrong secret (A.4).
+fn throwaway_account() -> DeviceAccount {
+    let secret = || Secret::new(crate::secrets::random_token(24));
+    let nonce = || Nonce::generate(&mut rand::rngs::OsRng);
+    DeviceAccount {
+        client: StoredCredential {
+            auth_type: AuthType::Md5,
+            name: crate::secrets::random_token(12),
+            secret: secret(),
+        },
+        client_nonce: nonce(),
+        server: StoredCredential {
+            auth_type: AuthType::Md5,
+            name: "unknown".into(),
+            secret: secret(),
+        },
+        server_nonce: nonce(),
+    }
+}
+
+struct Stored {
+    session: ServerSession,
+    messages: i64,
+    started_at: i64,
+    commands: i64,
+    fresh: bool,
+}
+
+fn outcome_of(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::Completed => "completed",
+        EndReason::AuthFailed => "auth-failed",
+        EndReason::ServerAuthRejected => "error",
+        EndReason::Aborted => "aborted",
+    }
+}
+
+/// Handles one client message.
+pub async fn handle(
+    rt: &Runtime,
+    body: &[u8],
+    hmac: Option<&str>,
+    source: &str,
+) -> anyhow::Result<Reply> {
+    let db = &rt.db;
+    let Ok((devid, sid)) = ServerSession::peek(body) else {
+        return Ok(Reply::Refused(400, "not a SyncML DM message"));
+    };
+    if devid.is_empty() || devid.len() > 255 || sid.is_empty() || sid.len() > 32 {
+        return Ok(Reply::Refused(
+            400,
+            "missing or oversized DevId or SessionID",
+        ));
+    }
+    let now = now_ms();
+    let th = throttle::get(db, &throttle_key(&devid)).await?;
+    if th.wait_ms(&DM_POLICY, now).is_some() {
+        audit::append(
+            db,
+            NewEntry::new(Event::DmAuthThrottled, format!("device:{devid}"), &devid)
+                .source(source)
+                .details(serde_json::json!({ "failures": th.failures })),
+        )
+        .await?;
+        return Ok(Reply::Refused(
+            429,
+            "too many failed authentications; try later",
+        ));
+    }
+
+    let mut tx = db.pool().begin().await?;
+    let device = devices::lock(db, &mut tx, &devid).await?;
+    let account = match &device {
+        Some(d) => d.account(&rt.vault)?,
+        None => throwaway_account(),
+    };
+    let mut bus = Vec::new();
+    let mut audits = Vec::new();
+
+    // The stored session, unless it ended or expired.
+    let row = sqlx::query(&db.sql(
+        "SELECT state, messages, started_at, updated_at, ended FROM dm_sessions \
+         WHERE devid = $1 AND session_id = $2",
+    ))
+    .bind(&devid)
+    .bind(&sid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut stored = None;
+    if let Some(r) = row {
+        let ended = r.try_get::<i64, _>("ended")? != 0;
+        let updated: i64 = r.try_get("updated_at")?;
+        let state: String = r.try_get("state")?;
+        let messages: i64 = r.try_get("messages")?;
+        let started_at: i64 = r.try_get("started_at")?;
+        if !ended && now - updated > rt.settings.idle_ms {
+            close(
+                rt, &mut tx, &devid, &sid, &state, "expired", started_at, messages, source,
+                &mut bus,
+            )
+            .await?;
+        } else if !ended {
+            if messages >= rt.settings.max_messages {
+                close(
+                    rt, &mut tx, &devid, &sid, &state, "aborted", started_at, messages, source,
+                    &mut bus,
+                )
+                .await?;
+                tx.commit().await?;
+                publish(rt, bus);
+                return Ok(Reply::Refused(429, "too many messages in this session"));
+            }
+            let v: serde_json::Value = serde_json::from_str(&state)?;
+            let commands = v.get("commands_sent").and_then(|c| c.as_i64()).unwrap_or(0);
+            stored = Some(Stored {
+                session: serde_json::from_value(v["session"].clone())?,
+                messages,
+                started_at,
+                commands,
+                fresh: false,
+            });
+        }
+    }
+    let mut st = stored.unwrap_or_else(|| {
+        let mut session = ServerSession::new();
+        session.set_max_msg_size(rt.settings.max_body as u64);
+        Stored {
+            session,
+            messages: 0,
+            started_at: now,
+            commands: 0,
+            fresh: true,
+        }
+    });
+
+    if let Some(dev) = &device {
+        expand_walks(rt, &mut tx, &devid, &sid, body).await?;
+        if dev.first_seen.is_none()
+            && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
+        {
+            for leaf in DEVDETAIL_LEAVES {
+                let c = JobCommand::Get {
+                    target: format!("./DevDetail/{leaf}"),
+                    walk: false,
+                };
+                jobs::enqueue(db, &mut *tx, &devid, &c, SYSTEM_DEVDETAIL, false).await?;
+            }
+        }
+        for j in jobs::take_queued(db, &mut tx, &devid, &sid).await? {
+            if let Some(c) = j.command() {
+                st.session.push_command(c.to_server(j.id));
+                st.commands += 1;
+                bus.push(DeviceEvent::JobUpdated {
+                    devid: devid.clone(),
+                    job: j.id,
+                    state: "sent".into(),
+                    status: None,
+                });
+            }
+        }
+    }
+
+    let incoming = Incoming {
+        bytes: body,
+        hmac,
+        tls: false,
+    };
+    if let Err(e) = st
+        .session
+        .handle_message(incoming, &account, &mut rand::rngs::OsRng)
+    {
+        tracing::info!(devid, error = %e, "DM message refused");
+        return Ok(Reply::Refused(400, "the message does not fit this session"));
+    }
+    st.messages += 1;
+
+    let mut job_cache: BTreeMap<i64, Job> = BTreeMap::new();
+    let mut dirty: HashSet<i64> = HashSet::new();
+    let mut auth_failed = false;
+    let mut authenticated = false;
+    let mut ended = None;
+    let mut inventory_items: Vec<ReceivedItem> = Vec::new();
+    while let Some(ev) = st.session.poll_event() {
+        match ev {
+            ServerEvent::Authenticated => authenticated = true,
+            ServerEvent::AuthFailed { status } => {
+                auth_failed = true;
+                audits.push(
+                    NewEntry::new(Event::DmAuthFailed, format!("device:{devid}"), &devid)
+                        .source(source)
+                        .details(serde_json::json!({
+                            "session_id": sid, "status": status.code(), "known": device.is_some(),
+                        })),
+                );
+            }
+            ServerEvent::DevInfo(info) if device.is_some() => {
+                let d = device.as_ref().expect("checked");
+                devices::set_devinfo(
+                    db,
+                    &mut tx,
+                    &devid,
+                    info.man.as_deref().unwrap_or(&d.man),
+                    info.model.as_deref().unwrap_or(&d.model),
+                    info.dmv.as_deref().unwrap_or(&d.dmv),
+                    info.lang.as_deref().unwrap_or(&d.lang),
+                )
+                .await?;
+                bus.push(DeviceEvent::DevInfoUpdated {
+                    devid: devid.clone(),
+                });
+            }
+            ServerEvent::NextNonces {
+                client_next,
+                server_next,
+            } if device.is_some() => {
+                devices::set_nonces(
+                    db,
+                    &mut tx,
+                    &devid,
+                    client_next.as_ref(),
+                    server_next.as_ref(),
+                )
+                .await?;
+            }
+            ServerEvent::CommandStatus { job, cmd, status } => {
+                let top = jobs::top_job(job);
+                let Some(j) = cached(db, &mut tx, &mut job_cache, top).await? else {
+                    continue;
+                };
+                if job as i64 == top {
+                    j.status = Some(status.code() as i64);
+                    if status.is_success() {
+                        j.state = "succeeded".into();
+                        j.error.clear();
+                    } else {
+                        j.state = "failed".into();
+                        j.error = status.meaning().to_owned();
+                    }
+                } else {
+                    let r = j.results.get_or_insert_with(|| serde_json::json!({}));
+                    let list = r
+                        .as_object_mut()
+                        .expect("results are an object")
+                        .entry("children")
+                        .or_insert_with(|| serde_json::json!([]));
+                    if let Some(a) = list.as_array_mut() {
+                        a.push(serde_json::json!({
+                            "cmd": cmd, "status": status.code(), "meaning": status.meaning(),
+                        }));
+                    }
+                }
+                dirty.insert(top);
+            }
+            ServerEvent::CommandResults { job, items } => {
+                let top = jobs::top_job(job);
+                if let Some(j) = cached(db, &mut tx, &mut job_cache, top).await? {
+                    let r = j.results.get_or_insert_with(|| serde_json::json!({}));
+                    let list = r
+                        .as_object_mut()
+                        .expect("results are an object")
+                        .entry("items")
+                        .or_insert_with(|| serde_json::json!([]));
+                    if let Some(a) = list.as_array_mut() {
+                        a.extend(items.iter().map(item_json));
+                    }
+                    dirty.insert(top);
+                }
+                inventory_items.extend(items);
+            }
+            ServerEvent::SessionEnded { reason } => ended = Some(reason),
+            _ => {}
+        }
+    }
+    if authenticated {
+        devices::seen(db, &mut tx, &devid, now).await?;
+        bus.push(DeviceEvent::SessionStarted {
+            devid: devid.clone(),
+            session_id: sid.clone(),
+        });
+    }
+    if !inventory_items.is_empty() {
+        if let Some(d) = devices::get_in(db, &mut tx, &devid).await? {
+            let (tree, dd) = tree_cache::merge(&d.tree, &inventory_items);
+            let mut detail: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&d.devdetail).unwrap_or_default();
+            for (k, v) in dd {
+                detail.insert(k, serde_json::Value::String(v));
+            }
+            devices::set_inventory(
+                db,
+                &mut tx,
+                &devid,
+                &serde_json::Value::Object(detail).to_string(),
+                &tree,
+            )
+            .await?;
+            bus.push(DeviceEvent::InventoryUpdated {
+                devid: devid.clone(),
+            });
+        }
+    }
+    for id in dirty {
+        let j = &job_cache[&id];
+        jobs::finish(db, &mut tx, j).await?;
+        if j.state != "sent" {
+            audits.extend(change_audits(j));
+        }
+        bus.push(DeviceEvent::JobUpdated {
+            devid: devid.clone(),
+            job: j.id,
+            state: j.state.clone(),
+            status: j.status,
+        });
+    }
+
+    let reply = st.session.poll_transmit();
+    let state = serde_json::json!({ "session": st.session, "commands_sent": st.commands });
+    let state = state.to_string();
+    if let Some(reason) = ended {
+        close(
+            rt,
+            &mut tx,
+            &devid,
+            &sid,
+            &state,
+            outcome_of(reason),
+            st.started_at,
+            st.messages,
+            source,
+            &mut bus,
+        )
+        .await?;
+    } else {
+        save(
+            db,
+            &mut tx,
+            &devid,
+            &sid,
+            &state,
+            st.messages,
+            st.started_at,
+            now,
+            st.fresh,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+
+    for a in audits {
+        audit::append(db, a).await?;
+    }
+    let key = throttle_key(&devid);
+    if auth_failed {
+        throttle::fail(db, &key, &DM_POLICY, now).await?;
+    } else if authenticated {
+        throttle::clear(db, &key).await?;
+    }
+    publish(rt, bus);
+    Ok(match reply {
+        Some(t) => Reply::Message(t.bytes),
+        None => Reply::Refused(500, "no answer"),
+    })
+}
+
+fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {
+    for e in bus {
+        rt.bus.publish(e);
+    }
+}
+
+fn item_json(i: &ReceivedItem) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "source": i.source, "format": i.format, "type": i.mime,
+    });
+    match std::str::from_utf8(&i.data) {
+        Ok(t) => v["data"] = serde_json::Value::String(t.to_owned()),
+        Err(_) => {
+            use base64::Engine;
+            v["data_b64"] = base64::engine::general_purpose::STANDARD
+                .encode(&i.data)
+                .into()
+        }
+    }
+    v
+}
+
+async fn cached<'a>(
+    db: &crate::store::Db,
+    tx: &mut Transaction<'static, Any>,
+    cache: &'a mut BTreeMap<i64, Job>,
+    id: i64,
+) -> Result<Option<&'a mut Job>, sqlx::Error> {
+    if let std::collections::btree_map::Entry::Vacant(e) = cache.entry(id) {
+        match jobs::lock_one(db, tx, id).await? {
+            Some(j) => {
+                e.insert(j);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(cache.get_mut(&id))
+}
+
+/// Audit entries for a finished job that touched an ACL or a DMAcc.
+fn change_audits(j: &Job) -> Vec<NewEntry> {
+    let Some(cmd) = j.command() else {
+        return Vec::new();
+    };
+    let actor = if j.requested_by.is_empty() {
+        "system".to_owned()
+    } else {
+        j.requested_by.clone()
+    };
+    cmd.targets()
+        .into_iter()
+        .filter_map(|(name, target)| {
+            let event = if name == "Replace" && target.ends_with("?prop=ACL") {
+                Event::DmAclChanged
+            } else if matches!(name, "Add" | "Delete" | "Replace")
+                && (target == "./DMAcc" || target.starts_with("./DMAcc/"))
+            {
+                Event::DmAccountChanged
+            } else {
+                return None;
+            };
+            Some(
+                NewEntry::new(event, &actor, &j.devid).details(serde_json::json!({
+                    "job": j.id, "cmd": name, "target": target, "state": j.state,
+                    "status": j.status,
+                })),
+            )
+        })
+        .collect()
+}
+
+/// A full tree read goes on within the session: an interior node's Get
+/// results in this message queue Gets of its children (values and ACLs)
+/// before the session decides its next package.
+async fn expand_walks(
+    rt: &Runtime,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    sid: &str,
+    body: &[u8],
+) -> anyhow::Result<()> {
+    let db = &rt.db;
+    let open = jobs::open_in_session(db, tx, devid, sid).await?;
+    let walking: HashSet<String> = open
+        .iter()
+        .filter_map(|j| match j.command() {
+            Some(JobCommand::Get { target, walk: true }) => Some(target),
+            _ => None,
+        })
+        .collect();
+    if walking.is_empty() {
+        return Ok(());
+    }
+    let Ok(msg) = syncml::decode(body) else {
+        return Ok(());
+    };
+    for cmd in &msg.body {
+        let Command::Results(r) = cmd else { continue };
+        for item in &r.items {
+            let Some(src) = item.source.as_ref().map(|s| s.loc_uri.as_str()) else {
+                continue;
+            };
+            let node = item
+                .meta
+                .as_ref()
+                .or(r.meta.as_ref())
+                .is_some_and(|m| m.format_is("node"));
+            if !node || !walking.contains(src) {
+                continue;
+            }
+            let names = match &item.data {
+                Some(syncml::Data::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            for name in names.split('/').filter(|n| !n.is_empty()) {
+                let child = if src == "." {
+                    format!("./{name}")
+                } else {
+                    format!("{src}/{name}")
+                };
+                let get = JobCommand::Get {
+                    target: child.clone(),
+                    walk: true,
+                };
+                let acl = JobCommand::Get {
+                    target: format!("{child}?prop=ACL"),
+                    walk: false,
+                };
+                if get.validate().is_ok() {
+                    jobs::enqueue(db, &mut **tx, devid, &get, "system:tree-read", false).await?;
+                    jobs::enqueue(db, &mut **tx, devid, &acl, "system:tree-read", false).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues a full read of the device's tree (values and ACLs of every
+/// node), from the root.
+pub async fn queue_tree_read(rt: &Runtime, devid: &str, who: &str) -> anyhow::Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for c in [
+        JobCommand::Get {
+            target: ".".into(),
+            walk: true,
+        },
+        JobCommand::Get {
+            target: ".?prop=ACL".into(),
+            walk: false,
+        },
+    ] {
+        ids.push(jobs::enqueue(&rt.db, rt.db.pool(), devid, &c, who, false).await?);
+    }
+    Ok(ids)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn save(
+    db: &crate::store::Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    sid: &str,
+    state: &str,
+    messages: i64,
+    started_at: i64,
+    now: i64,
+    fresh: bool,
+) -> Result<(), sqlx::Error> {
+    if fresh {
+        sqlx::query(&db.sql("DELETE FROM dm_sessions WHERE devid = $1 AND session_id = $2"))
+            .bind(devid)
+            .bind(sid)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(&db.sql(
+            "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+        ))
+        .bind(devid)
+        .bind(sid)
+        .bind(state)
+        .bind(messages)
+        .bind(started_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query(&db.sql(
+            "UPDATE dm_sessions SET state = $3, messages = $4, updated_at = $5 \
+             WHERE devid = $1 AND session_id = $2",
+        ))
+        .bind(devid)
+        .bind(sid)
+        .bind(state)
+        .bind(messages)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Ends a session: stored as ended, a history row, and its unfinished jobs
+/// either back in the queue (never transmitted) or failed (transmitted,
+/// no answer — they may have run, so they are not sent twice).
+#[allow(clippy::too_many_arguments)]
+async fn close(
+    rt: &Runtime,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    sid: &str,
+    state: &str,
+    outcome: &str,
+    started_at: i64,
+    messages: i64,
+    source: &str,
+    bus: &mut Vec<DeviceEvent>,
+) -> anyhow::Result<()> {
+    let db = &rt.db;
+    let now = now_ms();
+    let v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+    let s = &v["session"];
+    let authenticated = s["authenticated"].as_bool().unwrap_or(false);
+    let untransmitted: HashSet<i64> = ["queue", "package"]
+        .iter()
+        .flat_map(|k| s[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["job"].as_u64())
+        .map(jobs::top_job)
+        .collect();
+    let commands = v["commands_sent"].as_i64().unwrap_or(0);
+    let mut requeue = Vec::new();
+    for mut j in jobs::open_in_session(db, tx, devid, sid).await? {
+        if !authenticated || untransmitted.contains(&j.id) {
+            requeue.push(j.id);
+            continue;
+        }
+        j.state = "failed".into();
+        j.error = format!("the session ended ({outcome}) before the device answered");
+        jobs::finish(db, tx, &j).await?;
+        bus.push(DeviceEvent::JobUpdated {
+            devid: devid.to_owned(),
+            job: j.id,
+            state: j.state.clone(),
+            status: None,
+        });
+    }
+    jobs::requeue(db, tx, &requeue).await?;
+    let n = sqlx::query(&db.sql(
+        "UPDATE dm_sessions SET state = $3, messages = $4, updated_at = $5, ended = 1 \
+         WHERE devid = $1 AND session_id = $2",
+    ))
+    .bind(devid)
+    .bind(sid)
+    .bind(state)
+    .bind(messages)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if n.rows_affected() == 0 {
+        sqlx::query(&db.sql(
+            "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        ))
+        .bind(devid)
+        .bind(sid)
+        .bind(state)
+        .bind(messages)
+        .bind(started_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    devices::record_session(
+        db,
+        tx,
+        devid,
+        &devices::SessionRecord {
+            session_id: sid.to_owned(),
+            started_at,
+            ended_at: now,
+            outcome: outcome.to_owned(),
+            messages,
+            commands,
+            source: source.to_owned(),
+        },
+    )
+    .await?;
+    bus.push(DeviceEvent::SessionEnded {
+        devid: devid.to_owned(),
+        session_id: sid.to_owned(),
+        outcome: outcome.to_owned(),
+    });
+    Ok(())
+}
+
+/// Ends every session idle for longer than the limit (`expired`); returns
+/// how many.
+pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
+    let db = &rt.db;
+    let cutoff = now_ms() - rt.settings.idle_ms;
+    let rows = sqlx::query(
+        &db.sql("SELECT devid, session_id FROM dm_sessions WHERE ended = 0 AND updated_at < $1"),
+    )
+    .bind(cutoff)
+    .fetch_all(db.pool())
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let devid: String = r.try_get("devid")?;
+        let sid: String = r.try_get("session_id")?;
+        let mut tx = db.pool().begin().await?;
+        devices::lock(db, &mut tx, &devid).await?;
+        let row = sqlx::query(&db.sql(
+            "SELECT state, messages, started_at FROM dm_sessions \
+             WHERE devid = $1 AND session_id = $2 AND ended = 0 AND updated_at < $3",
+        ))
+        .bind(&devid)
+        .bind(&sid)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut bus = Vec::new();
+        if let Some(r) = row {
+            close(
+                rt,
+                &mut tx,
+                &devid,
+                &sid,
+                &r.try_get::<String, _>("state")?,
+                "expired",
+                r.try_get("started_at")?,
+                r.try_get("messages")?,
+                "",
+                &mut bus,
+            )
+            .await?;
+            n += 1;
+        }
+        tx.commit().await?;
+        publish(rt, bus);
+    }
+    Ok(n)
+}

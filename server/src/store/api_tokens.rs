@@ -1,0 +1,46 @@
+//! Bearer tokens of the JSON API: stored as SHA-256, acting with their
+//! user's roles; a disabled user's tokens stop working.
+
+use super::{now_ms, users, Db};
+use crate::secrets;
+use sqlx::Row;
+
+/// Creates a token for `user_id`; returns the token text (shown once).
+pub async fn create(db: &Db, user_id: i64, label: &str) -> Result<String, sqlx::Error> {
+    let token = format!("hov_{}", secrets::random_token(32));
+    sqlx::query(&db.sql(
+        "INSERT INTO api_tokens (user_id, token_sha256, label, created_at) VALUES ($1, $2, $3, $4)",
+    ))
+    .bind(user_id)
+    .bind(secrets::sha256_hex(token.as_bytes()))
+    .bind(label)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(token)
+}
+
+/// The enabled user a token acts for, if the token is valid.
+pub async fn user_of(db: &Db, token: &str) -> Result<Option<users::User>, sqlx::Error> {
+    let hash = secrets::sha256_hex(token.as_bytes());
+    let row = sqlx::query(
+        &db.sql("SELECT id, user_id FROM api_tokens WHERE token_sha256 = $1 AND revoked = 0"),
+    )
+    .bind(&hash)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: i64 = row.try_get("id")?;
+    let user = users::by_id(db, row.try_get("user_id")?).await?;
+    match user {
+        Some(u) if !u.disabled => {
+            sqlx::query(&db.sql("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1"))
+                .bind(id)
+                .bind(now_ms())
+                .execute(db.pool())
+                .await?;
+            Ok(Some(u))
+        }
+        _ => Ok(None),
+    }
+}

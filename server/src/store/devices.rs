@@ -1,0 +1,525 @@
+//! The device registry: accounts (secrets sealed by the [`Vault`]), DevInfo,
+//! DevDetail, the cached tree, first/last seen, and session history.
+
+use super::{now_ms, opt_i64, Db};
+use crate::device::vault::Vault;
+use base64::Engine;
+use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
+use handover_dm::session::DeviceAccount;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+/// A device as the registry knows it. Secrets stay sealed until
+/// [`Device::account`] opens them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Device {
+    pub devid: String,
+    pub man: String,
+    pub model: String,
+    pub dmv: String,
+    pub lang: String,
+    /// JSON object of DevDetail leaves (relative to `./DevDetail`).
+    pub devdetail: String,
+    pub auth_type: String,
+    pub client_name: String,
+    #[serde(skip)]
+    client_secret_enc: String,
+    /// Base64 of the nonce the client must use next.
+    pub client_nonce: String,
+    pub server_name: String,
+    #[serde(skip)]
+    server_secret_enc: String,
+    /// Base64 of the nonce the server uses next (Cred and package 0).
+    pub server_nonce: String,
+    pub push_address: String,
+    pub authority: String,
+    pub state: String,
+    /// JSON array of tree nodes, sorted by uri.
+    pub tree: String,
+    pub created_at: i64,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+const COLUMNS: &str = "devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
+    client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, push_address, \
+    authority, state, tree, created_at, first_seen, last_seen";
+
+fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
+    Ok(Device {
+        devid: r.try_get("devid")?,
+        man: r.try_get("man")?,
+        model: r.try_get("model")?,
+        dmv: r.try_get("dmv")?,
+        lang: r.try_get("lang")?,
+        devdetail: r.try_get("devdetail")?,
+        auth_type: r.try_get("auth_type")?,
+        client_name: r.try_get("client_name")?,
+        client_secret_enc: r.try_get("client_secret_enc")?,
+        client_nonce: r.try_get("client_nonce")?,
+        server_name: r.try_get("server_name")?,
+        server_secret_enc: r.try_get("server_secret_enc")?,
+        server_nonce: r.try_get("server_nonce")?,
+        push_address: r.try_get("push_address")?,
+        authority: r.try_get("authority")?,
+        state: r.try_get("state")?,
+        tree: r.try_get("tree")?,
+        created_at: r.try_get("created_at")?,
+        first_seen: opt_i64(r, "first_seen")?,
+        last_seen: opt_i64(r, "last_seen")?,
+    })
+}
+
+/// `md5 | hmac | basic` as the DM core's scheme.
+pub fn parse_auth(s: &str) -> Option<AuthType> {
+    match s {
+        "md5" => Some(AuthType::Md5),
+        "hmac" => Some(AuthType::Hmac),
+        "basic" => Some(AuthType::Basic),
+        _ => None,
+    }
+}
+
+impl Device {
+    /// The account the DM session checks against (PROTOCOL A.4).
+    pub fn account(&self, vault: &Vault) -> anyhow::Result<DeviceAccount> {
+        let auth_type = parse_auth(&self.auth_type)
+            .ok_or_else(|| anyhow::anyhow!("unknown auth type {:?}", self.auth_type))?;
+        Ok(DeviceAccount {
+            client: StoredCredential {
+                auth_type,
+                name: self.client_name.clone(),
+                secret: vault.unseal(&self.devid, "client_secret", &self.client_secret_enc)?,
+            },
+            client_nonce: Nonce::from_b64(&self.client_nonce)
+                .map_err(|e| anyhow::anyhow!("client nonce: {e}"))?,
+            // The server authenticates with an MD5 digest Cred (A.4): its
+            // answers carry no x-syncml-hmac header, and basic needs TLS.
+            server: StoredCredential {
+                auth_type: AuthType::Md5,
+                name: self.server_name.clone(),
+                secret: self.server_secret(vault)?,
+            },
+            server_nonce: Nonce::from_b64(&self.server_nonce)
+                .map_err(|e| anyhow::anyhow!("server nonce: {e}"))?,
+        })
+    }
+
+    /// SRVCRED's secret (for package 0, A.5).
+    pub fn server_secret(&self, vault: &Vault) -> anyhow::Result<Secret> {
+        vault.unseal(&self.devid, "server_secret", &self.server_secret_enc)
+    }
+}
+
+pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
+    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
+        .bind(devid)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The device as `tx` sees it.
+pub async fn get_in(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+) -> Result<Option<Device>, sqlx::Error> {
+    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
+        .bind(devid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The device, read inside `tx` after locking its row (PostgreSQL) or the
+/// database (SQLite) so sessions of one device run one message at a time.
+pub async fn lock(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+) -> Result<Option<Device>, sqlx::Error> {
+    // A write first: SQLite takes its write lock now instead of failing to
+    // upgrade later; PostgreSQL locks the row until commit.
+    sqlx::query(&db.sql("UPDATE devices SET state = state WHERE devid = $1"))
+        .bind(devid)
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
+        .bind(devid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// One line of an import file, checked.
+#[derive(Debug)]
+pub struct ImportLine {
+    pub devid: String,
+    pub auth: AuthType,
+    pub client_name: String,
+    pub client_secret: Secret,
+    pub client_nonce: Nonce,
+    pub server_name: String,
+    pub server_secret: Secret,
+    pub server_nonce: Nonce,
+    pub push_address: String,
+}
+
+/// The header an import file must start with.
+pub const CSV_HEADER: &str = "devid,auth,client_name,client_secret,client_nonce,server_name,server_secret,server_nonce,push_address";
+
+/// Splits one CSV line; fields may be double-quoted (`""` for a quote).
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cur.push(c),
+            (false, '"') if cur.is_empty() && !was_quoted => {
+                quoted = true;
+                was_quoted = true;
+            }
+            (false, ',') => {
+                out.push(std::mem::take(&mut cur));
+                was_quoted = false;
+            }
+            (false, c) => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// Parses a whole import file; the first bad line fails it all, named.
+pub fn parse_csv(text: &str) -> Result<Vec<ImportLine>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim().trim_start_matches('\u{feff}') == CSV_HEADER => {}
+        _ => return Err(format!("line 1: the header must be exactly {CSV_HEADER}")),
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, raw) in lines {
+        let n = i + 1;
+        let raw = raw.trim_end_matches('\r');
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let f = csv_fields(raw).map_err(|e| format!("line {n}: {e}"))?;
+        if f.len() != 9 {
+            return Err(format!("line {n}: expected 9 fields, found {}", f.len()));
+        }
+        let devid = handover_dm::DevId::parse(f[0].trim())
+            .map_err(|e| format!("line {n}: devid: {e}"))?
+            .to_string();
+        if !seen.insert(devid.clone()) {
+            return Err(format!("line {n}: devid {devid} appears twice"));
+        }
+        let auth = parse_auth(f[1].trim())
+            .ok_or_else(|| format!("line {n}: auth must be md5, hmac or basic"))?;
+        let nonce = |s: &str, what: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map(Nonce::from_bytes)
+                .map_err(|_| format!("line {n}: {what} is not base64"))
+        };
+        let nonempty = |s: &str, what: &str| {
+            if s.is_empty() {
+                Err(format!("line {n}: {what} is empty"))
+            } else {
+                Ok(s.to_owned())
+            }
+        };
+        out.push(ImportLine {
+            devid,
+            auth,
+            client_name: nonempty(f[2].trim(), "client_name")?,
+            client_secret: Secret::new(nonempty(&f[3], "client_secret")?),
+            client_nonce: nonce(&f[4], "client_nonce")?,
+            server_name: nonempty(f[5].trim(), "server_name")?,
+            server_secret: Secret::new(nonempty(&f[6], "server_secret")?),
+            server_nonce: nonce(&f[7], "server_nonce")?,
+            push_address: f[8].trim().to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn auth_text(a: AuthType) -> &'static str {
+    match a {
+        AuthType::Md5 => "md5",
+        AuthType::Hmac => "hmac",
+        AuthType::Basic => "basic",
+    }
+}
+
+/// Inserts or updates every line in one transaction; returns (added, updated).
+pub async fn import(
+    db: &Db,
+    vault: &Vault,
+    lines: &[ImportLine],
+) -> Result<(usize, usize), sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let (mut added, mut updated) = (0, 0);
+    let now = now_ms();
+    for l in lines {
+        let cs = vault.seal(&l.devid, "client_secret", &l.client_secret);
+        let ss = vault.seal(&l.devid, "server_secret", &l.server_secret);
+        let res = sqlx::query(&db.sql(
+            "UPDATE devices SET auth_type = $2, client_name = $3, client_secret_enc = $4, \
+             client_nonce = $5, server_name = $6, server_secret_enc = $7, server_nonce = $8, \
+             push_address = $9 WHERE devid = $1",
+        ))
+        .bind(&l.devid)
+        .bind(auth_text(l.auth))
+        .bind(&l.client_name)
+        .bind(&cs)
+        .bind(l.client_nonce.to_b64())
+        .bind(&l.server_name)
+        .bind(&ss)
+        .bind(l.server_nonce.to_b64())
+        .bind(&l.push_address)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() > 0 {
+            updated += 1;
+            continue;
+        }
+        sqlx::query(&db.sql(
+            "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
+             server_name, server_secret_enc, server_nonce, push_address, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        ))
+        .bind(&l.devid)
+        .bind(auth_text(l.auth))
+        .bind(&l.client_name)
+        .bind(&cs)
+        .bind(l.client_nonce.to_b64())
+        .bind(&l.server_name)
+        .bind(&ss)
+        .bind(l.server_nonce.to_b64())
+        .bind(&l.push_address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        added += 1;
+    }
+    tx.commit().await?;
+    Ok((added, updated))
+}
+
+/// Marks an authenticated contact: first/last seen, `active`.
+pub async fn seen(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql(
+        "UPDATE devices SET first_seen = COALESCE(first_seen, $2), last_seen = $2, \
+         state = CASE WHEN state = 'provisioned' THEN 'active' ELSE state END WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_devinfo(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    man: &str,
+    model: &str,
+    dmv: &str,
+    lang: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        &db.sql("UPDATE devices SET man = $2, model = $3, dmv = $4, lang = $5 WHERE devid = $1"),
+    )
+    .bind(devid)
+    .bind(man)
+    .bind(model)
+    .bind(dmv)
+    .bind(lang)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_nonces(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    client_next: Option<&Nonce>,
+    server_next: Option<&Nonce>,
+) -> Result<(), sqlx::Error> {
+    if let Some(n) = client_next {
+        sqlx::query(&db.sql("UPDATE devices SET client_nonce = $2 WHERE devid = $1"))
+            .bind(devid)
+            .bind(n.to_b64())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(n) = server_next {
+        sqlx::query(&db.sql("UPDATE devices SET server_nonce = $2 WHERE devid = $1"))
+            .bind(devid)
+            .bind(n.to_b64())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Stores the inventory documents (DevDetail object and tree array).
+pub async fn set_inventory(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    devdetail: &str,
+    tree: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql("UPDATE devices SET devdetail = $2, tree = $3 WHERE devid = $1"))
+        .bind(devid)
+        .bind(devdetail)
+        .bind(tree)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One filtered, paged listing of devices.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pub q: Option<String>,
+    pub man: Option<String>,
+    pub model: Option<String>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Devices matching `query` (DevId substring, exact man/model), by DevId,
+/// with the total count.
+pub async fn list(db: &Db, query: &Query) -> Result<(Vec<Device>, i64), sqlx::Error> {
+    let q = query
+        .q
+        .as_deref()
+        .map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    let filter =
+        "($1 IS NULL OR devid LIKE $1) AND ($2 IS NULL OR man = $2) AND ($3 IS NULL OR model = $3)";
+    let total: i64 =
+        sqlx::query(&db.sql(&format!("SELECT COUNT(*) AS n FROM devices WHERE {filter}")))
+            .bind(q.clone())
+            .bind(query.man.clone())
+            .bind(query.model.clone())
+            .fetch_one(db.pool())
+            .await?
+            .try_get("n")?;
+    let rows = sqlx::query(&db.sql(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE {filter} ORDER BY devid LIMIT $4 OFFSET $5"
+    )))
+    .bind(q)
+    .bind(query.man.clone())
+    .bind(query.model.clone())
+    .bind(query.per_page)
+    .bind((query.page - 1).max(0) * query.per_page)
+    .fetch_all(db.pool())
+    .await?;
+    let devices = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok((devices, total))
+}
+
+/// One row of `session_history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub outcome: String,
+    pub messages: i64,
+    pub commands: i64,
+    pub source: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_session(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    rec: &SessionRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql(
+        "INSERT INTO session_history (devid, session_id, started_at, ended_at, outcome, messages, commands, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    ))
+    .bind(devid)
+    .bind(&rec.session_id)
+    .bind(rec.started_at)
+    .bind(rec.ended_at)
+    .bind(&rec.outcome)
+    .bind(rec.messages)
+    .bind(rec.commands)
+    .bind(&rec.source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The latest sessions of a device, newest first.
+pub async fn sessions(db: &Db, devid: &str, limit: i64) -> Result<Vec<SessionRecord>, sqlx::Error> {
+    let rows = sqlx::query(&db.sql(
+        "SELECT session_id, started_at, ended_at, outcome, messages, commands, source \
+         FROM session_history WHERE devid = $1 ORDER BY id DESC LIMIT $2",
+    ))
+    .bind(devid)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SessionRecord {
+                session_id: r.try_get("session_id")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                outcome: r.try_get("outcome")?,
+                messages: r.try_get("messages")?,
+                commands: r.try_get("commands")?,
+                source: r.try_get("source")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_parses_and_names_bad_lines() {
+        let good = format!(
+            "{CSV_HEADER}\nIMEI:1,md5,dev1,\"p,w\",{n},corp.example,spw,{n},http://127.0.0.1:9/push\n",
+            n = "Tm9uY2U="
+        );
+        let l = parse_csv(&good).unwrap();
+        assert_eq!(l[0].client_secret.expose(), "p,w");
+        assert_eq!(l[0].client_nonce.as_bytes(), b"Nonce");
+        let bad = format!("{good}IMEI:2,sha1,a,b,Tm9uY2U=,c,d,Tm9uY2U=,\n");
+        assert!(parse_csv(&bad).unwrap_err().starts_with("line 3:"));
+        assert!(parse_csv("devid,auth\n")
+            .unwrap_err()
+            .starts_with("line 1:"));
+    }
+}

@@ -1,0 +1,567 @@
+//! The DM endpoint over real HTTP on loopback, driven by the sans-IO DM
+//! client (PROTOCOL A.1–A.5), the command queue, notifications and the
+//! JSON API (issue: DM Server runtime).
+
+mod common;
+
+use common::{create_user, serve_config, start, TestDb};
+use handover::audit::{self, Event};
+use handover::device::vault::Vault;
+use handover::store::{api_tokens, devices, jobs, Db};
+use handover_app::api::Role;
+use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
+use handover_dm::notification::ParsedNotification;
+use handover_dm::session::{ClientConfig, ClientEvent, ClientSession, EndReason};
+use handover_dm::tree::{DeviceInfo, Limits, NewNode, Timestamp, Tree};
+use handover_dm::{Acl, AlertCode, DevId, Encoding, ServerId, TreeUri};
+use serde_json::json;
+
+const SERVER: &str = "corp.example";
+const NOW: Timestamp = Timestamp(1_800_000_000);
+const NONCE_C: &str = "Y2xpZW50LW5vbmNlLTA="; // "client-nonce-0"
+const NONCE_S: &str = "c2VydmVyLW5vbmNlLTA="; // "server-nonce-0"
+
+fn uri(s: &str) -> TreeUri {
+    TreeUri::parse(s).unwrap()
+}
+
+fn device_tree(devid: &str) -> Tree {
+    let info = DeviceInfo {
+        dev_id: DevId::parse(devid).unwrap(),
+        man: "Acme".into(),
+        model: "Rocket".into(),
+        lang: "en-US".into(),
+        dev_typ: "phone".into(),
+        oem: "Acme".into(),
+        fw_v: "1.0".into(),
+        sw_v: "2.0".into(),
+        hw_v: "3.0".into(),
+    };
+    let mut t = Tree::new(Limits {
+        max_nodes: 10_000,
+        max_value_len: 1024 * 1024,
+    });
+    for n in Tree::standard(&info, NOW).list(&TreeUri::root()) {
+        let node = match n.value {
+            _ if n.uri.is_root() => continue,
+            _ if n.interior => NewNode::Interior { mime: None },
+            Some(v) => NewNode::Leaf {
+                value: v,
+                format: n.format,
+                mime: Some(n.mime),
+            },
+            None => continue,
+        };
+        t.put_local(&n.uri, node, NOW);
+    }
+    t.put_local(&uri("./Vendor"), NewNode::interior(), NOW);
+    assert!(t.set_acl_local(
+        &uri("./Vendor"),
+        Acl::parse(&format!(
+            "Add={SERVER}&Delete={SERVER}&Get=*&Replace={SERVER}"
+        ))
+        .unwrap()
+    ));
+    t.put_local(&uri("./Ops/Reboot"), NewNode::text(""), NOW);
+    assert!(t.set_acl_local(
+        &uri("./Ops/Reboot"),
+        Acl::parse(&format!("Exec={SERVER}&Get=*")).unwrap()
+    ));
+    t
+}
+
+fn csv() -> String {
+    format!(
+        "{}\nIMEI:1,md5,dev1,clientpw,{NONCE_C},{SERVER},serverpw,{NONCE_S},\n\
+         IMEI:2,hmac,dev2,clientpw2,{NONCE_C},{SERVER},serverpw2,{NONCE_S},sms:+4912345\n",
+        devices::CSV_HEADER
+    )
+}
+
+/// A device: its tree and the nonces it keeps between sessions.
+struct Device {
+    devid: String,
+    auth: AuthType,
+    secret: String,
+    client_nonce: Nonce,
+    server_nonce: Nonce,
+    tree: Option<Tree>,
+}
+
+impl Device {
+    fn new(devid: &str, auth: AuthType, secret: &str) -> Device {
+        Device {
+            devid: devid.into(),
+            auth,
+            secret: secret.into(),
+            client_nonce: Nonce::from_b64(NONCE_C).unwrap(),
+            server_nonce: Nonce::from_b64(NONCE_S).unwrap(),
+            tree: Some(device_tree(devid)),
+        }
+    }
+
+    fn start(&mut self, session_id: &str, encoding: Encoding) -> ClientSession {
+        let name = if self.devid == "IMEI:1" {
+            "dev1"
+        } else {
+            "dev2"
+        };
+        let srv = if self.devid == "IMEI:1" {
+            "serverpw"
+        } else {
+            "serverpw2"
+        };
+        ClientSession::start(
+            ClientConfig {
+                server_id: ServerId::parse(SERVER).unwrap(),
+                server_uri: "http://dm.corp.example/dm".into(),
+                session_id: session_id.into(),
+                alert: AlertCode::CLIENT_INITIATED,
+                encoding,
+                clcred: StoredCredential {
+                    auth_type: self.auth,
+                    name: name.into(),
+                    secret: Secret::new(self.secret.clone()),
+                },
+                client_nonce: self.client_nonce.clone(),
+                srvcred: StoredCredential {
+                    auth_type: AuthType::Md5,
+                    name: SERVER.into(),
+                    secret: Secret::new(srv),
+                },
+                server_nonce: self.server_nonce.clone(),
+                tls: false,
+                max_msg_size: None,
+            },
+            self.tree.take().expect("one session at a time"),
+        )
+    }
+
+    /// Sends the client's messages until it stops; `stop_after` messages
+    /// at most (to cut a session short). Returns the end reason if any.
+    async fn run(
+        &mut self,
+        c: &mut ClientSession,
+        url: &str,
+        stop_after: usize,
+    ) -> Option<EndReason> {
+        let http = reqwest::Client::new();
+        let mut rng = rand::rngs::OsRng;
+        let mut end = None;
+        for _ in 0..stop_after {
+            let Some(t) = c.poll_transmit() else { break };
+            let mut req = http
+                .post(url)
+                .header("content-type", t.encoding.content_type())
+                .body(t.bytes);
+            if let Some(h) = &t.hmac {
+                req = req.header("x-syncml-hmac", h);
+            }
+            let res = req.send().await.expect("POST");
+            assert_eq!(res.status(), 200);
+            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+            assert_eq!(
+                ct,
+                t.encoding.content_type(),
+                "answered in the encoding received"
+            );
+            let body = res.bytes().await.unwrap();
+            c.handle_message(&body, NOW, &mut rng)
+                .expect("server message");
+            while let Some(e) = c.poll_event() {
+                match e {
+                    ClientEvent::NextNonces {
+                        client_next,
+                        server_next,
+                    } => {
+                        if let Some(n) = client_next {
+                            self.client_nonce = n;
+                        }
+                        if let Some(n) = server_next {
+                            self.server_nonce = n;
+                        }
+                    }
+                    ClientEvent::SessionEnded { reason } => end = Some(reason),
+                    _ => {}
+                }
+            }
+            if c.has_ended() {
+                break;
+            }
+        }
+        end
+    }
+
+    fn finish(&mut self, c: ClientSession) {
+        self.tree = Some(c.into_tree());
+    }
+}
+
+async fn import(t: &TestDb, db: &Db) {
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let lines = devices::parse_csv(&csv()).unwrap();
+    assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (2, 0));
+    // Re-import updates.
+    assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (0, 2));
+}
+
+async fn queue(db: &Db, devid: &str, c: serde_json::Value) -> i64 {
+    let c: jobs::JobCommand = serde_json::from_value(c).unwrap();
+    c.validate().unwrap();
+    jobs::enqueue(db, db.pool(), devid, &c, "ana", false)
+        .await
+        .unwrap()
+}
+
+async fn job(db: &Db, id: i64) -> jobs::Job {
+    jobs::get(db, id).await.unwrap().unwrap()
+}
+
+// PROTOCOL A.3, A.4, A.7: a challenged MD5 session runs the queue; 425 and
+// a failed Atomic become failed jobs, the Atomic rolled back on the device.
+async fn md5_session_runs_the_queue(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let (bound, running) = start(serve_config(&t)).await;
+    let url = format!("http://{}/dm", bound.dm);
+
+    let get = queue(&db, "IMEI:1", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+    let add = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Add","target":"./Vendor/App","data":"v1"}),
+    )
+    .await;
+    let refused = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Replace","target":"./Ops/Reboot?prop=ACL","data":"Get=*"}),
+    )
+    .await;
+    let atomic = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Atomic","commands":[
+        {"cmd":"Add","target":"./Vendor/Tmp","data":"x"},
+        {"cmd":"Replace","target":"./Ops/Reboot","data":"y"}]}),
+    )
+    .await;
+
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    // The device's first nonce is stale: it is challenged (A.4) and retries.
+    d.client_nonce = Nonce::from_chr("stale");
+    let mut c = d.start("1A", Encoding::Xml);
+    let end = d.run(&mut c, &url, 50).await;
+    assert_eq!(end, Some(EndReason::Completed));
+    let tree = c.tree();
+    assert!(tree.node(&uri("./Vendor/App")).is_some());
+    assert!(
+        tree.node(&uri("./Vendor/Tmp")).is_none(),
+        "the Atomic rolled back"
+    );
+    d.finish(c);
+
+    let j = job(&db, get).await;
+    assert_eq!((j.state.as_str(), j.status), ("succeeded", Some(200)));
+    assert_eq!(j.results.unwrap()["items"][0]["data"], "Acme");
+    assert_eq!(job(&db, add).await.state, "succeeded");
+    let j = job(&db, refused).await;
+    assert_eq!((j.state.as_str(), j.status), ("failed", Some(425)));
+    let j = job(&db, atomic).await;
+    assert_eq!(j.state, "failed");
+    assert!(j.status.unwrap() >= 400, "{j:?}");
+
+    let dev = devices::get(&db, "IMEI:1").await.unwrap().unwrap();
+    assert_eq!((dev.man.as_str(), dev.model.as_str()), ("Acme", "Rocket"));
+    assert!(dev.first_seen.is_some());
+    let detail: serde_json::Value = serde_json::from_str(&dev.devdetail).unwrap();
+    assert_eq!(detail["FwV"], "1.0", "DevDetail read on first contact");
+    assert!(dev.tree.contains("./DevInfo/Man"));
+    let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
+    assert_eq!(hist[0].outcome, "completed");
+    // The refused ACL Replace is audited.
+    let n = audit::count(
+        &db,
+        &audit::Filter {
+            code: Some(Event::DmAclChanged.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+
+    // A second session: nonces moved on, no more DevDetail reads.
+    let mut c = d.start("1B", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 20).await, Some(EndReason::Completed));
+    d.finish(c);
+    assert_eq!(devices::sessions(&db, "IMEI:1", 5).await.unwrap().len(), 2);
+    running.stop().await;
+}
+
+// PROTOCOL A.1, A.4: HMAC over WBXML; a wrong secret is challenged, then
+// ended and audited; an unknown device looks the same.
+async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let (bound, running) = start(serve_config(&t)).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let get = queue(
+        &db,
+        "IMEI:2",
+        json!({"cmd":"Get","target":"./DevInfo/Lang"}),
+    )
+    .await;
+    let mut d = Device::new("IMEI:2", AuthType::Hmac, "clientpw2");
+    let mut c = d.start("2", Encoding::Wbxml);
+    assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
+    assert_eq!(job(&db, get).await.state, "succeeded");
+
+    for (devid, auth, secret) in [
+        ("IMEI:1", AuthType::Md5, "wrong"),
+        ("IMEI:9", AuthType::Md5, "x"),
+    ] {
+        let mut d = Device::new(devid, auth, secret);
+        let mut c = d.start("3", Encoding::Xml);
+        let _ = d.run(&mut c, &url, 10).await;
+        assert!(c.has_ended() || c.poll_transmit().is_none());
+    }
+    let n = audit::count(
+        &db,
+        &audit::Filter {
+            code: Some(Event::DmAuthFailed.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
+    assert_eq!(hist[0].outcome, "auth-failed");
+
+    // 413 before the body is read; 415 for other media types.
+    let http = reqwest::Client::new();
+    let res = http
+        .post(&url)
+        .header("content-type", "application/vnd.syncml.dm+xml")
+        .body(vec![b'<'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    running.stop().await;
+}
+
+// A restart between two messages of a session loses nothing, and a job is
+// done exactly once; a second instance on the same database continues.
+async fn restart_mid_session(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let (bound, running) = start(serve_config(&t)).await;
+    let add = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Add","target":"./Vendor/Once","data":"1"}),
+    )
+    .await;
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start("5", Encoding::Xml);
+    // Package 1 only: the server answers with package 2 (the Add).
+    assert_eq!(
+        d.run(&mut c, &format!("http://{}/dm", bound.dm), 1).await,
+        None
+    );
+    assert_eq!(job(&db, add).await.state, "sent");
+    running.stop().await;
+
+    let (bound2, running2) = start(serve_config(&t)).await;
+    // A second instance on the same database too.
+    let (bound3, running3) = start(serve_config(&t)).await;
+    let end = d.run(&mut c, &format!("http://{}/dm", bound2.dm), 1).await;
+    let end = match end {
+        Some(e) => Some(e),
+        None => d.run(&mut c, &format!("http://{}/dm", bound3.dm), 50).await,
+    };
+    assert_eq!(end, Some(EndReason::Completed));
+    let j = job(&db, add).await;
+    assert_eq!(j.state, "succeeded");
+    assert_eq!(c.tree().value(&uri("./Vendor/Once")), Some(&b"1"[..]));
+    running2.stop().await;
+    running3.stop().await;
+}
+
+// PROTOCOL A.5: a job with notify pushes package 0 over HTTP; it verifies
+// with the device's SRVCRED. API tokens act with their user's roles.
+async fn api_and_push(t: TestDb) {
+    use axum::routing::post;
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    // The push receiver.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(4);
+    let app = axum::Router::new().route(
+        "/push",
+        post(move |h: axum::http::HeaderMap, b: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let ct = h["content-type"].to_str().unwrap().to_owned();
+                tx.send((ct, b.to_vec())).await.unwrap();
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let push = format!("http://{}/push", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let mut lines = devices::parse_csv(&csv()).unwrap();
+    lines[0].push_address = push;
+    devices::import(&db, &vault, &lines).await.unwrap();
+
+    let (bound, running) = start(serve_config(&t)).await;
+    create_user(&db, "vera", &[Role::Viewer]).await;
+    create_user(&db, "otto", &[Role::Operator]).await;
+    let uid = |n: &'static str| {
+        let db = db.clone();
+        async move {
+            handover::store::users::by_name(&db, n)
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+        }
+    };
+    let viewer = api_tokens::create(&db, uid("vera").await, "ci")
+        .await
+        .unwrap();
+    let operator = api_tokens::create(&db, uid("otto").await, "ci")
+        .await
+        .unwrap();
+    let base = format!("http://{}/api/v1", bound.portal);
+    let http = reqwest::Client::new();
+
+    let res = http.get(format!("{base}/devices")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .get(format!("{base}/devices"))
+        .bearer_auth("hov_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let v: serde_json::Value = http
+        .get(format!("{base}/devices?q=IMEI&per_page=1"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["devices"].as_array().unwrap().len(), 1);
+    let cmd = json!({"commands":[{"cmd":"Get","target":"./DevInfo/DmV"}],"notify":true});
+    let res = http
+        .post(format!("{base}/devices/IMEI:1/commands"))
+        .bearer_auth(&viewer)
+        .json(&cmd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let err: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "forbidden");
+    let res = http
+        .post(format!("{base}/devices/IMEI:1/commands"))
+        .bearer_auth(&operator)
+        .json(&cmd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["notification"]["state"], "sent", "{v}");
+    let id = v["jobs"][0].as_i64().unwrap();
+
+    let (ct, bytes) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ct, "application/vnd.syncml.dm.notification");
+    let p = ParsedNotification::parse(&bytes).unwrap();
+    assert!(p.verify(
+        SERVER,
+        &Secret::new("serverpw"),
+        &Nonce::from_b64(NONCE_S).unwrap()
+    ));
+    assert!(p.notification.server_initiated);
+
+    // The device answers the notification; the job completes.
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start(&p.notification.session_id.to_string(), Encoding::Xml);
+    assert_eq!(
+        d.run(&mut c, &format!("http://{}/dm", bound.dm), 50).await,
+        Some(EndReason::Completed)
+    );
+    let j: serde_json::Value = http
+        .get(format!("{base}/jobs/{id}"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let dev: serde_json::Value = http
+        .get(format!("{base}/devices/IMEI:1"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dev["sessions"][0]["outcome"], "completed");
+    assert!(!dev.to_string().contains("serverpw"));
+
+    // A device without HTTP push goes to the gateway outbox.
+    let o = handover::device::notify::notify(
+        &handover::device::Runtime::new(db.clone(), vault, Default::default()),
+        "IMEI:2",
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (o.transport.as_str(), o.state.as_str()),
+        ("gateway", "pending")
+    );
+
+    // A disabled user's token stops working.
+    handover::store::users::set_disabled(&db, "vera", true)
+        .await
+        .unwrap();
+    let res = http
+        .get(format!("{base}/devices"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    running.stop().await;
+}
+
+on_both_databases! {
+    md5_queue => md5_session_runs_the_queue;
+    hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;
+    restart => restart_mid_session;
+    api_push => api_and_push;
+}
