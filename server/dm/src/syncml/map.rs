@@ -144,7 +144,7 @@ fn item_cmd(el: &El) -> Result<ItemCmd, DecodeError> {
 fn container(el: &El) -> Result<Container, DecodeError> {
     let mut commands = Vec::new();
     for c in el.elements() {
-        match c.name.as_str() {
+        match &*c.name {
             "CmdID" | "NoResp" | "Meta" => {}
             _ => commands.push(command(c, true)?),
         }
@@ -176,7 +176,7 @@ fn cmd_ref(el: &El, cmd: &str) -> Result<CmdRef, DecodeError> {
 }
 
 fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
-    Ok(match el.name.as_str() {
+    Ok(match &*el.name {
         "Add" => Command::Add(item_cmd(el)?),
         "Copy" => Command::Copy(item_cmd(el)?),
         "Delete" => Command::Delete(item_cmd(el)?),
