@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Support-desk tools for DM messages and notifications.
+    Dm {
+        #[command(subcommand)]
+        command: crate::dmtool::DmCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +231,10 @@ fn read_password_stdin() -> anyhow::Result<String> {
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Dm { command } = &cli.command {
+        // Needs no data directory nor database.
+        return Ok(crate::dmtool::run(command));
+    }
     let common = cli.common()?;
     match cli.command {
         Command::Serve(args) => {
@@ -307,6 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+        Command::Dm { .. } => unreachable!("run before the data directory is set up"),
     }
 }
 

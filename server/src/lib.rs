@@ -3,7 +3,8 @@
 //! Layout follows the architecture: `dm` is the sans-IO OMA DM core (its own
 //! crate), `store` the database, `audit` the hash-chained log, `portal` the
 //! web portal's listener and server functions, `ops` health and metrics,
-//! `serve` the listeners of one authority, `cli` the command line.
+//! `serve` the listeners of one authority, `cli` the command line, `dmtool`
+//! its support-desk tools for DM messages.
 
 pub use handover_dm as dm;
 
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod dmtool;
 pub mod ops;
 pub mod portal;
 pub mod secrets;

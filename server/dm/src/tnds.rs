@@ -194,7 +194,7 @@ fn props_from_el(el: &El) -> Result<RtProperties, DecodeError> {
         Some(f) => {
             // `<Format><chr/></Format>`; a bare text `chr` is tolerated.
             let name = match f.elements().next() {
-                Some(inner) => inner.name.clone(),
+                Some(inner) => inner.name.to_string(),
                 None => f.text()?,
             };
             Some(DfFormat::parse(&name).ok_or_else(|| f.invalid(&name, "not a TND format"))?)

@@ -177,6 +177,10 @@ impl TreeUri {
             return Ok(Self::root());
         }
         let rest = s.strip_prefix("./").unwrap_or(s);
+        // The limit holds for the stored form `./rest`, so that it re-parses.
+        if rest.len() + 2 > MAX_URI_LEN {
+            return Err(bad("longer than 1024 bytes"));
+        }
         if rest.starts_with('/') {
             return Err(bad("absolute"));
         }
@@ -502,6 +506,34 @@ mod tests {
         }
         let deep = format!(".{}", "/a".repeat(MAX_DEPTH + 1));
         assert!(TreeUri::parse(&deep).is_err());
+    }
+
+    // PROTOCOL A.7: the length limit holds for the normalised form, so
+    // every TreeUri re-parses (the invariant fuzz/uri checks): a bare
+    // 1023-byte URI used to become a 1025-byte `./…` that parse refused.
+    #[test]
+    fn tree_uri_limit_counts_the_dot_slash() {
+        let seg = "a".repeat(MAX_SEGMENT_LEN);
+        let bare = |len: usize| {
+            let mut s = [seg.as_str(); 5].join("/");
+            s.truncate(len);
+            s
+        };
+        for len in [
+            MAX_URI_LEN - 3,
+            MAX_URI_LEN - 2,
+            MAX_URI_LEN - 1,
+            MAX_URI_LEN,
+        ] {
+            let s = bare(len);
+            match TreeUri::parse(&s) {
+                Ok(u) => {
+                    assert!(u.as_str().len() <= MAX_URI_LEN, "{len}");
+                    assert_eq!(TreeUri::parse(u.as_str()).unwrap(), u, "{len}");
+                }
+                Err(_) => assert!(len + 2 > MAX_URI_LEN, "{len} refused"),
+            }
+        }
     }
 
     #[test]

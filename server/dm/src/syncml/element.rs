@@ -1,6 +1,8 @@
 //! A generic element tree, the meeting point of the XML and WBXML codecs
 //! (PROTOCOL A.1): both read into it and write from it.
 
+use std::borrow::Cow;
+
 use super::{DecodeError, DecodeErrorKind};
 
 /// The three namespaces (WBXML code pages) of a DM message (PROTOCOL A.1).
@@ -23,19 +25,26 @@ impl Ns {
     /// The namespace of an `xmlns` value; namespace names are compared
     /// ignoring case since clients differ (`SYNCML:SYNCML1.2`, `syncml:SYNCML1.2`).
     pub(crate) fn from_uri(uri: &str) -> Option<Self> {
-        let u = uri.trim().to_ascii_lowercase();
-        match u.as_str() {
-            "syncml:syncml1.2" | "syncml:syncml1.1" | "syncml:syncml1.0" => Some(Ns::SyncMl),
-            "syncml:metinf" => Some(Ns::MetInf),
-            "syncml:dmddf1.2" => Some(Ns::DmDdf),
-            _ => None,
-        }
+        const KNOWN: [(&str, Ns); 5] = [
+            ("syncml:metinf", Ns::MetInf),
+            ("syncml:syncml1.2", Ns::SyncMl),
+            ("syncml:dmddf1.2", Ns::DmDdf),
+            ("syncml:syncml1.1", Ns::SyncMl),
+            ("syncml:syncml1.0", Ns::SyncMl),
+        ];
+        let u = uri.trim();
+        KNOWN
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(u))
+            .map(|&(_, ns)| ns)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct El {
-    pub name: String,
+    /// Borrowed from the WBXML token tables for every known element, so
+    /// that building a tree does not allocate one string per element.
+    pub name: Cow<'static, str>,
     pub ns: Ns,
     /// Byte offset of the element's start in the input (0 for built trees).
     pub offset: usize,
@@ -52,7 +61,7 @@ pub(crate) enum Node {
 impl El {
     pub(crate) fn new(ns: Ns, name: &str) -> Self {
         Self {
-            name: name.to_owned(),
+            name: intern(ns, name),
             ns,
             offset: 0,
             children: Vec::new(),
@@ -118,6 +127,16 @@ impl El {
 
     /// The element's text exactly as received: text and UTF-8 OPAQUE joined.
     pub(crate) fn raw_text(&self) -> Result<String, DecodeError> {
+        self.text_as_received().map(Cow::into_owned)
+    }
+
+    /// [`El::raw_text`] without copying in the common case of one text node.
+    fn text_as_received(&self) -> Result<Cow<'_, str>, DecodeError> {
+        match self.children.as_slice() {
+            [] => return Ok(Cow::Borrowed("")),
+            [Node::Text(t)] => return Ok(Cow::Borrowed(t)),
+            _ => {}
+        }
         let mut out = String::new();
         for n in &self.children {
             match n {
@@ -134,14 +153,13 @@ impl El {
                 Node::El(e) => return Err(e.err(DecodeErrorKind::UnknownElement)),
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// The element's text without surrounding whitespace (identifiers,
     /// numbers, URIs: whitespace around them is layout, not value).
     pub(crate) fn text(&self) -> Result<String, DecodeError> {
-        let t = self.raw_text()?;
-        Ok(t.trim().to_owned())
+        Ok(self.text_as_received()?.trim().to_owned())
     }
 
     pub(crate) fn opt_text(&self, name: &str) -> Result<Option<String>, DecodeError> {
@@ -160,12 +178,22 @@ impl El {
     }
 
     pub(crate) fn parse_u64(&self) -> Result<u64, DecodeError> {
-        let t = self.text()?;
+        let t = self.text_as_received()?;
+        let t = t.trim();
         t.parse::<u64>()
-            .map_err(|_| self.invalid(&t, "not a non-negative integer"))
+            .map_err(|_| self.invalid(t, "not a non-negative integer"))
     }
 
     pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, DecodeError> {
         self.child(name).map(El::parse_u64).transpose()
+    }
+}
+
+/// `name` borrowed from the token table of `ns` when it is there (every
+/// element a DM message may hold), copied otherwise.
+pub(crate) fn intern(ns: Ns, name: &str) -> Cow<'static, str> {
+    match super::wbxml::page_table(ns).iter().find(|n| **n == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
     }
 }

@@ -144,7 +144,7 @@ fn item_cmd(el: &El) -> Result<ItemCmd, DecodeError> {
 fn container(el: &El) -> Result<Container, DecodeError> {
     let mut commands = Vec::new();
     for c in el.elements() {
-        match c.name.as_str() {
+        match &*c.name {
             "CmdID" | "NoResp" | "Meta" => {}
             _ => commands.push(command(c, true)?),
         }
@@ -176,7 +176,7 @@ fn cmd_ref(el: &El, cmd: &str) -> Result<CmdRef, DecodeError> {
 }
 
 fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
-    Ok(match el.name.as_str() {
+    Ok(match &*el.name {
         "Add" => Command::Add(item_cmd(el)?),
         "Copy" => Command::Copy(item_cmd(el)?),
         "Delete" => Command::Delete(item_cmd(el)?),
@@ -250,8 +250,9 @@ fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
 }
 
 /// PROTOCOL A.1: the Type of an item holding TNDS names its encoding; the
-/// model always says `+xml`, the WBXML encoding `+wbxml` (as libwbxml does),
-/// so both encodings of one message give equal models.
+/// model always says `+xml`, in this spelling (media types ignore case), the
+/// WBXML encoding `+wbxml` (as libwbxml does), so both encodings of one
+/// message give equal models.
 pub(crate) const TNDS_XML: &str = "application/vnd.syncml.dmtnds+xml";
 const TNDS_WBXML: &str = "application/vnd.syncml.dmtnds+wbxml";
 
@@ -264,7 +265,7 @@ fn is_tnds_type(m: &Meta, t: &str) -> bool {
 fn item(el: &El) -> Result<Item, DecodeError> {
     let mut it = item_as_sent(el)?;
     if let (Some(m), Some(Data::Tree(_))) = (&mut it.meta, &it.data) {
-        if is_tnds_type(m, TNDS_WBXML) {
+        if is_tnds_type(m, TNDS_WBXML) || is_tnds_type(m, TNDS_XML) {
             m.type_ = Some(TNDS_XML.to_owned());
         }
     }
@@ -540,4 +541,26 @@ fn item_to_el(i: &Item, wbxml: bool) -> El {
     }
     el.push_flag("MoreData", i.more_data);
     el
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::syncml::{decode, encode_wbxml, encode_xml, Command, Data};
+
+    // PROTOCOL A.1: a TNDS item whose Type is spelt in another case decodes
+    // to the same model from XML and from WBXML (found by fuzz/xml: the
+    // WBXML twin came back as `…syncml…+xml` while XML kept `…syNcml…`).
+    #[test]
+    fn tnds_type_spelling_is_normalised() {
+        let xml = br#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>3</MsgID><Target><LocURI>https://dm.example/dm</LocURI></Target><Source><LocURI>IMEI:1</LocURI></Source></SyncHdr><SyncBody><Results><CmdID>2</CmdID><MsgRef>2</MsgRef><CmdRef>3</CmdRef><Item><Meta><Format xmlns="syncml:metinf">xml</Format><Type xmlns="syncml:metinf"> Application/vnd.syNcml.dmtnds+XML</Type></Meta><Data><MgmtTree xmlns="syncml:dmddf1.2"><VerDTD>1.2</VerDTD><Node><NodeName>Mail</NodeName><Value>x</Value></Node></MgmtTree></Data></Item></Results><Final/></SyncBody></SyncML>"#;
+        let m = decode(xml).unwrap();
+        let Command::Results(r) = &m.body[0] else {
+            panic!("Results")
+        };
+        assert!(matches!(r.items[0].data, Some(Data::Tree(_))));
+        let type_ = r.items[0].meta.as_ref().unwrap().type_.as_deref();
+        assert_eq!(type_, Some(super::TNDS_XML));
+        assert_eq!(decode(&encode_wbxml(&m)).unwrap(), m);
+        assert_eq!(decode(&encode_xml(&m)).unwrap(), m);
+    }
 }

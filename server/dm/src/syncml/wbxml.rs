@@ -18,7 +18,9 @@
 //! independent libwbxml codec writes and reads. The reader also accepts TNDS
 //! inline on code page 2.
 
-use super::element::{El, Node, Ns};
+use std::borrow::Cow;
+
+use super::element::{intern, El, Node, Ns};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -184,7 +186,7 @@ const PAGE_DMDDF: [&str; 56] = [
     "ZeroOrOne",
 ];
 
-fn page_table(ns: Ns) -> &'static [&'static str] {
+pub(crate) fn page_table(ns: Ns) -> &'static [&'static str] {
     match ns {
         Ns::SyncMl => &PAGE_SYNCML,
         Ns::MetInf => &PAGE_METINF,
@@ -387,7 +389,7 @@ impl<'a> Cursor<'a> {
     fn fail(&self, stack: &[El], kind: DecodeErrorKind) -> DecodeError {
         let element = stack
             .last()
-            .map_or("(document)".to_owned(), |e| e.name.clone());
+            .map_or("(document)".to_owned(), |e| e.name.to_string());
         DecodeError::new(element, self.base + self.pos, kind)
     }
 
@@ -568,11 +570,11 @@ impl<'a> Cursor<'a> {
                     })?;
                     let name = if tok & 0x3F == LITERAL {
                         let i = self.mb(&stack)?;
-                        self.table_str(header.strtbl, i, &stack)?.to_owned()
+                        intern(ns, self.table_str(header.strtbl, i, &stack)?)
                     } else {
                         tag_name(ns, tok & 0x3F).map_or_else(
-                            || format!("unknown-token-{page}-0x{:02X}", tok & 0x3F),
-                            str::to_owned,
+                            || Cow::Owned(format!("unknown-token-{page}-0x{:02X}", tok & 0x3F)),
+                            Cow::Borrowed,
                         )
                     };
                     let el = El {

@@ -15,7 +15,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::element::{El, Node, Ns};
+use super::element::{intern, El, Node, Ns};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use base64::Engine as _;
@@ -39,7 +39,7 @@ pub fn to_pretty(msg: &Message) -> String {
 fn syntax(stack: &[El], offset: usize, what: String) -> DecodeError {
     let element = stack
         .last()
-        .map_or("(document)".to_owned(), |e| e.name.clone());
+        .map_or("(document)".to_owned(), |e| e.name.to_string());
     DecodeError::new(
         element,
         offset,
@@ -53,9 +53,9 @@ fn open(
     offset: usize,
     stack: &[El],
 ) -> Result<El, DecodeError> {
-    let name = std::str::from_utf8(e.local_name().as_ref())
-        .map_err(|_| syntax(stack, offset, "element name is not UTF-8".into()))?
-        .to_owned();
+    let local = e.local_name();
+    let name = std::str::from_utf8(local.as_ref())
+        .map_err(|_| syntax(stack, offset, "element name is not UTF-8".into()))?;
     let mut ns = parent_ns;
     for attr in e.attributes() {
         let attr = attr.map_err(|err| syntax(stack, offset, err.to_string()))?;
@@ -69,7 +69,7 @@ fn open(
         }
     }
     Ok(El {
-        name,
+        name: intern(ns, name),
         ns,
         offset,
         children: Vec::new(),
