@@ -112,7 +112,7 @@ mod tests {
     fn utc_text_formats() {
         assert_eq!(super::utc_text(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(
-            super::utc_text(1_795_780_800_000),
+            super::utc_text(1_795_773_600_000),
             "2026-11-27 10:00:00 UTC"
         );
     }
