@@ -51,6 +51,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Simulated DM clients against any DM server, and the load benchmark.
+    Sim(crate::sim::cli::SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +194,11 @@ fn read_password_stdin() -> anyhow::Result<String> {
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // The simulator needs no database nor data directory.
+    let cli = match cli.command {
+        Command::Sim(args) => return crate::sim::cli::run(args).await,
+        command => Cli { command, ..cli },
+    };
     let common = cli.common()?;
     match cli.command {
         Command::Serve(args) => {
@@ -235,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 AdminCommand::User { command } => user_command(&db, command).await,
             }
         }
+        Command::Sim(_) => unreachable!("handled above"),
         Command::Audit { command } => {
             let db = Db::connect(&common.database_url).await?;
             match command {
