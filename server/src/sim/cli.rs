@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use handover_dm::auth::AuthType;
 use handover_dm::syncml::Encoding;
 use handover_dm::ServerId;
@@ -12,9 +12,19 @@ use handover_dm::ServerId;
 use super::{Sim, SimConfig};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
     #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// K devices run full sessions against a server for a while, then the
+    /// same round trips against canned replies on loopback as the baseline.
+    Bench(super::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,6 +106,9 @@ impl FleetArgs {
 
 /// Runs `handover sim`; returns the exit code.
 pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
+    if let Some(SimCommand::Bench(b)) = args.command {
+        return super::bench::run(b).await;
+    }
     let a = args.fleet;
     let sim = Sim::start(a.config()?).await?;
     let csv = sim.state_dir().join("devices.csv");

@@ -96,8 +96,23 @@ pub(crate) async fn run(
     server_id: &ServerId,
     notification: Option<Notification>,
 ) -> bool {
+    run_recorded(fleet, dev, server_id, notification, None).await
+}
+
+/// The messages of one session: what the device sent and what came back.
+pub(crate) type Transcript = Vec<(ClientTransmit, Vec<u8>)>;
+
+/// [`run`], keeping the exchanged messages in `record` (for the benchmark's
+/// canned baseline).
+pub(crate) async fn run_recorded(
+    fleet: &Fleet,
+    dev: &Device,
+    server_id: &ServerId,
+    notification: Option<Notification>,
+    record: Option<&mut Transcript>,
+) -> bool {
     fleet.in_flight.fetch_add(1, Ordering::Relaxed);
-    let ok = run_inner(fleet, dev, server_id, notification).await;
+    let ok = run_inner(fleet, dev, server_id, notification, record).await;
     fleet.in_flight.fetch_sub(1, Ordering::Relaxed);
     let c = if ok {
         &fleet.stats.sessions_ok
@@ -113,6 +128,7 @@ async fn run_inner(
     dev: &Device,
     server_id: &ServerId,
     notification: Option<Notification>,
+    mut record: Option<&mut Transcript>,
 ) -> bool {
     let Ok(_permit) = fleet.permits.acquire().await else {
         return false;
@@ -152,6 +168,9 @@ async fn run_inner(
                 break;
             }
         };
+        if let Some(r) = record.as_deref_mut() {
+            r.push((tx, reply.clone()));
+        }
         if session.has_ended() {
             // The last message (e.g. the refusal of a bad server Cred) needs no answer.
             break;
