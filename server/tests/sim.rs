@@ -249,3 +249,21 @@ async fn devices_csv_round_trips() {
     sim.shutdown().await;
     server.stop();
 }
+
+/// `handover sim bench` end to end against the reference server: both
+/// phases run and some sessions succeed (exit code 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_runs_both_phases() {
+    let args = handover::sim::bench::BenchArgs {
+        devices: 5,
+        duration: 1,
+        server: None,
+        state: None,
+        server_pid: Some(std::process::id()),
+        wbxml: true,
+        auth: handover::sim::cli::AuthArg::Hmac,
+        server_id: "handover.localhost".into(),
+    };
+    assert_eq!(handover::sim::bench::run(args).await.unwrap(), 0);
+    assert!(handover::sim::bench::vm_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
+}
