@@ -58,6 +58,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::dmtool::DmCommand,
     },
+    /// Simulated DM clients against any DM server, and the load benchmark.
+    Sim(crate::sim::cli::SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -231,10 +233,12 @@ fn read_password_stdin() -> anyhow::Result<String> {
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Dm { command } = &cli.command {
-        // Needs no data directory nor database.
-        return Ok(crate::dmtool::run(command));
-    }
+    // The DM tools and the simulator need no data directory nor database.
+    let cli = match cli.command {
+        Command::Dm { command } => return Ok(crate::dmtool::run(&command)),
+        Command::Sim(args) => return crate::sim::cli::run(args).await,
+        command => Cli { command, ..cli },
+    };
     let common = cli.common()?;
     match cli.command {
         Command::Serve(args) => {
@@ -287,6 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 AdminCommand::Token { command } => token_command(&db, command).await,
             }
         }
+        Command::Sim(_) => unreachable!("handled above"),
         Command::Audit { command } => {
             let db = Db::connect(&common.database_url).await?;
             match command {

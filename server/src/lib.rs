@@ -17,4 +17,5 @@ pub mod ops;
 pub mod portal;
 pub mod secrets;
 pub mod serve;
+pub mod sim;
 pub mod store;
