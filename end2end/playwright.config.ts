@@ -8,6 +8,7 @@ export default defineConfig({
   workers: 1,
   retries: 0,
   reporter: [["list"]],
+  outputDir: "./test-results",
   globalSetup: "./global-setup.ts",
   globalTeardown: "./global-teardown.ts",
   use: {
