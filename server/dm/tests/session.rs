@@ -1084,3 +1084,42 @@ fn hs20_generic_alert_and_devinfo() {
         ("urn:Example:HS20-station:123456".to_owned(), "1".to_owned())
     );
 }
+
+// STYLE lesson 1 + PROTOCOL A.2: the session records when the client's
+// last message arrived, so the runtime can expire idle sessions from the
+// stored state; the clockless `handle_message` leaves it unchanged.
+#[test]
+fn server_session_records_the_time_of_the_last_message() {
+    let (mut c, mut s, acct) = session(Encoding::Xml, AuthType::Md5, vec![get(1, "./DevInfo/Man")]);
+    let mut rng = StdRng::seed_from_u64(11);
+    assert_eq!(s.last_message_at(), None);
+    assert!(!s.is_idle(Timestamp(NOW.0 + 1_000_000), 60));
+    let p1 = c.poll_transmit().unwrap();
+    let incoming = Incoming {
+        bytes: &p1.bytes,
+        hmac: None,
+        tls: false,
+    };
+    s.handle_message_at(incoming, &acct, NOW, &mut rng).unwrap();
+    assert_eq!(s.last_message_at(), Some(NOW));
+    let reply = s.poll_transmit().unwrap();
+    persist(&mut s);
+    assert_eq!(s.last_message_at(), Some(NOW), "kept when stored");
+    assert!(!s.is_idle(Timestamp(NOW.0 + 60), 60));
+    assert!(s.is_idle(Timestamp(NOW.0 + 61), 60));
+
+    c.handle_message(&reply.bytes, NOW, &mut rng).unwrap();
+    let p3 = c.poll_transmit().unwrap();
+    s.handle_message(
+        Incoming {
+            bytes: &p3.bytes,
+            hmac: None,
+            tls: false,
+        },
+        &acct,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(s.last_message_at(), Some(NOW), "no clock, no change");
+    assert!(s.has_ended());
+}

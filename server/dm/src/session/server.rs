@@ -36,6 +36,7 @@ use crate::syncml::{
     self, Alert, CmdRef, Command, Container, Data, DecodeError, Encoding, Exec, Item, ItemCmd,
     LocRef, Meta, Results,
 };
+use crate::tree::Timestamp;
 use crate::{AlertCode, CmdId, StatusCode};
 
 /// One client message as it arrived (PROTOCOL A.1, A.4).
@@ -335,6 +336,10 @@ pub struct ServerSession {
     large_out: Option<LargeOut>,
     large_in: Option<LargeIn>,
     sent: BTreeMap<u32, Sent>,
+    /// When the last client message was handled (STYLE lesson 1: the
+    /// caller's clock), for the runtime to expire idle sessions.
+    #[cfg_attr(feature = "serde", serde(default))]
+    last_message_at: Option<Timestamp>,
     #[cfg_attr(feature = "serde", serde(skip))]
     events: VecDeque<ServerEvent>,
     #[cfg_attr(feature = "serde", serde(skip))]
@@ -368,6 +373,7 @@ impl ServerSession {
             large_out: None,
             large_in: None,
             sent: BTreeMap::new(),
+            last_message_at: None,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -406,11 +412,50 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Handles one client message (PROTOCOL A.2–A.4) and prepares the reply.
+    /// When the last client message was handled by
+    /// [`Self::handle_message_at`]; `None` before (or when only
+    /// [`Self::handle_message`], which has no clock, was used).
+    pub fn last_message_at(&self) -> Option<Timestamp> {
+        self.last_message_at
+    }
+
+    /// True when the session has waited more than `idle_secs` seconds for
+    /// the client's next message (the runtime then discards it). A session
+    /// that never saw a timed message is not idle.
+    pub fn is_idle(&self, now: Timestamp, idle_secs: u64) -> bool {
+        self.last_message_at
+            .is_some_and(|t| now.0.saturating_sub(t.0) > idle_secs)
+    }
+
+    /// Handles one client message (PROTOCOL A.2–A.4) and prepares the
+    /// reply, without a clock: [`Self::last_message_at`] is left as it was.
+    /// Prefer [`Self::handle_message_at`].
     pub fn handle_message<R: RngCore + CryptoRng>(
         &mut self,
         input: Incoming<'_>,
         account: &DeviceAccount,
+        rng: &mut R,
+    ) -> Result<(), SessionError> {
+        self.handle(input, account, None, rng)
+    }
+
+    /// Handles one client message (PROTOCOL A.2–A.4) that arrived at `now`
+    /// and prepares the reply; `now` becomes [`Self::last_message_at`].
+    pub fn handle_message_at<R: RngCore + CryptoRng>(
+        &mut self,
+        input: Incoming<'_>,
+        account: &DeviceAccount,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), SessionError> {
+        self.handle(input, account, Some(now), rng)
+    }
+
+    fn handle<R: RngCore + CryptoRng>(
+        &mut self,
+        input: Incoming<'_>,
+        account: &DeviceAccount,
+        now: Option<Timestamp>,
         rng: &mut R,
     ) -> Result<(), SessionError> {
         if self.has_ended() {
@@ -432,6 +477,9 @@ impl ServerSession {
                 })
             }
             Some(_) => {}
+        }
+        if now.is_some() {
+            self.last_message_at = now;
         }
         self.encoding = syncml::Encoding::sniff(input.bytes);
         if let Some(m) = msg.hdr.meta.as_ref().and_then(|m| m.max_msg_size) {
