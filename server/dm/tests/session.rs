@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::notification::{Notification, SessionId, UiMode};
 use handover_dm::session::{
-    ClientConfig, ClientEvent, ClientSession, CommandKind, DeviceAccount, EndReason, Incoming,
-    ServerCommand, ServerEvent, ServerSession,
+    ClientConfig, ClientEvent, ClientSession, ClientViolation, CommandKind, DeviceAccount,
+    EndReason, Incoming, ServerCommand, ServerEvent, ServerSession,
 };
 use handover_dm::syncml::{self, CmdRef, Command, Encoding, Message};
 use handover_dm::tree::{DeviceInfo, Limits, NewNode, Timestamp, Tree};
@@ -1122,4 +1122,144 @@ fn server_session_records_the_time_of_the_last_message() {
     .unwrap();
     assert_eq!(s.last_message_at(), Some(NOW), "no clock, no change");
     assert!(s.has_ended());
+}
+
+fn feed(s: &mut ServerSession, bytes: &[u8], acct: &DeviceAccount) -> (Vec<ServerEvent>, Message) {
+    s.handle_message(
+        Incoming {
+            bytes,
+            hmac: None,
+            tls: false,
+        },
+        acct,
+        &mut StdRng::seed_from_u64(13),
+    )
+    .unwrap();
+    let reply = s.poll_transmit().unwrap();
+    (
+        std::iter::from_fn(|| s.poll_event()).collect(),
+        syncml::decode(&reply.bytes).unwrap(),
+    )
+}
+
+/// PROTOCOL A.2: the reply to a message that broke a rule: `hdr` on the
+/// SyncHdr, 215 for every command, Alert 1223, Final; nothing executed.
+fn assert_aborted(req: &Message, reply: &Message, hdr: StatusCode) {
+    let Command::Status(hs) = &reply.body[0] else {
+        panic!()
+    };
+    assert_eq!(hs.data, hdr);
+    let commands = req
+        .body
+        .iter()
+        .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
+        .count();
+    let not_executed = reply
+        .body
+        .iter()
+        .filter(|c| matches!(c, Command::Status(s) if s.data == StatusCode::NOT_EXECUTED))
+        .count();
+    assert_eq!(not_executed, commands);
+    assert!(matches!(
+        reply.body.last(),
+        Some(Command::Alert(a)) if a.data == AlertCode::SESSION_ABORT
+    ));
+    assert!(reply.final_ && reply.hdr.cred.is_none());
+    assert!(!reply
+        .body
+        .iter()
+        .any(|c| !matches!(c, Command::Status(_) | Command::Alert(_))));
+}
+
+// PROTOCOL A.2: the client's MsgID increases by 1. A replayed (or skipped)
+// MsgID is answered 400 on the SyncHdr, nothing is executed, the
+// credential is not judged, and the server aborts (Alert 1223).
+#[test]
+fn replayed_or_skipped_msg_id_aborts_the_session() {
+    for skip in [false, true] {
+        let (mut c, mut s, acct) =
+            session(Encoding::Xml, AuthType::Md5, vec![get(1, "./DevInfo/Man")]);
+        s.push_command(get(2, "./DevInfo/Mod"));
+        let p1 = c.poll_transmit().unwrap();
+        let (_, reply) = feed(&mut s, &p1.bytes, &acct);
+        c.handle_message(
+            &syncml::encode_xml(&reply),
+            NOW,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        let p3 = syncml::decode(&c.poll_transmit().unwrap().bytes).unwrap();
+        let (bad, expected_got) = if skip {
+            let mut m = p3.clone();
+            m.hdr.msg_id = std::num::NonZeroU32::new(3).unwrap();
+            (m, (2, 3))
+        } else {
+            (syncml::decode(&p1.bytes).unwrap(), (2, 1))
+        };
+        let (events, reply) = feed(&mut s, &syncml::encode_xml(&bad), &acct);
+        assert_aborted(&bad, &reply, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            events,
+            vec![
+                ServerEvent::ProtocolViolation(ClientViolation::MsgIdOutOfOrder {
+                    expected: expected_got.0,
+                    got: expected_got.1,
+                }),
+                ServerEvent::SessionEnded {
+                    reason: EndReason::Aborted
+                },
+            ],
+            "no status reported, no nonce moved on"
+        );
+        assert!(s.has_ended());
+        // The client takes the abort as such.
+        c.handle_message(
+            &syncml::encode_xml(&reply),
+            NOW,
+            &mut StdRng::seed_from_u64(2),
+        )
+        .unwrap();
+        let client: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(client.contains(&ClientEvent::SessionEnded {
+            reason: EndReason::Aborted
+        }));
+    }
+}
+
+// PROTOCOL A.2: Source/LocURI must equal the DevId reported in package 1;
+// a mismatch ends the session with ProtocolViolation(DevIdMismatch).
+#[test]
+fn source_other_than_devinfo_devid_ends_the_session() {
+    let (mut c, mut s, acct) = session(
+        Encoding::Wbxml,
+        AuthType::Md5,
+        vec![get(1, "./DevInfo/Man")],
+    );
+    let mut spoof = |from_server: bool, m: &mut Message| {
+        if from_server || m.hdr.msg_id.get() != 1 {
+            return false;
+        }
+        m.hdr.source.loc_uri = "IMEI:000000000000000".into();
+        true
+    };
+    let run = drive_with(&mut c, &mut s, &acct, &mut spoof);
+    assert!(run.server.contains(&ServerEvent::ProtocolViolation(
+        ClientViolation::DevIdMismatch {
+            source: "IMEI:000000000000000".into(),
+            dev_id: "IMEI:490154203237518".into(),
+        }
+    )));
+    assert_eq!(run.server_ended(), Some(EndReason::Aborted));
+    assert_eq!(run.client_ended(), Some(EndReason::Aborted));
+    assert!(run.statuses().is_empty(), "no command went out");
+    assert_eq!(run.server_msgs.len(), 1);
+    assert_aborted(
+        &run.client_msgs[0],
+        &run.server_msgs[0].0,
+        StatusCode::AUTHENTICATED,
+    );
+    assert!(!run
+        .server
+        .iter()
+        .any(|e| matches!(e, ServerEvent::DevInfo(_))));
 }

@@ -371,6 +371,17 @@ impl ClientSession {
         }
         let msg = syncml::decode(bytes)?;
         let msg_ref = msg.hdr.msg_id;
+        // A.2: an abort ends the session whatever else the message says
+        // (the server aborts after a rule broken, with 400 on the SyncHdr).
+        if msg
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::SESSION_ABORT))
+        {
+            self.events.push_back(ClientEvent::Aborted);
+            self.end(EndReason::Aborted);
+            return Ok(());
+        }
         if let Some(m) = msg.hdr.meta.as_ref().and_then(|m| m.max_msg_size) {
             self.server_max_msg_size = Some(m);
         }

@@ -24,8 +24,8 @@ pub mod server;
 
 pub use client::{ClientConfig, ClientError, ClientEvent, ClientSession, ClientTransmit};
 pub use server::{
-    CommandKind, DeviceAccount, DeviceInfoReport, EndReason, Incoming, ReceivedItem, ServerCommand,
-    ServerEvent, ServerSession, ServerTransmit, SessionError,
+    ClientViolation, CommandKind, DeviceAccount, DeviceInfoReport, EndReason, Incoming,
+    ReceivedItem, ServerCommand, ServerEvent, ServerSession, ServerTransmit, SessionError,
 };
 
 use std::num::NonZeroU32;

@@ -9,6 +9,8 @@
 //!     │            │ second failure          │ non-final message (either side):
 //!     │            └──► Ended{AuthFailed}    └─ Alert 1222 / next chunk, same state
 //!     │ Alert 1223 (any state) ──► Ended{Aborted}
+//!     │ MsgID out of order, or Source ≠ DevId (any state; A.2):
+//!     │ 215s + Alert 1223 ──► Ended{Aborted} after ProtocolViolation
 //! ```
 //!
 //! One message in, at most one message out: [`ServerSession::handle_message`]
@@ -174,7 +176,9 @@ pub enum EndReason {
     AuthFailed,
     /// The client refused the server's Cred (A.4).
     ServerAuthRejected,
-    /// Alert 1223 (A.2).
+    /// Alert 1223 (A.2): from the client, or from the server after a
+    /// [`ClientViolation`] (reported just before as
+    /// [`ServerEvent::ProtocolViolation`]).
     Aborted,
 }
 
@@ -220,9 +224,36 @@ pub enum ServerEvent {
     },
     /// Alert 1223 from the client (A.2); `SessionEnded` follows.
     Aborted,
+    /// The client broke a rule of A.2; the server aborted the session
+    /// (Alert 1223) and `SessionEnded { reason: Aborted }` follows.
+    ProtocolViolation(ClientViolation),
     /// The session is over; later messages are refused.
     #[allow(missing_docs)]
     SessionEnded { reason: EndReason },
+}
+
+/// A rule of PROTOCOL A.2 the client broke. The server does not execute
+/// the message: it answers every command with 215, adds Alert 1223 and
+/// ends the session **[profile]** (a message out of order means a lost or
+/// replayed message, after which the two sides no longer agree on what
+/// was done; going on would risk running a command twice or not at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientViolation {
+    /// A.2: the client's MsgID must start at 1 and increase by 1 per
+    /// message (a message with Alert 1223 is taken as the abort it is
+    /// whatever its MsgID). The SyncHdr is answered 400 and the credential is not
+    /// judged (a replayed message must not move the nonces on).
+    #[allow(missing_docs)]
+    MsgIdOutOfOrder { expected: u32, got: u32 },
+    /// A.2: `Source/LocURI` must equal `./DevInfo/DevId` as reported in
+    /// package 1 (and stay the same for the session). Checked once the
+    /// credential is accepted; the SyncHdr keeps its authentication status.
+    DevIdMismatch {
+        /// The message's `Source/LocURI`.
+        source: String,
+        /// The DevId the session knows (package 1's `./DevInfo/DevId`).
+        dev_id: String,
+    },
 }
 
 /// A message for the runtime to send back (PROTOCOL A.1).
@@ -340,6 +371,9 @@ pub struct ServerSession {
     /// caller's clock), for the runtime to expire idle sessions.
     #[cfg_attr(feature = "serde", serde(default))]
     last_message_at: Option<Timestamp>,
+    /// The MsgID of the client's last message, 0 before the first (A.2).
+    #[cfg_attr(feature = "serde", serde(default))]
+    client_msg_id: u32,
     #[cfg_attr(feature = "serde", serde(skip))]
     events: VecDeque<ServerEvent>,
     #[cfg_attr(feature = "serde", serde(skip))]
@@ -374,6 +408,7 @@ impl ServerSession {
             large_in: None,
             sent: BTreeMap::new(),
             last_message_at: None,
+            client_msg_id: 0,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -487,6 +522,28 @@ impl ServerSession {
         }
         let msg_ref = msg.hdr.msg_id;
 
+        // A.2: MsgID from 1, by 1; checked before the credential so that a
+        // replayed message moves no nonce on. An abort (Alert 1223) is
+        // taken whatever its MsgID: the session ends either way.
+        let expected = self.client_msg_id + 1;
+        self.client_msg_id = msg_ref.get();
+        let aborting = msg
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::SESSION_ABORT));
+        if msg_ref.get() != expected && !aborting {
+            let mut hdr_status =
+                status(msg_ref, CmdRef::SyncHdr, "SyncHdr", StatusCode::BAD_REQUEST);
+            hdr_status.target_refs = vec![msg.hdr.target.loc_uri.clone()];
+            hdr_status.source_refs = vec![msg.hdr.source.loc_uri.clone()];
+            let violation = ClientViolation::MsgIdOutOfOrder {
+                expected,
+                got: msg_ref.get(),
+            };
+            self.abort_for(&msg, hdr_status, violation);
+            return Ok(());
+        }
+
         // A.4: judge the credential.
         let mut auth = ServerAuth::resume(
             account.client.clone(),
@@ -547,6 +604,20 @@ impl ServerSession {
                 Some(status)
             }
         };
+
+        // A.2: Source/LocURI is the DevId, the same all session long.
+        if refused.is_none() {
+            let source = &msg.hdr.source.loc_uri;
+            let dev_id = reported_dev_id(&msg).unwrap_or_else(|| self.dev_id.clone());
+            if *source != dev_id || *source != self.dev_id {
+                let violation = ClientViolation::DevIdMismatch {
+                    source: source.clone(),
+                    dev_id,
+                };
+                self.abort_for(&msg, hdr_status, violation);
+                return Ok(());
+            }
+        }
 
         let mut statuses = vec![Command::Status(hdr_status)];
         let mut aborted = false;
@@ -669,6 +740,36 @@ impl ServerSession {
             self.phase = Phase::Ended { reason };
             self.events.push_back(ServerEvent::SessionEnded { reason });
         }
+    }
+
+    /// PROTOCOL A.2: a message that broke a rule is not executed: the
+    /// SyncHdr gets `hdr_status`, every command 215, then Alert 1223 ends
+    /// the session.
+    fn abort_for(&mut self, msg: &syncml::Message, hdr_status: syncml::Status, v: ClientViolation) {
+        let mut statuses = vec![Command::Status(hdr_status)];
+        for cmd in &msg.body {
+            if matches!(cmd, Command::Status(_) | Command::Results(_)) {
+                continue;
+            }
+            statuses.push(Command::Status(status(
+                msg.hdr.msg_id,
+                CmdRef::Cmd(cmd.cmd_id()),
+                cmd.name(),
+                StatusCode::NOT_EXECUTED,
+            )));
+        }
+        statuses.push(Command::Alert(Alert {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            no_resp: false,
+            cred: None,
+            data: AlertCode::SESSION_ABORT,
+            correlator: None,
+            items: Vec::new(),
+        }));
+        self.events.push_back(ServerEvent::ProtocolViolation(v));
+        self.flush_unanswered();
+        self.end(EndReason::Aborted);
+        self.send(statuses, None, true);
     }
 
     /// PROTOCOL A.3: the Alerts a server understands.
@@ -952,6 +1053,17 @@ impl ServerSession {
         );
         next
     }
+}
+
+/// PROTOCOL A.3: the `./DevInfo/DevId` a package 1 Replace reports.
+fn reported_dev_id(msg: &syncml::Message) -> Option<String> {
+    msg.body.iter().find_map(|c| match c {
+        Command::Replace(r) => r.items.iter().find_map(|i| {
+            (item_uri(i) == Some("./DevInfo/DevId"))
+                .then(|| String::from_utf8_lossy(&item_bytes(i, r.meta.as_ref())).into_owned())
+        }),
+        _ => None,
+    })
 }
 
 /// The URI an item names: Source for client Replace/Results, else Target.
