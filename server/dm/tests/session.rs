@@ -159,6 +159,8 @@ struct Run {
     client: Vec<ClientEvent>,
     /// Every message the server sent, decoded, with its size.
     server_msgs: Vec<(Message, usize)>,
+    /// The `x-syncml-hmac` header of each server message (A.4).
+    server_hmacs: Vec<Option<String>>,
     client_msgs: Vec<Message>,
 }
 
@@ -293,10 +295,13 @@ fn drive_with(
             reply_bytes = syncml::encode(reply.encoding, &decoded);
         }
         run.server_msgs.push((decoded, reply_bytes.len()));
+        run.server_hmacs.push(reply.hmac.clone());
         if client.has_ended() {
             continue;
         }
-        client.handle_message(&reply_bytes, NOW, &mut rng).unwrap();
+        client
+            .handle_response(&reply_bytes, reply.hmac.as_deref(), NOW, &mut rng)
+            .unwrap();
         while let Some(e) = client.poll_event() {
             run.client.push(e);
         }
@@ -1262,4 +1267,139 @@ fn source_other_than_devinfo_devid_ends_the_session() {
         .server
         .iter()
         .any(|e| matches!(e, ServerEvent::DevInfo(_))));
+}
+
+fn hmac_srvcred(
+    enc: Encoding,
+    commands: Vec<ServerCommand>,
+) -> (ClientSession, ServerSession, DeviceAccount) {
+    let mut cfg = config(enc, AuthType::Hmac);
+    cfg.srvcred.auth_type = AuthType::Hmac;
+    let c = ClientSession::start(cfg, device_tree());
+    let mut s = ServerSession::new();
+    for cmd in commands {
+        s.push_command(cmd);
+    }
+    let mut acct = account(AuthType::Hmac);
+    acct.server.auth_type = AuthType::Hmac;
+    (c, s, acct)
+}
+
+// PROTOCOL A.4: with SRVCRED AAuthType HMAC the server proves itself with
+// an x-syncml-hmac header (SRVCRED name, the client's latest nonce, over
+// the exact body) on every message the client answers, never with a Cred;
+// the client answers 200 + a fresh nonce each time. The closing message
+// (no commands) carries none.
+#[test]
+fn hmac_server_credentials() {
+    for enc in BOTH {
+        let (mut c, mut s, acct) = hmac_srvcred(
+            enc,
+            vec![get(1, "./DevInfo/Lang"), get(2, "./DevDetail/SwV")],
+        );
+        s.push_command(replace(3, "./Vendor/Setting", b"x"));
+        let run = drive(&mut c, &mut s, &acct);
+        assert_eq!(run.results_of(1), b"en-US");
+        assert_eq!(run.status_of(3), StatusCode::NOT_FOUND);
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+        let n = run.server_msgs.len();
+        assert!(n >= 2);
+        for (i, ((m, _), h)) in run.server_msgs.iter().zip(&run.server_hmacs).enumerate() {
+            assert!(m.hdr.cred.is_none(), "no Cred with an HMAC SRVCRED");
+            let h = handover_dm::auth::HmacHeader::parse(h.as_deref().unwrap_or("")).ok();
+            if i + 1 < n {
+                assert_eq!(h.unwrap().username, SERVER);
+            } else {
+                assert!(h.is_none(), "the closing message is not signed");
+            }
+        }
+        let checks = run
+            .client
+            .iter()
+            .filter(|e| **e == ClientEvent::ServerAuthenticated)
+            .count();
+        assert_eq!(checks, n - 1);
+        // The client's answers: SyncHdr 200 with a new MAC nonce each time.
+        let mut nonces = BTreeSet::new();
+        for m in &run.client_msgs[1..] {
+            let Command::Status(hs) = &m.body[0] else {
+                panic!()
+            };
+            assert_eq!(hs.data, StatusCode::OK);
+            let chal = &hs.chal.as_ref().unwrap().meta;
+            assert_eq!(chal.type_.as_deref(), Some("syncml:auth-MAC"));
+            assert!(nonces.insert(chal.next_nonce.clone().unwrap()));
+        }
+        let server_next = run
+            .server
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    ServerEvent::NextNonces {
+                        server_next: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(server_next, n - 1, "the runtime stores every new nonce");
+    }
+}
+
+// PROTOCOL A.4: a server message whose body no longer matches its MAC is
+// refused with 401; a missing header with 407; both sides end
+// ServerAuthRejected. MD5/basic SRVCRED keeps the Cred and sends no header.
+#[test]
+fn hmac_server_credentials_refused() {
+    for strip in [false, true] {
+        let (mut c, mut s, acct) = hmac_srvcred(Encoding::Xml, vec![get(1, "./DevInfo/Lang")]);
+        let mut rng = StdRng::seed_from_u64(17);
+        let p1 = c.poll_transmit().unwrap();
+        s.handle_message(
+            Incoming {
+                bytes: &p1.bytes,
+                hmac: p1.hmac.as_deref(),
+                tls: false,
+            },
+            &acct,
+            &mut rng,
+        )
+        .unwrap();
+        let reply = s.poll_transmit().unwrap();
+        assert!(reply.hmac.is_some());
+        let (body, header) = if strip {
+            (reply.bytes.clone(), None)
+        } else {
+            let mut m = syncml::decode(&reply.bytes).unwrap();
+            m.hdr.session_id = "1B".into();
+            (syncml::encode_xml(&m), reply.hmac.as_deref())
+        };
+        c.handle_response(&body, header, NOW, &mut rng).unwrap();
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        let want = if strip {
+            StatusCode::MISSING_CREDENTIALS
+        } else {
+            StatusCode::INVALID_CREDENTIALS
+        };
+        assert!(events.contains(&ClientEvent::ServerAuthFailed { status: want }));
+        assert!(events.contains(&ClientEvent::SessionEnded {
+            reason: EndReason::ServerAuthRejected
+        }));
+        assert!(c.tree().value(&uri("./DevInfo/Lang")).is_some());
+    }
+
+    let (mut c, mut s, acct) = session(
+        Encoding::Xml,
+        AuthType::Hmac,
+        vec![get(1, "./DevInfo/Lang")],
+    );
+    let run = drive(&mut c, &mut s, &acct);
+    assert!(run.server_hmacs.iter().all(Option::is_none));
+    assert!(
+        run.server_msgs[0].0.hdr.cred.is_some(),
+        "MD5 SRVCRED: a Cred"
+    );
+    assert!(run.client.contains(&ClientEvent::ServerAuthenticated));
 }

@@ -87,9 +87,10 @@ pub struct ClientTransmit {
 /// What happened on the device (PROTOCOL A.2–A.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// The server's Cred verified (A.4).
+    /// The server's Cred (or, SRVCRED HMAC, its `x-syncml-hmac` header)
+    /// verified (A.4).
     ServerAuthenticated,
-    /// The server's Cred was missing (407) or bad (401) (A.4).
+    /// The server's Cred or HMAC header was missing (407) or bad (401) (A.4).
     #[allow(missing_docs)]
     ServerAuthFailed { status: StatusCode },
     /// An Exec the tree allowed (A.7): the simulator carries it out.
@@ -359,10 +360,29 @@ impl ClientSession {
         }
     }
 
-    /// Handles one server message (PROTOCOL A.2–A.4) and prepares the answer.
+    /// Handles one server message (PROTOCOL A.2–A.4) and prepares the
+    /// answer; the same as [`Self::handle_response`] without an
+    /// `x-syncml-hmac` header.
     pub fn handle_message<R: RngCore + CryptoRng>(
         &mut self,
         bytes: &[u8],
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), ClientError> {
+        self.handle_response(bytes, None, now, rng)
+    }
+
+    /// Handles one server message, the body of an HTTP response, with its
+    /// `x-syncml-hmac` header if any (PROTOCOL A.2–A.4), and prepares the
+    /// answer. With SRVCRED AAuthType HMAC the header is the server's
+    /// proof on every message the client answers (A.4): checked over the
+    /// exact `bytes` with the nonce the client issued, answered 200 (401
+    /// bad, 407 missing) with a fresh nonce in a Chal each time. With
+    /// MD5/basic the server's `Cred` is checked instead.
+    pub fn handle_response<R: RngCore + CryptoRng>(
+        &mut self,
+        bytes: &[u8],
+        hmac: Option<&str>,
         now: Timestamp,
         rng: &mut R,
     ) -> Result<(), ClientError> {
@@ -435,15 +455,30 @@ impl ClientSession {
             .as_ref()
             .and_then(|c| cred_from_model(c, msg.hdr.source.loc_name.as_deref()));
         let mut refused = None;
-        if cred.is_some() || (manages && !self.server_mid_package) {
-            let check = self.auth.check_server_cred(cred.as_ref(), rng);
+        let check = if self.config.srvcred.auth_type == AuthType::Hmac {
+            // A.4: every message that will be answered carries a MAC; the
+            // one that ends the session is not checked, since no answer
+            // could hand the server the next nonce.
+            let wants_next = msg
+                .body
+                .iter()
+                .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::NEXT_MESSAGE));
+            let pending = !self.outbox.is_empty() || self.large_out.is_some();
+            let ends = msg.final_ && !manages && !wants_next && !pending;
+            (!ends).then(|| self.auth.check_server_hmac(hmac, bytes, rng))
+        } else if cred.is_some() || (manages && !self.server_mid_package) {
+            Some(self.auth.check_server_cred(cred.as_ref(), rng))
+        } else {
+            None
+        };
+        if let Some(check) = check {
             hdr_status.data = check.status;
             hdr_status.chal = Some(chal_to_model(&check.chal));
             self.events.push_back(ClientEvent::NextNonces {
                 client_next: None,
                 server_next: Some(check.chal.next_nonce.clone()),
             });
-            if check.status == StatusCode::AUTHENTICATED {
+            if check.status.is_success() {
                 self.events.push_back(ClientEvent::ServerAuthenticated);
             } else {
                 self.events.push_back(ClientEvent::ServerAuthFailed {

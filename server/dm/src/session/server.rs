@@ -263,6 +263,13 @@ pub struct ServerTransmit {
     pub bytes: Vec<u8>,
     /// Its encoding, the request's (A.1); see [`Encoding::content_type`].
     pub encoding: Encoding,
+    /// The `x-syncml-hmac` response header (A.4) when SRVCRED's AAuthType
+    /// is HMAC: a MAC over `bytes` with SRVCRED's name and secret and the
+    /// client's latest nonce, on every message the client answers (not on
+    /// a 401/407 challenge nor on the message that ends the session, after
+    /// which the client could not hand over its next nonce). With
+    /// MD5/basic the server proves itself with a `Cred` instead.
+    pub hmac: Option<String>,
 }
 
 /// Why a client message could not be handled at all; the runtime answers
@@ -700,6 +707,7 @@ impl ServerSession {
             });
             statuses.push(alert);
             self.send(statuses, None, true);
+            self.sign_last(account);
         } else {
             // A package in progress goes on (the client's Alert 1222 or
             // its Statuses for the last message ask for the rest).
@@ -731,8 +739,18 @@ impl ServerSession {
                 .and_then(|n| account.server.cred(n))
                 .map(|c| cred_to_model(&c));
             self.send(statuses, cred, false);
+            self.sign_last(account);
         }
         Ok(())
+    }
+
+    /// A.4: with an HMAC SRVCRED, the `x-syncml-hmac` header of the message
+    /// just built, over the nonce the client issued last.
+    fn sign_last(&mut self, account: &DeviceAccount) {
+        let (Some(t), Some(nonce)) = (self.transmits.back_mut(), self.server_nonce.as_ref()) else {
+            return;
+        };
+        t.hmac = account.server.hmac_header(nonce, &t.bytes);
     }
 
     fn end(&mut self, reason: EndReason) {
@@ -969,6 +987,7 @@ impl ServerSession {
         self.transmits.push_back(ServerTransmit {
             bytes: syncml::encode(self.encoding, &msg),
             encoding: self.encoding,
+            hmac: None,
         });
     }
 
