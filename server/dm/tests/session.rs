@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::notification::{Notification, SessionId, UiMode};
 use handover_dm::session::{
-    ClientConfig, ClientEvent, ClientSession, ClientViolation, CommandKind, DeviceAccount,
-    EndReason, Incoming, ServerCommand, ServerEvent, ServerSession,
+    ClientConfig, ClientError, ClientEvent, ClientSession, ClientViolation, CommandKind,
+    DeviceAccount, EndReason, GenericAlert, Incoming, ReceivedItem, ServerCommand, ServerEvent,
+    ServerSession,
 };
 use handover_dm::syncml::{self, CmdRef, Command, Encoding, Message};
 use handover_dm::tree::{DeviceInfo, Limits, NewNode, Timestamp, Tree};
@@ -1402,4 +1403,115 @@ fn hmac_server_credentials_refused() {
         "MD5 SRVCRED: a Cred"
     );
     assert!(run.client.contains(&ClientEvent::ServerAuthenticated));
+}
+
+// PROTOCOL A.3: the client adds Generic Alerts 1226 to package 1 (until it
+// is sent); after a challenge (A.4) they go again with package 1 and the
+// server reports each once, b64 data decoded.
+#[test]
+fn client_generic_alert_in_package1() {
+    for enc in BOTH {
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.client_nonce = Nonce::from_chr("stale");
+        let mut c = ClientSession::start(cfg, device_tree());
+        let item = |source: &str, format: &str, data: &[u8]| ReceivedItem {
+            source: Some(source.into()),
+            format: Some(format.into()),
+            mime: Some("x-oma-application:syncml.samplealert".into()),
+            data: data.to_vec(),
+        };
+        c.add_generic_alert(GenericAlert {
+            correlator: Some("job-7".into()),
+            items: vec![item("./Ops/Reboot", "chr", b"done")],
+        })
+        .unwrap();
+        c.add_generic_alert(GenericAlert {
+            correlator: None,
+            items: vec![item("./Vendor/Log", "b64", &[0, 1, 2, 255])],
+        })
+        .unwrap();
+        let mut s = ServerSession::new();
+        s.push_command(get(1, "./DevInfo/Man"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        let Command::Status(hs) = &run.server_msgs[0].0.body[0] else {
+            panic!()
+        };
+        assert_eq!(hs.data, StatusCode::INVALID_CREDENTIALS);
+        let alerts: Vec<_> = run
+            .server
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::GenericAlert { correlator, items } => Some((correlator, items)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 2, "reported once, after authentication");
+        assert_eq!(alerts[0].0.as_deref(), Some("job-7"));
+        assert_eq!(alerts[0].1[0].data, b"done");
+        assert_eq!(alerts[0].1[0].source.as_deref(), Some("./Ops/Reboot"));
+        assert_eq!(alerts[1].1[0].data, [0, 1, 2, 255]);
+        assert_eq!(run.results_of(1), b"Acme");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        // Package 1 (and its retry) in A.3 order: Alert, Replace, then 1226s.
+        for m in &run.client_msgs[..2] {
+            let kinds: Vec<_> = m.body.iter().map(|c| c.name()).collect();
+            assert_eq!(kinds, ["Alert", "Replace", "Alert", "Alert"]);
+        }
+        assert_eq!(
+            c.add_generic_alert(GenericAlert {
+                correlator: None,
+                items: Vec::new()
+            }),
+            Err(ClientError::Package1Sent)
+        );
+    }
+}
+
+// PROTOCOL A.4: a 401/407 later in the session (an HMAC that does not match
+// the body) is answered by sending the same message again over the new
+// nonce, not package 1; the session then goes on.
+#[test]
+fn client_retries_a_challenge_in_a_later_package() {
+    for enc in BOTH {
+        let (mut c, mut s, acct) = session(
+            enc,
+            AuthType::Hmac,
+            vec![get(1, "./DevInfo/Lang"), get(2, "./DevDetail/SwV")],
+        );
+        let mut break_mac = |from_server: bool, m: &mut Message| {
+            if from_server || m.hdr.msg_id.get() != 2 {
+                return false;
+            }
+            m.hdr.source.loc_name = Some("changed-after-the-mac".into());
+            true
+        };
+        let run = drive_with(&mut c, &mut s, &acct, &mut break_mac);
+        let Command::Status(hs) = &run.server_msgs[1].0.body[0] else {
+            panic!()
+        };
+        assert_eq!(hs.data, StatusCode::INVALID_CREDENTIALS);
+        assert!(hs.chal.is_some());
+        assert!(run.server_msgs[1]
+            .0
+            .body
+            .iter()
+            .all(|c| matches!(c, Command::Status(_))));
+        // The retry carries the same commands as the refused message.
+        let names = |m: &Message| {
+            m.body
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&run.client_msgs[1]), names(&run.client_msgs[2]));
+        assert!(run.client_msgs[2]
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Results(_))));
+        assert_eq!(run.results_of(1), b"en-US");
+        assert_eq!(run.results_of(2), b"2.0");
+        assert_eq!(run.status_of(1), StatusCode::OK);
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+    }
 }

@@ -2,8 +2,9 @@
 //! device simulator.
 //!
 //! ```text
-//!   start ──► package 1 sent ──► AwaitingServer ──┬─ 401/407 first time: package 1
-//!   (Alert 1200/1201,                ▲   │        │  again with a fresh Cred
+//!   start ──► package 1 sent ──► AwaitingServer ──┬─ 401/407 first time (any
+//!   (Alert 1200/1201,                ▲   │        │  package): the same message
+//!    [Generic Alert 1226],           │   │        │  again, fresh Cred/HMAC
 //!    DevInfo, Cred)                  │   │        ├─ 401/407 again ──► Ended{AuthFailed}
 //!                                    │   │        ├─ bad/missing server Cred:
 //!        statuses + Results          │   │        │  401/407 ──► Ended{ServerAuthRejected}
@@ -22,7 +23,7 @@ use std::num::NonZeroU32;
 use rand_core::{CryptoRng, RngCore};
 
 use super::outbox::{LargeKind, LargeOut, Packer};
-use super::server::EndReason;
+use super::server::{EndReason, ReceivedItem};
 use super::{
     chal_from_model, chal_to_model, cred_from_model, cred_to_model, header, item_bytes, status,
 };
@@ -119,6 +120,21 @@ pub enum ClientError {
     /// A message after the session ended (A.2).
     #[error("the session has ended")]
     Ended,
+    /// Package 1 was already taken from [`ClientSession::poll_transmit`]:
+    /// a Generic Alert can no longer join it (A.3).
+    #[error("package 1 has already been sent")]
+    Package1Sent,
+}
+
+/// A Generic Alert 1226 for package 1 (PROTOCOL A.3): what the device
+/// reports, e.g. the outcome of an earlier asynchronous Exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenericAlert {
+    /// The Correlator of the Exec it answers, if any.
+    pub correlator: Option<String>,
+    /// Its items: `source` (Source/LocURI), Format, Type (MIME) and the raw
+    /// data (base64-encoded on the wire when Format is `b64`).
+    pub items: Vec<ReceivedItem>,
 }
 
 /// A large object coming in as Add/Replace chunks (PROTOCOL A.2).
@@ -141,8 +157,13 @@ pub struct ClientSession {
     dev_id: String,
     next_msg_id: u32,
     next_cmd_id: u32,
-    /// Package 1, kept to send again after a challenge (A.4).
+    /// Package 1, kept to build it again with a Generic Alert (A.3).
     package1: Vec<Command>,
+    /// The last message's commands and Final, to send again after a
+    /// 401/407 in any package (A.4).
+    last_sent: (Vec<Command>, bool),
+    /// Messages taken from [`Self::poll_transmit`].
+    polled: u32,
     authenticated: bool,
     /// The server's last message had no Final: the next continues its package.
     server_mid_package: bool,
@@ -211,6 +232,8 @@ impl ClientSession {
             next_msg_id: 1,
             next_cmd_id: 1,
             package1,
+            last_sent: (Vec::new(), true),
+            polled: 0,
             authenticated: false,
             server_mid_package: false,
             server_max_msg_size: None,
@@ -242,7 +265,34 @@ impl ClientSession {
 
     /// The next message to POST.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        self.polled += u32::from(t.is_some());
+        t
+    }
+
+    /// Adds a Generic Alert 1226 to package 1 (PROTOCOL A.3), after the
+    /// Alert and the DevInfo Replace; possible until package 1 is taken
+    /// from [`Self::poll_transmit`]. Sent again with package 1 after a
+    /// challenge (A.4), so the server reports it once it authenticated.
+    pub fn add_generic_alert(&mut self, alert: GenericAlert) -> Result<(), ClientError> {
+        if self.polled > 0 {
+            return Err(ClientError::Package1Sent);
+        }
+        let items = alert.items.iter().map(alert_item).collect();
+        self.package1.push(Command::Alert(Alert {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            no_resp: false,
+            cred: None,
+            data: AlertCode::GENERIC,
+            correlator: alert.correlator,
+            items,
+        }));
+        // Package 1 again, from MsgID 1.
+        self.transmits.clear();
+        self.next_msg_id = 1;
+        self.next_cmd_id = 1;
+        self.send_package1();
+        Ok(())
     }
 
     /// The next event, in order.
@@ -284,6 +334,46 @@ impl ClientSession {
     fn send(&mut self, first: Vec<Command>, statuses_only: bool) {
         let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
         self.next_msg_id += 1;
+        let mut p = Packer::new(
+            self.header(msg_id),
+            self.config.encoding,
+            self.server_max_msg_size,
+            self.next_cmd_id,
+        );
+        for c in first {
+            p.push(c);
+        }
+        let mut final_ = true;
+        if !statuses_only {
+            final_ = self.fill(&mut p);
+        }
+        let (msg, next) = p.finish(final_);
+        self.next_cmd_id = next;
+        self.last_sent = (msg.body.clone(), msg.final_);
+        self.emit(&msg);
+    }
+
+    /// A.4: the last message again after a 401/407, with a new MsgID and
+    /// a credential over the server's new nonce.
+    fn send_again(&mut self) {
+        let (body, final_) = self.last_sent.clone();
+        let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
+        self.next_msg_id += 1;
+        let mut p = Packer::new(
+            self.header(msg_id),
+            self.config.encoding,
+            None,
+            self.next_cmd_id,
+        );
+        for c in body {
+            p.push(c);
+        }
+        let (msg, next) = p.finish(final_);
+        self.next_cmd_id = next;
+        self.emit(&msg);
+    }
+
+    fn header(&self, msg_id: NonZeroU32) -> syncml::SyncHdr {
         let mut hdr = header(
             &self.config.session_id,
             msg_id,
@@ -299,22 +389,7 @@ impl ClientSession {
             max_msg_size: Some(m),
             ..Meta::default()
         });
-        let mut p = Packer::new(
-            hdr,
-            self.config.encoding,
-            self.server_max_msg_size,
-            self.next_cmd_id,
-        );
-        for c in first {
-            p.push(c);
-        }
-        let mut final_ = true;
-        if !statuses_only {
-            final_ = self.fill(&mut p);
-        }
-        let (msg, next) = p.finish(final_);
-        self.next_cmd_id = next;
-        self.emit(&msg);
+        hdr
     }
 
     fn emit(&mut self, msg: &Message) {
@@ -434,7 +509,8 @@ impl ClientSession {
             }
         }
         if challenged {
-            self.send_package1();
+            // A.4: in any package, the challenged message goes again.
+            self.send_again();
             return Ok(());
         }
 
@@ -719,6 +795,31 @@ impl ClientSession {
             source_ref: None,
             items,
         }));
+    }
+}
+
+/// A Generic Alert item (A.3): Source, Meta Format/Type, Data.
+fn alert_item(i: &ReceivedItem) -> Item {
+    let b64 = i
+        .format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("b64"));
+    let data = if b64 {
+        use base64::Engine;
+        Data::Text(base64::engine::general_purpose::STANDARD.encode(&i.data))
+    } else {
+        Data::from_bytes(i.data.clone())
+    };
+    let meta = (i.format.is_some() || i.mime.is_some()).then(|| Meta {
+        format: i.format.clone(),
+        type_: i.mime.clone(),
+        ..Meta::default()
+    });
+    Item {
+        source: i.source.as_deref().map(LocRef::uri),
+        meta,
+        data: Some(data),
+        ..Item::default()
     }
 }
 

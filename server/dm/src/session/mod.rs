@@ -22,7 +22,9 @@ pub mod client;
 mod outbox;
 pub mod server;
 
-pub use client::{ClientConfig, ClientError, ClientEvent, ClientSession, ClientTransmit};
+pub use client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, ClientTransmit, GenericAlert,
+};
 pub use server::{
     ClientViolation, CommandKind, DeviceAccount, DeviceInfoReport, EndReason, Incoming,
     ReceivedItem, ServerCommand, ServerEvent, ServerSession, ServerTransmit, SessionError,

@@ -601,7 +601,12 @@ impl ServerSession {
                 });
                 hdr_status.data = status;
                 hdr_status.chal = Some(chal_to_model(&chal));
-                self.phase = Phase::AwaitingCredentials;
+                // A challenge later in the session (an HMAC that failed)
+                // keeps the package in progress: the client sends the same
+                // message again.
+                if self.phase == Phase::AwaitingPackage1 {
+                    self.phase = Phase::AwaitingCredentials;
+                }
                 Some(status)
             }
             ServerAuthOutcome::SessionEnded { status } => {
