@@ -1515,3 +1515,134 @@ fn client_retries_a_challenge_in_a_later_package() {
         assert_eq!(run.client_ended(), Some(EndReason::Completed));
     }
 }
+
+// PROTOCOL A.3: an Atomic inside a Sequence and a Sequence inside an
+// Atomic run with their own semantics: an inner Atomic rolls back only
+// itself and stops the Sequence; an outer Atomic rolls back everything in
+// it, nested Sequence included (216), the failure keeps its code, the rest 215.
+#[test]
+fn nested_atomic_and_sequence() {
+    for enc in BOTH {
+        let cmds = vec![
+            job(
+                1,
+                CommandKind::Sequence(vec![
+                    add_node(2, "./Vendor/A"),
+                    job(
+                        3,
+                        CommandKind::Atomic(vec![
+                            add_leaf(4, "./Vendor/A/x", b"1"),
+                            replace(5, "./DevInfo/Man", b"Evil"),
+                        ]),
+                    ),
+                    add_node(6, "./Vendor/B"),
+                ]),
+            ),
+            job(
+                10,
+                CommandKind::Atomic(vec![
+                    job(
+                        11,
+                        CommandKind::Sequence(vec![
+                            add_leaf(12, "./Vendor/S", b"s"),
+                            get(13, "./Vendor/S"),
+                        ]),
+                    ),
+                    add_leaf(14, "./Vendor/T", b"t"),
+                ]),
+            ),
+            job(
+                20,
+                CommandKind::Atomic(vec![
+                    job(
+                        21,
+                        CommandKind::Sequence(vec![
+                            add_leaf(22, "./Vendor/U", b"u"),
+                            get(23, "./Nowhere"),
+                        ]),
+                    ),
+                    add_leaf(24, "./Vendor/V", b"v"),
+                ]),
+            ),
+        ];
+        let (mut c, mut s, acct) = session(enc, AuthType::Md5, cmds);
+        let run = drive(&mut c, &mut s, &acct);
+        let want = [
+            (1, StatusCode::OK),
+            (2, StatusCode::OK),
+            (3, StatusCode::ATOMIC_FAILED),
+            (4, StatusCode::ROLLED_BACK),
+            (5, StatusCode::PERMISSION_DENIED),
+            (6, StatusCode::NOT_EXECUTED),
+            (10, StatusCode::OK),
+            (11, StatusCode::OK),
+            (12, StatusCode::OK),
+            (13, StatusCode::OK),
+            (14, StatusCode::OK),
+            (20, StatusCode::ATOMIC_FAILED),
+            (21, StatusCode::ROLLED_BACK),
+            (22, StatusCode::ROLLED_BACK),
+            (23, StatusCode::NOT_FOUND),
+            (24, StatusCode::NOT_EXECUTED),
+        ];
+        for (j, code) in want {
+            assert_eq!(run.status_of(j), code, "job {j}");
+        }
+        assert_eq!(run.results_of(13), b"s");
+        let t = c.tree();
+        assert!(
+            t.node(&uri("./Vendor/A")).is_some(),
+            "a Sequence keeps what ran"
+        );
+        assert!(t.node(&uri("./Vendor/A/x")).is_none());
+        assert!(t.node(&uri("./Vendor/B")).is_none());
+        assert_eq!(t.value(&uri("./Vendor/S")), Some(&b"s"[..]));
+        assert_eq!(t.value(&uri("./Vendor/T")), Some(&b"t"[..]));
+        assert!(t.node(&uri("./Vendor/U")).is_none());
+        assert!(t.node(&uri("./Vendor/V")).is_none());
+        assert_eq!(t.value(&uri("./DevInfo/Man")), Some(&b"Acme"[..]));
+    }
+}
+
+// PROTOCOL A.3: a command with several items inside an Atomic runs every
+// item; one item refused (here 418, the same node twice) fails the command
+// with its code and rolls the Atomic back.
+#[test]
+fn several_items_per_command_inside_atomic() {
+    for (second, ok) in [("./Vendor/M2", true), ("./Vendor/M1", false)] {
+        let (mut c, mut s, acct) = session(
+            Encoding::Xml,
+            AuthType::Md5,
+            vec![job(
+                1,
+                CommandKind::Atomic(vec![add_leaf(2, "./Vendor/M1", b"1")]),
+            )],
+        );
+        let mut add_item = |from_server: bool, m: &mut Message| {
+            for cmd in &mut m.body {
+                if let (true, Command::Atomic(a)) = (from_server, cmd) {
+                    if let Command::Add(add) = &mut a.commands[0] {
+                        let mut item = add.items[0].clone();
+                        item.target = Some(syncml::LocRef::uri(second));
+                        item.data = Some(syncml::Data::Text("2".into()));
+                        add.items.push(item);
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        let run = drive_with(&mut c, &mut s, &acct, &mut add_item);
+        let t = c.tree();
+        if ok {
+            assert_eq!(run.status_of(1), StatusCode::OK);
+            assert_eq!(run.status_of(2), StatusCode::OK);
+            assert_eq!(t.value(&uri("./Vendor/M1")), Some(&b"1"[..]));
+            assert_eq!(t.value(&uri("./Vendor/M2")), Some(&b"2"[..]));
+        } else {
+            assert_eq!(run.status_of(1), StatusCode::ATOMIC_FAILED);
+            assert_eq!(run.status_of(2), StatusCode::ALREADY_EXISTS);
+            assert!(t.node(&uri("./Vendor/M1")).is_none());
+        }
+    }
+}

@@ -593,19 +593,13 @@ impl ClientSession {
                     }
                     _ => st.data = StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED,
                 },
-                Command::Atomic(c) | Command::Sequence(c) => {
-                    let atomic = matches!(cmd, Command::Atomic(_));
-                    let (code, inner) = self.run_batch(atomic, &c.commands, msg_ref, now);
-                    st.data = code;
-                    statuses.push(Command::Status(st));
-                    statuses.extend(inner);
-                    continue;
-                }
                 _ => {
                     if let Some(code) = self.receive_chunk(cmd, now) {
                         st.data = code;
                     } else {
-                        st.data = self.run_one(cmd, msg_ref, now);
+                        let ran = self.run(cmd, now);
+                        self.report(ran, msg_ref, &mut statuses);
+                        continue;
                     }
                 }
             }
@@ -684,101 +678,80 @@ impl ClientSession {
         Some(self.tree.execute(&self.config.server_id, &op, now).status)
     }
 
-    /// Runs one command (A.3) on the tree; Results of a Get go to the outbox.
-    fn run_one(&mut self, cmd: &Command, msg_ref: NonZeroU32, now: Timestamp) -> StatusCode {
-        let ops = match ops_of(cmd) {
-            Ok(ops) => ops,
-            Err(code) => return code,
-        };
-        let mut code = StatusCode::OK;
+    /// Runs one command on the tree (A.3, A.7): every item of it, and an
+    /// Atomic or Sequence with whatever it holds, nested to any depth.
+    /// - Atomic: all or nothing. On the first failure anywhere inside, the
+    ///   tree is restored from a snapshot taken at its start: what had
+    ///   succeeded (nested containers too) becomes 216, the failure keeps
+    ///   its code, the rest is 215, the Atomic 507.
+    /// - Sequence: in order, stopping after the first command that failed
+    ///   (for a nested container: anything in it failed); the rest is 215.
+    ///   **[profile]** (as `Tree::sequence`) the Sequence itself gets 200.
+    /// - A command with several items runs each; its status is the first
+    ///   failure's, else 200.
+    fn run(&mut self, cmd: &Command, now: Timestamp) -> Ran {
+        let mut ran = Ran::new(cmd, StatusCode::OK);
+        match cmd {
+            Command::Atomic(c) | Command::Sequence(c) => {
+                let atomic = matches!(cmd, Command::Atomic(_));
+                let snapshot = atomic.then(|| self.tree.clone());
+                let mut failed = false;
+                for inner in &c.commands {
+                    let r = if failed {
+                        Ran::not_executed(inner)
+                    } else {
+                        self.run(inner, now)
+                    };
+                    failed |= r.failed();
+                    ran.children.push(r);
+                }
+                if let (true, Some(snapshot)) = (failed, snapshot) {
+                    self.tree = snapshot;
+                    ran.children.iter_mut().for_each(Ran::roll_back);
+                    ran.code = StatusCode::ATOMIC_FAILED;
+                }
+            }
+            _ => match ops_of(cmd) {
+                Err(code) => ran.code = code,
+                Ok(ops) => {
+                    for (uri, op) in ops {
+                        let r = self.tree.execute(&self.config.server_id, &op, now);
+                        if !r.status.is_success() && ran.code.is_success() {
+                            ran.code = r.status;
+                        }
+                        ran.outputs.extend(r.output.map(|o| (uri, o)));
+                    }
+                }
+            },
+        }
+        ran
+    }
+
+    /// The Statuses of a command run (A.2: one per command, in order, a
+    /// container's before those inside it); Results of its Gets go to the
+    /// outbox, its Execs out as events (only now: an Atomic may have
+    /// rolled them back).
+    fn report(&mut self, ran: Ran, msg_ref: NonZeroU32, statuses: &mut Vec<Command>) {
+        let mut st = status(msg_ref, CmdRef::Cmd(ran.cmd_id), ran.name, ran.code);
+        st.target_refs = ran.target.into_iter().collect();
+        statuses.push(Command::Status(st));
         let mut items = Vec::new();
-        for (uri, op) in ops {
-            let r = self.tree.execute(&self.config.server_id, &op, now);
-            if !r.status.is_success() && code.is_success() {
-                code = r.status;
-            }
-            self.output(uri, r.output, &mut items);
-        }
-        self.queue_results(cmd.cmd_id(), msg_ref, items);
-        code
-    }
-
-    /// Atomic or Sequence (A.3): the container's status and one Status per
-    /// command inside; nested containers are refused (406).
-    fn run_batch(
-        &mut self,
-        atomic: bool,
-        commands: &[Command],
-        msg_ref: NonZeroU32,
-        now: Timestamp,
-    ) -> (StatusCode, Vec<Command>) {
-        let mut ops = Vec::new();
-        let mut bad = None;
-        for (i, c) in commands.iter().enumerate() {
-            match ops_of(c) {
-                Ok(mut v) if v.len() == 1 => ops.push(v.remove(0)),
-                Ok(_) => bad = bad.or(Some((i, StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED))),
-                Err(code) => bad = bad.or(Some((i, code))),
+        for (uri, output) in ran.outputs {
+            match output {
+                Output::Item { data, format, mime } => items.push(Item {
+                    source: Some(LocRef::uri(uri)),
+                    meta: Some(Meta::with_format_type(&format, &mime)),
+                    data: Some(Data::from_bytes(data)),
+                    ..Item::default()
+                }),
+                Output::Exec { uri, data } => {
+                    self.events.push_back(ClientEvent::Exec { uri, data });
+                }
             }
         }
-        let st = |c: &Command, code| {
-            let mut s = status(msg_ref, CmdRef::Cmd(c.cmd_id()), c.name(), code);
-            if let Some(t) = single_target(c) {
-                s.target_refs = vec![t];
-            }
-            Command::Status(s)
-        };
-        if let Some((i, code)) = bad {
-            let inner = commands
-                .iter()
-                .enumerate()
-                .map(|(j, c)| {
-                    st(
-                        c,
-                        if j == i {
-                            code
-                        } else {
-                            StatusCode::NOT_EXECUTED
-                        },
-                    )
-                })
-                .collect();
-            let code = if atomic {
-                StatusCode::ATOMIC_FAILED
-            } else {
-                StatusCode::SEQUENCE_FAILED
-            };
-            return (code, inner);
-        }
-        let just_ops: Vec<Op> = ops.iter().map(|(_, op)| op.clone()).collect();
-        let server = self.config.server_id.clone();
-        let batch = if atomic {
-            self.tree.atomic(&server, &just_ops, now)
-        } else {
-            self.tree.sequence(&server, &just_ops, now)
-        };
-        let mut inner = Vec::new();
-        for ((c, (uri, _)), r) in commands.iter().zip(ops).zip(batch.results) {
-            inner.push(st(c, r.status));
-            let mut items = Vec::new();
-            self.output(uri, r.output, &mut items);
-            self.queue_results(c.cmd_id(), msg_ref, items);
-        }
-        (batch.status, inner)
-    }
-
-    fn output(&mut self, uri: String, output: Option<Output>, items: &mut Vec<Item>) {
-        match output {
-            Some(Output::Item { data, format, mime }) => items.push(Item {
-                source: Some(LocRef::uri(uri)),
-                meta: Some(Meta::with_format_type(&format, &mime)),
-                data: Some(Data::from_bytes(data)),
-                ..Item::default()
-            }),
-            Some(Output::Exec { uri, data }) => {
-                self.events.push_back(ClientEvent::Exec { uri, data });
-            }
-            None => {}
+        self.queue_results(ran.cmd_id, msg_ref, items);
+        for child in ran.children {
+            self.report(child, msg_ref, statuses);
         }
     }
 
@@ -820,6 +793,54 @@ fn alert_item(i: &ReceivedItem) -> Item {
         meta,
         data: Some(data),
         ..Item::default()
+    }
+}
+
+/// One command run on the tree (A.3), before it becomes Statuses.
+struct Ran {
+    cmd_id: CmdId,
+    name: &'static str,
+    target: Option<String>,
+    code: StatusCode,
+    /// Results items and Execs, by the URI the command named.
+    outputs: Vec<(String, Output)>,
+    /// An Atomic's or Sequence's commands.
+    children: Vec<Ran>,
+}
+
+impl Ran {
+    fn new(cmd: &Command, code: StatusCode) -> Self {
+        Self {
+            cmd_id: cmd.cmd_id(),
+            name: cmd.name(),
+            target: single_target(cmd),
+            code,
+            outputs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// 215 for `cmd` and everything inside it.
+    fn not_executed(cmd: &Command) -> Self {
+        let mut r = Self::new(cmd, StatusCode::NOT_EXECUTED);
+        if let Command::Atomic(c) | Command::Sequence(c) = cmd {
+            r.children = c.commands.iter().map(Self::not_executed).collect();
+        }
+        r
+    }
+
+    /// It, or anything inside it, failed.
+    fn failed(&self) -> bool {
+        !self.code.is_success() || self.children.iter().any(Self::failed)
+    }
+
+    /// An enclosing Atomic restored the tree: what had succeeded is 216.
+    fn roll_back(&mut self) {
+        if self.code.is_success() && self.code != StatusCode::NOT_EXECUTED {
+            self.code = StatusCode::ROLLED_BACK;
+        }
+        self.outputs.clear();
+        self.children.iter_mut().for_each(Self::roll_back);
     }
 }
 
