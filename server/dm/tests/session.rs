@@ -1646,3 +1646,142 @@ fn several_items_per_command_inside_atomic() {
         }
     }
 }
+
+// PROTOCOL A.2: when the Statuses of a reply alone exceed the client's
+// MaxMsgSize, they go over several messages without Final; the client's
+// Alert 1222 asks for the rest, every command still gets exactly one
+// Status, in order, and the package follows.
+#[test]
+fn statuses_beyond_max_msg_size_are_split() {
+    for enc in BOTH {
+        let max = 1500;
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.max_msg_size = Some(max);
+        let mut c = ClientSession::start(cfg, device_tree());
+        for i in 0..40 {
+            c.add_generic_alert(GenericAlert {
+                correlator: Some(format!("c{i}")),
+                items: vec![ReceivedItem {
+                    source: Some("./Vendor/Report".into()),
+                    format: Some("chr".into()),
+                    mime: Some("text/plain".into()),
+                    data: b"ok".to_vec(),
+                }],
+            })
+            .unwrap();
+        }
+        let mut s = ServerSession::new();
+        s.push_command(get(1, "./DevInfo/Man"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        assert!(run.server_msgs.iter().all(|(_, len)| *len as u64 <= max));
+        let (first, _) = &run.server_msgs[0];
+        assert!(!first.final_, "more Statuses follow");
+        assert!(first.body.iter().all(|c| matches!(c, Command::Status(_))));
+        let refs: Vec<u32> = run
+            .server_msgs
+            .iter()
+            .flat_map(|(m, _)| &m.body)
+            .filter_map(|c| match c {
+                Command::Status(s) if s.msg_ref.map(|r| r.get()) == Some(1) => match s.cmd_ref {
+                    CmdRef::Cmd(id) => Some(id.get()),
+                    CmdRef::SyncHdr => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let want: Vec<u32> = run.client_msgs[0]
+            .body
+            .iter()
+            .map(|c| c.cmd_id().get())
+            .collect();
+        assert_eq!(want.len(), 42);
+        assert_eq!(refs, want, "one Status each, in order");
+        assert!(run.server_msgs.len() > 2);
+        assert_eq!(
+            run.server
+                .iter()
+                .filter(|e| matches!(e, ServerEvent::GenericAlert { .. }))
+                .count(),
+            40
+        );
+        assert_eq!(run.results_of(1), b"Acme");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+    }
+}
+
+// PROTOCOL A.2, A.3: an Atomic or Sequence is never split: one that does
+// not fit after other commands waits for the next message; one larger than
+// any message the client accepts is not sent, reported 517 with 215 for its
+// commands, and the package goes on.
+#[test]
+fn atomic_and_sequence_are_not_split() {
+    for enc in BOTH {
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.max_msg_size = Some(2000);
+        let mut c = ClientSession::start(cfg, device_tree());
+        let mut s = ServerSession::new();
+        let medium = vec![b'm'; 150];
+        for k in 0..4u64 {
+            s.push_command(job(
+                10 * (k + 1),
+                CommandKind::Atomic(vec![
+                    add_leaf(10 * (k + 1) + 1, &format!("./Vendor/A{k}"), &medium),
+                    add_leaf(10 * (k + 1) + 2, &format!("./Vendor/B{k}"), &medium),
+                ]),
+            ));
+        }
+        let huge = vec![b'h'; 3000];
+        s.push_command(job(
+            100,
+            CommandKind::Atomic(vec![add_leaf(101, "./Vendor/Huge", &huge)]),
+        ));
+        s.push_command(job(
+            200,
+            CommandKind::Sequence(vec![
+                add_node(201, "./Vendor/Seq"),
+                job(
+                    202,
+                    CommandKind::Atomic(vec![add_leaf(203, "./Vendor/Seq/H", &huge)]),
+                ),
+            ]),
+        ));
+        s.push_command(get(300, "./DevInfo/Mod"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        assert!(
+            run.server_msgs.len() > 2,
+            "the Atomics went over several messages"
+        );
+        assert!(run.server_msgs.iter().all(|(_, len)| *len <= 2000));
+        for k in 0..4u64 {
+            let j = 10 * (k + 1);
+            assert_eq!(run.status_of(j), StatusCode::OK);
+            assert_eq!(run.status_of(j + 1), StatusCode::OK);
+            assert_eq!(run.status_of(j + 2), StatusCode::OK);
+        }
+        let atomics: Vec<usize> = run
+            .server_msgs
+            .iter()
+            .flat_map(|(m, _)| &m.body)
+            .filter_map(|c| match c {
+                Command::Atomic(a) => Some(a.commands.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            atomics,
+            vec![2; 4],
+            "each Atomic whole, the huge ones never sent"
+        );
+        assert_eq!(run.status_of(100), StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
+        assert_eq!(run.status_of(101), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(200), StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
+        assert_eq!(run.status_of(201), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(202), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(203), StatusCode::NOT_EXECUTED);
+        assert!(c.tree().node(&uri("./Vendor/Huge")).is_none());
+        assert!(c.tree().node(&uri("./Vendor/Seq")).is_none());
+        assert_eq!(run.results_of(300), b"Rocket");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+    }
+}

@@ -114,9 +114,12 @@ pub enum CommandKind {
     },
     /// Copy of `source` to a new node `target` (A.7).
     Copy { source: String, target: String },
-    /// All or nothing (A.3); never split across messages.
+    /// All or nothing (A.3); never split across messages: one that does
+    /// not fit waits for the next message, one larger than any message is
+    /// not sent and reported 517 (A.2).
     Atomic(Vec<ServerCommand>),
-    /// In order, stopping at the first failure (A.3).
+    /// In order, stopping at the first failure (A.3); kept whole like an
+    /// Atomic (517 when larger than any message).
     Sequence(Vec<ServerCommand>),
 }
 
@@ -319,6 +322,46 @@ struct Sent {
     chunk: bool,
 }
 
+/// A Status held for the next message (PROTOCOL A.2), stored without the
+/// SyncML model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct HeldStatus {
+    msg_ref: u32,
+    cmd_ref: u32,
+    cmd: String,
+    code: u16,
+    targets: Vec<String>,
+}
+
+impl HeldStatus {
+    /// A command's Status (the SyncHdr's is never held); `None` otherwise.
+    fn from_command(c: &Command) -> Option<Self> {
+        let Command::Status(s) = c else { return None };
+        let CmdRef::Cmd(id) = s.cmd_ref else {
+            return None;
+        };
+        Some(Self {
+            msg_ref: s.msg_ref?.get(),
+            cmd_ref: id.get(),
+            cmd: s.cmd.clone(),
+            code: s.data.code(),
+            targets: s.target_refs.clone(),
+        })
+    }
+
+    fn into_status(self) -> Command {
+        let mut s = status(
+            NonZeroU32::new(self.msg_ref).expect("from a MsgRef"),
+            CmdRef::new(self.cmd_ref),
+            &self.cmd,
+            StatusCode::new(self.code).expect("from a StatusCode"),
+        );
+        s.target_refs = self.targets;
+        Command::Status(s)
+    }
+}
+
 /// A large object coming in as Results chunks (PROTOCOL A.2).
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -381,6 +424,13 @@ pub struct ServerSession {
     /// The MsgID of the client's last message, 0 before the first (A.2).
     #[cfg_attr(feature = "serde", serde(default))]
     client_msg_id: u32,
+    /// Statuses that did not fit in the last reply (A.2), sent next.
+    #[cfg_attr(feature = "serde", serde(default))]
+    held: VecDeque<HeldStatus>,
+    /// The reply whose Statuses were held answered a non-final message:
+    /// once they are out, Alert 1222 asks for the rest (A.2).
+    #[cfg_attr(feature = "serde", serde(default))]
+    held_then_1222: bool,
     #[cfg_attr(feature = "serde", serde(skip))]
     events: VecDeque<ServerEvent>,
     #[cfg_attr(feature = "serde", serde(skip))]
@@ -416,6 +466,8 @@ impl ServerSession {
             sent: BTreeMap::new(),
             last_message_at: None,
             client_msg_id: 0,
+            held: VecDeque::new(),
+            held_then_1222: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -699,8 +751,26 @@ impl ServerSession {
 
         // What the reply carries.
         if self.has_ended() || refused.is_some() {
+            // Sent whole even beyond MaxMsgSize: no later message could
+            // carry the rest (a challenge's or a last answer's Statuses).
             self.send(statuses, None, true);
-        } else if !msg.final_ {
+            return Ok(());
+        }
+        // A.2: Statuses held back from the last reply go first (after
+        // this message's SyncHdr Status), then this message's.
+        if !self.held.is_empty() {
+            let held: Vec<Command> = self.held.drain(..).map(HeldStatus::into_status).collect();
+            statuses.splice(1..1, held);
+        }
+        let answer_1222 = !msg.final_ || std::mem::take(&mut self.held_then_1222);
+        if self.hold_overflow(&mut statuses) {
+            // A.2: Statuses alone beyond MaxMsgSize: as many as fit, no
+            // Final; the client's Alert 1222 asks for the rest, and only
+            // then does the reply go on as it would have.
+            self.held_then_1222 = answer_1222;
+            self.send_part(statuses);
+            self.sign_last(account);
+        } else if answer_1222 {
             // A.2: a non-final message is answered with Alert 1222 + Statuses.
             let alert = Command::Alert(Alert {
                 cmd_id: CmdId::new(1).expect("1 is not 0"),
@@ -966,8 +1036,30 @@ impl ServerSession {
     /// Builds and queues one message: `statuses` first, then (unless
     /// `statuses_only`) as much of the package as fits (PROTOCOL A.2).
     fn send(&mut self, statuses: Vec<Command>, cred: Option<syncml::Cred>, statuses_only: bool) {
+        let mut p = self.packer();
+        for s in statuses {
+            p.push(s);
+        }
+        let mut final_ = true;
+        if !statuses_only {
+            p.set_cred(cred);
+            final_ = self.fill(&mut p);
+        }
+        self.finish(p, final_);
+    }
+
+    /// A message of Statuses only, without Final (A.2: more follow).
+    fn send_part(&mut self, statuses: Vec<Command>) {
+        let mut p = self.packer();
+        for s in statuses {
+            p.push(s);
+        }
+        self.finish(p, false);
+    }
+
+    /// The next message, empty, within the client's MaxMsgSize.
+    fn packer(&self) -> Packer {
         let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
-        self.next_msg_id += 1;
         let mut hdr = header(
             self.session_id.as_deref().unwrap_or("1"),
             msg_id,
@@ -978,22 +1070,44 @@ impl ServerSession {
             max_msg_size: Some(m),
             ..Meta::default()
         });
-        let mut p = Packer::new(hdr, self.encoding, self.max_msg_size, self.next_cmd_id);
-        for s in statuses {
-            p.push(s);
-        }
-        let mut final_ = true;
-        if !statuses_only {
-            p.set_cred(cred);
-            final_ = self.fill(&mut p);
-        }
+        Packer::new(hdr, self.encoding, self.max_msg_size, self.next_cmd_id)
+    }
+
+    fn finish(&mut self, p: Packer, final_: bool) {
         let (msg, next) = p.finish(final_);
+        self.next_msg_id += 1;
         self.next_cmd_id = next;
         self.transmits.push_back(ServerTransmit {
             bytes: syncml::encode(self.encoding, &msg),
             encoding: self.encoding,
             hmac: None,
         });
+    }
+
+    /// PROTOCOL A.2: when `statuses` alone do not fit in a message, keeps
+    /// the ones that fit (the SyncHdr's always) and holds the rest for the
+    /// next message; true when it held some.
+    fn hold_overflow(&mut self, statuses: &mut Vec<Command>) -> bool {
+        let mut p = self.packer();
+        let mut fit = 0;
+        for s in statuses.iter() {
+            if fit > 0 && p.try_push(s.clone()).is_err() {
+                break;
+            }
+            if fit == 0 {
+                p.push(s.clone());
+            }
+            fit += 1;
+        }
+        if fit == statuses.len() {
+            return false;
+        }
+        // At least one Status besides the SyncHdr's, so that every
+        // message moves the answer on.
+        let rest = statuses.split_off(fit.max(2).min(statuses.len()));
+        self.held
+            .extend(rest.iter().filter_map(HeldStatus::from_command));
+        !rest.is_empty()
     }
 
     /// Moves commands of the package into `p` while they fit; returns true
@@ -1041,18 +1155,51 @@ impl ServerSession {
                         self.large_out = Some(lo);
                         continue;
                     }
-                    if !p.has_commands() {
-                        // Too big for any message and not divisible: send it
-                        // anyway rather than never.
+                    let alone = p.fits_alone(&cmd);
+                    if !alone
+                        && matches!(next.kind, CommandKind::Atomic(_) | CommandKind::Sequence(_))
+                    {
+                        // A.2, A.3: a container is never split (an Atomic
+                        // cannot be rolled back across messages, a Sequence
+                        // would lose its order guarantee) and the server never
+                        // sends a bigger message: it is not sent, and
+                        // reported 517 with 215 for what it holds.
+                        self.too_large(&next);
+                        continue;
+                    }
+                    if !p.has_commands() && (!alone || p.len() <= 2) {
+                        // A single command too big for any message and not
+                        // divisible (Exec data, b64 value): sent anyway rather
+                        // than never [profile].
                         let id = p.push(*cmd);
                         self.record(&next, id.get());
                         continue;
                     }
+                    // It fits in a message of its own: the next one.
                     self.package.push_front(next);
                     return false;
                 }
             }
         }
+    }
+
+    /// PROTOCOL A.2: an Atomic or Sequence larger than any message the
+    /// client accepts is reported 517 (the code DM has for an Atomic that
+    /// does not fit in one message) and its commands 215, never sent.
+    fn too_large(&mut self, sc: &ServerCommand) {
+        fn walk(events: &mut VecDeque<ServerEvent>, sc: &ServerCommand, status: StatusCode) {
+            events.push_back(ServerEvent::CommandStatus {
+                job: sc.job,
+                cmd: sc.kind.name().to_owned(),
+                status,
+            });
+            if let CommandKind::Atomic(cs) | CommandKind::Sequence(cs) = &sc.kind {
+                for c in cs {
+                    walk(events, c, StatusCode::NOT_EXECUTED);
+                }
+            }
+        }
+        walk(&mut self.events, sc, StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
     }
 
     /// Remembers what CmdID `id` (and its nested commands) stands for.
