@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::notification::{Notification, SessionId, UiMode};
 use handover_dm::session::{
-    ClientConfig, ClientEvent, ClientSession, CommandKind, DeviceAccount, EndReason, Incoming,
-    ServerCommand, ServerEvent, ServerSession,
+    ClientConfig, ClientError, ClientEvent, ClientSession, ClientViolation, CommandKind,
+    DeviceAccount, EndReason, GenericAlert, Incoming, ReceivedItem, ServerCommand, ServerEvent,
+    ServerSession,
 };
 use handover_dm::syncml::{self, CmdRef, Command, Encoding, Message};
 use handover_dm::tree::{DeviceInfo, Limits, NewNode, Timestamp, Tree};
@@ -159,6 +160,8 @@ struct Run {
     client: Vec<ClientEvent>,
     /// Every message the server sent, decoded, with its size.
     server_msgs: Vec<(Message, usize)>,
+    /// The `x-syncml-hmac` header of each server message (A.4).
+    server_hmacs: Vec<Option<String>>,
     client_msgs: Vec<Message>,
 }
 
@@ -293,10 +296,13 @@ fn drive_with(
             reply_bytes = syncml::encode(reply.encoding, &decoded);
         }
         run.server_msgs.push((decoded, reply_bytes.len()));
+        run.server_hmacs.push(reply.hmac.clone());
         if client.has_ended() {
             continue;
         }
-        client.handle_message(&reply_bytes, NOW, &mut rng).unwrap();
+        client
+            .handle_response(&reply_bytes, reply.hmac.as_deref(), NOW, &mut rng)
+            .unwrap();
         while let Some(e) = client.poll_event() {
             run.client.push(e);
         }
@@ -1083,4 +1089,699 @@ fn hs20_generic_alert_and_devinfo() {
         ServerSession::peek(&bytes).unwrap(),
         ("urn:Example:HS20-station:123456".to_owned(), "1".to_owned())
     );
+}
+
+// STYLE lesson 1 + PROTOCOL A.2: the session records when the client's
+// last message arrived, so the runtime can expire idle sessions from the
+// stored state; the clockless `handle_message` leaves it unchanged.
+#[test]
+fn server_session_records_the_time_of_the_last_message() {
+    let (mut c, mut s, acct) = session(Encoding::Xml, AuthType::Md5, vec![get(1, "./DevInfo/Man")]);
+    let mut rng = StdRng::seed_from_u64(11);
+    assert_eq!(s.last_message_at(), None);
+    assert!(!s.is_idle(Timestamp(NOW.0 + 1_000_000), 60));
+    let p1 = c.poll_transmit().unwrap();
+    let incoming = Incoming {
+        bytes: &p1.bytes,
+        hmac: None,
+        tls: false,
+    };
+    s.handle_message_at(incoming, &acct, NOW, &mut rng).unwrap();
+    assert_eq!(s.last_message_at(), Some(NOW));
+    let reply = s.poll_transmit().unwrap();
+    persist(&mut s);
+    assert_eq!(s.last_message_at(), Some(NOW), "kept when stored");
+    assert!(!s.is_idle(Timestamp(NOW.0 + 60), 60));
+    assert!(s.is_idle(Timestamp(NOW.0 + 61), 60));
+
+    c.handle_message(&reply.bytes, NOW, &mut rng).unwrap();
+    let p3 = c.poll_transmit().unwrap();
+    s.handle_message(
+        Incoming {
+            bytes: &p3.bytes,
+            hmac: None,
+            tls: false,
+        },
+        &acct,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(s.last_message_at(), Some(NOW), "no clock, no change");
+    assert!(s.has_ended());
+}
+
+fn feed(s: &mut ServerSession, bytes: &[u8], acct: &DeviceAccount) -> (Vec<ServerEvent>, Message) {
+    s.handle_message(
+        Incoming {
+            bytes,
+            hmac: None,
+            tls: false,
+        },
+        acct,
+        &mut StdRng::seed_from_u64(13),
+    )
+    .unwrap();
+    let reply = s.poll_transmit().unwrap();
+    (
+        std::iter::from_fn(|| s.poll_event()).collect(),
+        syncml::decode(&reply.bytes).unwrap(),
+    )
+}
+
+/// PROTOCOL A.2: the reply to a message that broke a rule: `hdr` on the
+/// SyncHdr, 215 for every command, Alert 1223, Final; nothing executed.
+fn assert_aborted(req: &Message, reply: &Message, hdr: StatusCode) {
+    let Command::Status(hs) = &reply.body[0] else {
+        panic!()
+    };
+    assert_eq!(hs.data, hdr);
+    let commands = req
+        .body
+        .iter()
+        .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
+        .count();
+    let not_executed = reply
+        .body
+        .iter()
+        .filter(|c| matches!(c, Command::Status(s) if s.data == StatusCode::NOT_EXECUTED))
+        .count();
+    assert_eq!(not_executed, commands);
+    assert!(matches!(
+        reply.body.last(),
+        Some(Command::Alert(a)) if a.data == AlertCode::SESSION_ABORT
+    ));
+    assert!(reply.final_ && reply.hdr.cred.is_none());
+    assert!(!reply
+        .body
+        .iter()
+        .any(|c| !matches!(c, Command::Status(_) | Command::Alert(_))));
+}
+
+// PROTOCOL A.2: the client's MsgID increases by 1. A replayed (or skipped)
+// MsgID is answered 400 on the SyncHdr, nothing is executed, the
+// credential is not judged, and the server aborts (Alert 1223).
+#[test]
+fn replayed_or_skipped_msg_id_aborts_the_session() {
+    for skip in [false, true] {
+        let (mut c, mut s, acct) =
+            session(Encoding::Xml, AuthType::Md5, vec![get(1, "./DevInfo/Man")]);
+        s.push_command(get(2, "./DevInfo/Mod"));
+        let p1 = c.poll_transmit().unwrap();
+        let (_, reply) = feed(&mut s, &p1.bytes, &acct);
+        c.handle_message(
+            &syncml::encode_xml(&reply),
+            NOW,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        let p3 = syncml::decode(&c.poll_transmit().unwrap().bytes).unwrap();
+        let (bad, expected_got) = if skip {
+            let mut m = p3.clone();
+            m.hdr.msg_id = std::num::NonZeroU32::new(3).unwrap();
+            (m, (2, 3))
+        } else {
+            (syncml::decode(&p1.bytes).unwrap(), (2, 1))
+        };
+        let (events, reply) = feed(&mut s, &syncml::encode_xml(&bad), &acct);
+        assert_aborted(&bad, &reply, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            events,
+            vec![
+                ServerEvent::ProtocolViolation(ClientViolation::MsgIdOutOfOrder {
+                    expected: expected_got.0,
+                    got: expected_got.1,
+                }),
+                ServerEvent::SessionEnded {
+                    reason: EndReason::Aborted
+                },
+            ],
+            "no status reported, no nonce moved on"
+        );
+        assert!(s.has_ended());
+        // The client takes the abort as such.
+        c.handle_message(
+            &syncml::encode_xml(&reply),
+            NOW,
+            &mut StdRng::seed_from_u64(2),
+        )
+        .unwrap();
+        let client: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(client.contains(&ClientEvent::SessionEnded {
+            reason: EndReason::Aborted
+        }));
+    }
+}
+
+// PROTOCOL A.2: Source/LocURI must equal the DevId reported in package 1;
+// a mismatch ends the session with ProtocolViolation(DevIdMismatch).
+#[test]
+fn source_other_than_devinfo_devid_ends_the_session() {
+    let (mut c, mut s, acct) = session(
+        Encoding::Wbxml,
+        AuthType::Md5,
+        vec![get(1, "./DevInfo/Man")],
+    );
+    let mut spoof = |from_server: bool, m: &mut Message| {
+        if from_server || m.hdr.msg_id.get() != 1 {
+            return false;
+        }
+        m.hdr.source.loc_uri = "IMEI:000000000000000".into();
+        true
+    };
+    let run = drive_with(&mut c, &mut s, &acct, &mut spoof);
+    assert!(run.server.contains(&ServerEvent::ProtocolViolation(
+        ClientViolation::DevIdMismatch {
+            source: "IMEI:000000000000000".into(),
+            dev_id: "IMEI:490154203237518".into(),
+        }
+    )));
+    assert_eq!(run.server_ended(), Some(EndReason::Aborted));
+    assert_eq!(run.client_ended(), Some(EndReason::Aborted));
+    assert!(run.statuses().is_empty(), "no command went out");
+    assert_eq!(run.server_msgs.len(), 1);
+    assert_aborted(
+        &run.client_msgs[0],
+        &run.server_msgs[0].0,
+        StatusCode::AUTHENTICATED,
+    );
+    assert!(!run
+        .server
+        .iter()
+        .any(|e| matches!(e, ServerEvent::DevInfo(_))));
+}
+
+fn hmac_srvcred(
+    enc: Encoding,
+    commands: Vec<ServerCommand>,
+) -> (ClientSession, ServerSession, DeviceAccount) {
+    let mut cfg = config(enc, AuthType::Hmac);
+    cfg.srvcred.auth_type = AuthType::Hmac;
+    let c = ClientSession::start(cfg, device_tree());
+    let mut s = ServerSession::new();
+    for cmd in commands {
+        s.push_command(cmd);
+    }
+    let mut acct = account(AuthType::Hmac);
+    acct.server.auth_type = AuthType::Hmac;
+    (c, s, acct)
+}
+
+// PROTOCOL A.4: with SRVCRED AAuthType HMAC the server proves itself with
+// an x-syncml-hmac header (SRVCRED name, the client's latest nonce, over
+// the exact body) on every message the client answers, never with a Cred;
+// the client answers 200 + a fresh nonce each time. The closing message
+// (no commands) carries none.
+#[test]
+fn hmac_server_credentials() {
+    for enc in BOTH {
+        let (mut c, mut s, acct) = hmac_srvcred(
+            enc,
+            vec![get(1, "./DevInfo/Lang"), get(2, "./DevDetail/SwV")],
+        );
+        s.push_command(replace(3, "./Vendor/Setting", b"x"));
+        let run = drive(&mut c, &mut s, &acct);
+        assert_eq!(run.results_of(1), b"en-US");
+        assert_eq!(run.status_of(3), StatusCode::NOT_FOUND);
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+        let n = run.server_msgs.len();
+        assert!(n >= 2);
+        for (i, ((m, _), h)) in run.server_msgs.iter().zip(&run.server_hmacs).enumerate() {
+            assert!(m.hdr.cred.is_none(), "no Cred with an HMAC SRVCRED");
+            let h = handover_dm::auth::HmacHeader::parse(h.as_deref().unwrap_or("")).ok();
+            if i + 1 < n {
+                assert_eq!(h.unwrap().username, SERVER);
+            } else {
+                assert!(h.is_none(), "the closing message is not signed");
+            }
+        }
+        let checks = run
+            .client
+            .iter()
+            .filter(|e| **e == ClientEvent::ServerAuthenticated)
+            .count();
+        assert_eq!(checks, n - 1);
+        // The client's answers: SyncHdr 200 with a new MAC nonce each time.
+        let mut nonces = BTreeSet::new();
+        for m in &run.client_msgs[1..] {
+            let Command::Status(hs) = &m.body[0] else {
+                panic!()
+            };
+            assert_eq!(hs.data, StatusCode::OK);
+            let chal = &hs.chal.as_ref().unwrap().meta;
+            assert_eq!(chal.type_.as_deref(), Some("syncml:auth-MAC"));
+            assert!(nonces.insert(chal.next_nonce.clone().unwrap()));
+        }
+        let server_next = run
+            .server
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    ServerEvent::NextNonces {
+                        server_next: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(server_next, n - 1, "the runtime stores every new nonce");
+    }
+}
+
+// PROTOCOL A.4: a server message whose body no longer matches its MAC is
+// refused with 401; a missing header with 407; both sides end
+// ServerAuthRejected. MD5/basic SRVCRED keeps the Cred and sends no header.
+#[test]
+fn hmac_server_credentials_refused() {
+    for strip in [false, true] {
+        let (mut c, mut s, acct) = hmac_srvcred(Encoding::Xml, vec![get(1, "./DevInfo/Lang")]);
+        let mut rng = StdRng::seed_from_u64(17);
+        let p1 = c.poll_transmit().unwrap();
+        s.handle_message(
+            Incoming {
+                bytes: &p1.bytes,
+                hmac: p1.hmac.as_deref(),
+                tls: false,
+            },
+            &acct,
+            &mut rng,
+        )
+        .unwrap();
+        let reply = s.poll_transmit().unwrap();
+        assert!(reply.hmac.is_some());
+        let (body, header) = if strip {
+            (reply.bytes.clone(), None)
+        } else {
+            let mut m = syncml::decode(&reply.bytes).unwrap();
+            m.hdr.session_id = "1B".into();
+            (syncml::encode_xml(&m), reply.hmac.as_deref())
+        };
+        c.handle_response(&body, header, NOW, &mut rng).unwrap();
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        let want = if strip {
+            StatusCode::MISSING_CREDENTIALS
+        } else {
+            StatusCode::INVALID_CREDENTIALS
+        };
+        assert!(events.contains(&ClientEvent::ServerAuthFailed { status: want }));
+        assert!(events.contains(&ClientEvent::SessionEnded {
+            reason: EndReason::ServerAuthRejected
+        }));
+        assert!(c.tree().value(&uri("./DevInfo/Lang")).is_some());
+    }
+
+    let (mut c, mut s, acct) = session(
+        Encoding::Xml,
+        AuthType::Hmac,
+        vec![get(1, "./DevInfo/Lang")],
+    );
+    let run = drive(&mut c, &mut s, &acct);
+    assert!(run.server_hmacs.iter().all(Option::is_none));
+    assert!(
+        run.server_msgs[0].0.hdr.cred.is_some(),
+        "MD5 SRVCRED: a Cred"
+    );
+    assert!(run.client.contains(&ClientEvent::ServerAuthenticated));
+}
+
+// PROTOCOL A.3: the client adds Generic Alerts 1226 to package 1 (until it
+// is sent); after a challenge (A.4) they go again with package 1 and the
+// server reports each once, b64 data decoded.
+#[test]
+fn client_generic_alert_in_package1() {
+    for enc in BOTH {
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.client_nonce = Nonce::from_chr("stale");
+        let mut c = ClientSession::start(cfg, device_tree());
+        let item = |source: &str, format: &str, data: &[u8]| ReceivedItem {
+            source: Some(source.into()),
+            format: Some(format.into()),
+            mime: Some("x-oma-application:syncml.samplealert".into()),
+            data: data.to_vec(),
+        };
+        c.add_generic_alert(GenericAlert {
+            correlator: Some("job-7".into()),
+            items: vec![item("./Ops/Reboot", "chr", b"done")],
+        })
+        .unwrap();
+        c.add_generic_alert(GenericAlert {
+            correlator: None,
+            items: vec![item("./Vendor/Log", "b64", &[0, 1, 2, 255])],
+        })
+        .unwrap();
+        let mut s = ServerSession::new();
+        s.push_command(get(1, "./DevInfo/Man"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        let Command::Status(hs) = &run.server_msgs[0].0.body[0] else {
+            panic!()
+        };
+        assert_eq!(hs.data, StatusCode::INVALID_CREDENTIALS);
+        let alerts: Vec<_> = run
+            .server
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::GenericAlert { correlator, items } => Some((correlator, items)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 2, "reported once, after authentication");
+        assert_eq!(alerts[0].0.as_deref(), Some("job-7"));
+        assert_eq!(alerts[0].1[0].data, b"done");
+        assert_eq!(alerts[0].1[0].source.as_deref(), Some("./Ops/Reboot"));
+        assert_eq!(alerts[1].1[0].data, [0, 1, 2, 255]);
+        assert_eq!(run.results_of(1), b"Acme");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        // Package 1 (and its retry) in A.3 order: Alert, Replace, then 1226s.
+        for m in &run.client_msgs[..2] {
+            let kinds: Vec<_> = m.body.iter().map(|c| c.name()).collect();
+            assert_eq!(kinds, ["Alert", "Replace", "Alert", "Alert"]);
+        }
+        assert_eq!(
+            c.add_generic_alert(GenericAlert {
+                correlator: None,
+                items: Vec::new()
+            }),
+            Err(ClientError::Package1Sent)
+        );
+    }
+}
+
+// PROTOCOL A.4: a 401/407 later in the session (an HMAC that does not match
+// the body) is answered by sending the same message again over the new
+// nonce, not package 1; the session then goes on.
+#[test]
+fn client_retries_a_challenge_in_a_later_package() {
+    for enc in BOTH {
+        let (mut c, mut s, acct) = session(
+            enc,
+            AuthType::Hmac,
+            vec![get(1, "./DevInfo/Lang"), get(2, "./DevDetail/SwV")],
+        );
+        let mut break_mac = |from_server: bool, m: &mut Message| {
+            if from_server || m.hdr.msg_id.get() != 2 {
+                return false;
+            }
+            m.hdr.source.loc_name = Some("changed-after-the-mac".into());
+            true
+        };
+        let run = drive_with(&mut c, &mut s, &acct, &mut break_mac);
+        let Command::Status(hs) = &run.server_msgs[1].0.body[0] else {
+            panic!()
+        };
+        assert_eq!(hs.data, StatusCode::INVALID_CREDENTIALS);
+        assert!(hs.chal.is_some());
+        assert!(run.server_msgs[1]
+            .0
+            .body
+            .iter()
+            .all(|c| matches!(c, Command::Status(_))));
+        // The retry carries the same commands as the refused message.
+        let names = |m: &Message| {
+            m.body
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&run.client_msgs[1]), names(&run.client_msgs[2]));
+        assert!(run.client_msgs[2]
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Results(_))));
+        assert_eq!(run.results_of(1), b"en-US");
+        assert_eq!(run.results_of(2), b"2.0");
+        assert_eq!(run.status_of(1), StatusCode::OK);
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+    }
+}
+
+// PROTOCOL A.3: an Atomic inside a Sequence and a Sequence inside an
+// Atomic run with their own semantics: an inner Atomic rolls back only
+// itself and stops the Sequence; an outer Atomic rolls back everything in
+// it, nested Sequence included (216), the failure keeps its code, the rest 215.
+#[test]
+fn nested_atomic_and_sequence() {
+    for enc in BOTH {
+        let cmds = vec![
+            job(
+                1,
+                CommandKind::Sequence(vec![
+                    add_node(2, "./Vendor/A"),
+                    job(
+                        3,
+                        CommandKind::Atomic(vec![
+                            add_leaf(4, "./Vendor/A/x", b"1"),
+                            replace(5, "./DevInfo/Man", b"Evil"),
+                        ]),
+                    ),
+                    add_node(6, "./Vendor/B"),
+                ]),
+            ),
+            job(
+                10,
+                CommandKind::Atomic(vec![
+                    job(
+                        11,
+                        CommandKind::Sequence(vec![
+                            add_leaf(12, "./Vendor/S", b"s"),
+                            get(13, "./Vendor/S"),
+                        ]),
+                    ),
+                    add_leaf(14, "./Vendor/T", b"t"),
+                ]),
+            ),
+            job(
+                20,
+                CommandKind::Atomic(vec![
+                    job(
+                        21,
+                        CommandKind::Sequence(vec![
+                            add_leaf(22, "./Vendor/U", b"u"),
+                            get(23, "./Nowhere"),
+                        ]),
+                    ),
+                    add_leaf(24, "./Vendor/V", b"v"),
+                ]),
+            ),
+        ];
+        let (mut c, mut s, acct) = session(enc, AuthType::Md5, cmds);
+        let run = drive(&mut c, &mut s, &acct);
+        let want = [
+            (1, StatusCode::OK),
+            (2, StatusCode::OK),
+            (3, StatusCode::ATOMIC_FAILED),
+            (4, StatusCode::ROLLED_BACK),
+            (5, StatusCode::PERMISSION_DENIED),
+            (6, StatusCode::NOT_EXECUTED),
+            (10, StatusCode::OK),
+            (11, StatusCode::OK),
+            (12, StatusCode::OK),
+            (13, StatusCode::OK),
+            (14, StatusCode::OK),
+            (20, StatusCode::ATOMIC_FAILED),
+            (21, StatusCode::ROLLED_BACK),
+            (22, StatusCode::ROLLED_BACK),
+            (23, StatusCode::NOT_FOUND),
+            (24, StatusCode::NOT_EXECUTED),
+        ];
+        for (j, code) in want {
+            assert_eq!(run.status_of(j), code, "job {j}");
+        }
+        assert_eq!(run.results_of(13), b"s");
+        let t = c.tree();
+        assert!(
+            t.node(&uri("./Vendor/A")).is_some(),
+            "a Sequence keeps what ran"
+        );
+        assert!(t.node(&uri("./Vendor/A/x")).is_none());
+        assert!(t.node(&uri("./Vendor/B")).is_none());
+        assert_eq!(t.value(&uri("./Vendor/S")), Some(&b"s"[..]));
+        assert_eq!(t.value(&uri("./Vendor/T")), Some(&b"t"[..]));
+        assert!(t.node(&uri("./Vendor/U")).is_none());
+        assert!(t.node(&uri("./Vendor/V")).is_none());
+        assert_eq!(t.value(&uri("./DevInfo/Man")), Some(&b"Acme"[..]));
+    }
+}
+
+// PROTOCOL A.3: a command with several items inside an Atomic runs every
+// item; one item refused (here 418, the same node twice) fails the command
+// with its code and rolls the Atomic back.
+#[test]
+fn several_items_per_command_inside_atomic() {
+    for (second, ok) in [("./Vendor/M2", true), ("./Vendor/M1", false)] {
+        let (mut c, mut s, acct) = session(
+            Encoding::Xml,
+            AuthType::Md5,
+            vec![job(
+                1,
+                CommandKind::Atomic(vec![add_leaf(2, "./Vendor/M1", b"1")]),
+            )],
+        );
+        let mut add_item = |from_server: bool, m: &mut Message| {
+            for cmd in &mut m.body {
+                if let (true, Command::Atomic(a)) = (from_server, cmd) {
+                    if let Command::Add(add) = &mut a.commands[0] {
+                        let mut item = add.items[0].clone();
+                        item.target = Some(syncml::LocRef::uri(second));
+                        item.data = Some(syncml::Data::Text("2".into()));
+                        add.items.push(item);
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        let run = drive_with(&mut c, &mut s, &acct, &mut add_item);
+        let t = c.tree();
+        if ok {
+            assert_eq!(run.status_of(1), StatusCode::OK);
+            assert_eq!(run.status_of(2), StatusCode::OK);
+            assert_eq!(t.value(&uri("./Vendor/M1")), Some(&b"1"[..]));
+            assert_eq!(t.value(&uri("./Vendor/M2")), Some(&b"2"[..]));
+        } else {
+            assert_eq!(run.status_of(1), StatusCode::ATOMIC_FAILED);
+            assert_eq!(run.status_of(2), StatusCode::ALREADY_EXISTS);
+            assert!(t.node(&uri("./Vendor/M1")).is_none());
+        }
+    }
+}
+
+// PROTOCOL A.2: when the Statuses of a reply alone exceed the client's
+// MaxMsgSize, they go over several messages without Final; the client's
+// Alert 1222 asks for the rest, every command still gets exactly one
+// Status, in order, and the package follows.
+#[test]
+fn statuses_beyond_max_msg_size_are_split() {
+    for enc in BOTH {
+        let max = 1500;
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.max_msg_size = Some(max);
+        let mut c = ClientSession::start(cfg, device_tree());
+        for i in 0..40 {
+            c.add_generic_alert(GenericAlert {
+                correlator: Some(format!("c{i}")),
+                items: vec![ReceivedItem {
+                    source: Some("./Vendor/Report".into()),
+                    format: Some("chr".into()),
+                    mime: Some("text/plain".into()),
+                    data: b"ok".to_vec(),
+                }],
+            })
+            .unwrap();
+        }
+        let mut s = ServerSession::new();
+        s.push_command(get(1, "./DevInfo/Man"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        assert!(run.server_msgs.iter().all(|(_, len)| *len as u64 <= max));
+        let (first, _) = &run.server_msgs[0];
+        assert!(!first.final_, "more Statuses follow");
+        assert!(first.body.iter().all(|c| matches!(c, Command::Status(_))));
+        let refs: Vec<u32> = run
+            .server_msgs
+            .iter()
+            .flat_map(|(m, _)| &m.body)
+            .filter_map(|c| match c {
+                Command::Status(s) if s.msg_ref.map(|r| r.get()) == Some(1) => match s.cmd_ref {
+                    CmdRef::Cmd(id) => Some(id.get()),
+                    CmdRef::SyncHdr => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let want: Vec<u32> = run.client_msgs[0]
+            .body
+            .iter()
+            .map(|c| c.cmd_id().get())
+            .collect();
+        assert_eq!(want.len(), 42);
+        assert_eq!(refs, want, "one Status each, in order");
+        assert!(run.server_msgs.len() > 2);
+        assert_eq!(
+            run.server
+                .iter()
+                .filter(|e| matches!(e, ServerEvent::GenericAlert { .. }))
+                .count(),
+            40
+        );
+        assert_eq!(run.results_of(1), b"Acme");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+        assert_eq!(run.client_ended(), Some(EndReason::Completed));
+    }
+}
+
+// PROTOCOL A.2, A.3: an Atomic or Sequence is never split: one that does
+// not fit after other commands waits for the next message; one larger than
+// any message the client accepts is not sent, reported 517 with 215 for its
+// commands, and the package goes on.
+#[test]
+fn atomic_and_sequence_are_not_split() {
+    for enc in BOTH {
+        let mut cfg = config(enc, AuthType::Md5);
+        cfg.max_msg_size = Some(2000);
+        let mut c = ClientSession::start(cfg, device_tree());
+        let mut s = ServerSession::new();
+        let medium = vec![b'm'; 150];
+        for k in 0..4u64 {
+            s.push_command(job(
+                10 * (k + 1),
+                CommandKind::Atomic(vec![
+                    add_leaf(10 * (k + 1) + 1, &format!("./Vendor/A{k}"), &medium),
+                    add_leaf(10 * (k + 1) + 2, &format!("./Vendor/B{k}"), &medium),
+                ]),
+            ));
+        }
+        let huge = vec![b'h'; 3000];
+        s.push_command(job(
+            100,
+            CommandKind::Atomic(vec![add_leaf(101, "./Vendor/Huge", &huge)]),
+        ));
+        s.push_command(job(
+            200,
+            CommandKind::Sequence(vec![
+                add_node(201, "./Vendor/Seq"),
+                job(
+                    202,
+                    CommandKind::Atomic(vec![add_leaf(203, "./Vendor/Seq/H", &huge)]),
+                ),
+            ]),
+        ));
+        s.push_command(get(300, "./DevInfo/Mod"));
+        let run = drive(&mut c, &mut s, &account(AuthType::Md5));
+        assert!(
+            run.server_msgs.len() > 2,
+            "the Atomics went over several messages"
+        );
+        assert!(run.server_msgs.iter().all(|(_, len)| *len <= 2000));
+        for k in 0..4u64 {
+            let j = 10 * (k + 1);
+            assert_eq!(run.status_of(j), StatusCode::OK);
+            assert_eq!(run.status_of(j + 1), StatusCode::OK);
+            assert_eq!(run.status_of(j + 2), StatusCode::OK);
+        }
+        let atomics: Vec<usize> = run
+            .server_msgs
+            .iter()
+            .flat_map(|(m, _)| &m.body)
+            .filter_map(|c| match c {
+                Command::Atomic(a) => Some(a.commands.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            atomics,
+            vec![2; 4],
+            "each Atomic whole, the huge ones never sent"
+        );
+        assert_eq!(run.status_of(100), StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
+        assert_eq!(run.status_of(101), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(200), StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
+        assert_eq!(run.status_of(201), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(202), StatusCode::NOT_EXECUTED);
+        assert_eq!(run.status_of(203), StatusCode::NOT_EXECUTED);
+        assert!(c.tree().node(&uri("./Vendor/Huge")).is_none());
+        assert!(c.tree().node(&uri("./Vendor/Seq")).is_none());
+        assert_eq!(run.results_of(300), b"Rocket");
+        assert_eq!(run.server_ended(), Some(EndReason::Completed));
+    }
 }

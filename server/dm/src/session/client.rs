@@ -2,8 +2,9 @@
 //! device simulator.
 //!
 //! ```text
-//!   start ──► package 1 sent ──► AwaitingServer ──┬─ 401/407 first time: package 1
-//!   (Alert 1200/1201,                ▲   │        │  again with a fresh Cred
+//!   start ──► package 1 sent ──► AwaitingServer ──┬─ 401/407 first time (any
+//!   (Alert 1200/1201,                ▲   │        │  package): the same message
+//!    [Generic Alert 1226],           │   │        │  again, fresh Cred/HMAC
 //!    DevInfo, Cred)                  │   │        ├─ 401/407 again ──► Ended{AuthFailed}
 //!                                    │   │        ├─ bad/missing server Cred:
 //!        statuses + Results          │   │        │  401/407 ──► Ended{ServerAuthRejected}
@@ -22,7 +23,7 @@ use std::num::NonZeroU32;
 use rand_core::{CryptoRng, RngCore};
 
 use super::outbox::{LargeKind, LargeOut, Packer};
-use super::server::EndReason;
+use super::server::{EndReason, ReceivedItem};
 use super::{
     chal_from_model, chal_to_model, cred_from_model, cred_to_model, header, item_bytes, status,
 };
@@ -87,9 +88,10 @@ pub struct ClientTransmit {
 /// What happened on the device (PROTOCOL A.2–A.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// The server's Cred verified (A.4).
+    /// The server's Cred (or, SRVCRED HMAC, its `x-syncml-hmac` header)
+    /// verified (A.4).
     ServerAuthenticated,
-    /// The server's Cred was missing (407) or bad (401) (A.4).
+    /// The server's Cred or HMAC header was missing (407) or bad (401) (A.4).
     #[allow(missing_docs)]
     ServerAuthFailed { status: StatusCode },
     /// An Exec the tree allowed (A.7): the simulator carries it out.
@@ -118,6 +120,21 @@ pub enum ClientError {
     /// A message after the session ended (A.2).
     #[error("the session has ended")]
     Ended,
+    /// Package 1 was already taken from [`ClientSession::poll_transmit`]:
+    /// a Generic Alert can no longer join it (A.3).
+    #[error("package 1 has already been sent")]
+    Package1Sent,
+}
+
+/// A Generic Alert 1226 for package 1 (PROTOCOL A.3): what the device
+/// reports, e.g. the outcome of an earlier asynchronous Exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenericAlert {
+    /// The Correlator of the Exec it answers, if any.
+    pub correlator: Option<String>,
+    /// Its items: `source` (Source/LocURI), Format, Type (MIME) and the raw
+    /// data (base64-encoded on the wire when Format is `b64`).
+    pub items: Vec<ReceivedItem>,
 }
 
 /// A large object coming in as Add/Replace chunks (PROTOCOL A.2).
@@ -140,8 +157,13 @@ pub struct ClientSession {
     dev_id: String,
     next_msg_id: u32,
     next_cmd_id: u32,
-    /// Package 1, kept to send again after a challenge (A.4).
+    /// Package 1, kept to build it again with a Generic Alert (A.3).
     package1: Vec<Command>,
+    /// The last message's commands and Final, to send again after a
+    /// 401/407 in any package (A.4).
+    last_sent: (Vec<Command>, bool),
+    /// Messages taken from [`Self::poll_transmit`].
+    polled: u32,
     authenticated: bool,
     /// The server's last message had no Final: the next continues its package.
     server_mid_package: bool,
@@ -210,6 +232,8 @@ impl ClientSession {
             next_msg_id: 1,
             next_cmd_id: 1,
             package1,
+            last_sent: (Vec::new(), true),
+            polled: 0,
             authenticated: false,
             server_mid_package: false,
             server_max_msg_size: None,
@@ -241,7 +265,34 @@ impl ClientSession {
 
     /// The next message to POST.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        self.polled += u32::from(t.is_some());
+        t
+    }
+
+    /// Adds a Generic Alert 1226 to package 1 (PROTOCOL A.3), after the
+    /// Alert and the DevInfo Replace; possible until package 1 is taken
+    /// from [`Self::poll_transmit`]. Sent again with package 1 after a
+    /// challenge (A.4), so the server reports it once it authenticated.
+    pub fn add_generic_alert(&mut self, alert: GenericAlert) -> Result<(), ClientError> {
+        if self.polled > 0 {
+            return Err(ClientError::Package1Sent);
+        }
+        let items = alert.items.iter().map(alert_item).collect();
+        self.package1.push(Command::Alert(Alert {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            no_resp: false,
+            cred: None,
+            data: AlertCode::GENERIC,
+            correlator: alert.correlator,
+            items,
+        }));
+        // Package 1 again, from MsgID 1.
+        self.transmits.clear();
+        self.next_msg_id = 1;
+        self.next_cmd_id = 1;
+        self.send_package1();
+        Ok(())
     }
 
     /// The next event, in order.
@@ -283,6 +334,46 @@ impl ClientSession {
     fn send(&mut self, first: Vec<Command>, statuses_only: bool) {
         let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
         self.next_msg_id += 1;
+        let mut p = Packer::new(
+            self.header(msg_id),
+            self.config.encoding,
+            self.server_max_msg_size,
+            self.next_cmd_id,
+        );
+        for c in first {
+            p.push(c);
+        }
+        let mut final_ = true;
+        if !statuses_only {
+            final_ = self.fill(&mut p);
+        }
+        let (msg, next) = p.finish(final_);
+        self.next_cmd_id = next;
+        self.last_sent = (msg.body.clone(), msg.final_);
+        self.emit(&msg);
+    }
+
+    /// A.4: the last message again after a 401/407, with a new MsgID and
+    /// a credential over the server's new nonce.
+    fn send_again(&mut self) {
+        let (body, final_) = self.last_sent.clone();
+        let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
+        self.next_msg_id += 1;
+        let mut p = Packer::new(
+            self.header(msg_id),
+            self.config.encoding,
+            None,
+            self.next_cmd_id,
+        );
+        for c in body {
+            p.push(c);
+        }
+        let (msg, next) = p.finish(final_);
+        self.next_cmd_id = next;
+        self.emit(&msg);
+    }
+
+    fn header(&self, msg_id: NonZeroU32) -> syncml::SyncHdr {
         let mut hdr = header(
             &self.config.session_id,
             msg_id,
@@ -298,22 +389,7 @@ impl ClientSession {
             max_msg_size: Some(m),
             ..Meta::default()
         });
-        let mut p = Packer::new(
-            hdr,
-            self.config.encoding,
-            self.server_max_msg_size,
-            self.next_cmd_id,
-        );
-        for c in first {
-            p.push(c);
-        }
-        let mut final_ = true;
-        if !statuses_only {
-            final_ = self.fill(&mut p);
-        }
-        let (msg, next) = p.finish(final_);
-        self.next_cmd_id = next;
-        self.emit(&msg);
+        hdr
     }
 
     fn emit(&mut self, msg: &Message) {
@@ -359,10 +435,29 @@ impl ClientSession {
         }
     }
 
-    /// Handles one server message (PROTOCOL A.2–A.4) and prepares the answer.
+    /// Handles one server message (PROTOCOL A.2–A.4) and prepares the
+    /// answer; the same as [`Self::handle_response`] without an
+    /// `x-syncml-hmac` header.
     pub fn handle_message<R: RngCore + CryptoRng>(
         &mut self,
         bytes: &[u8],
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), ClientError> {
+        self.handle_response(bytes, None, now, rng)
+    }
+
+    /// Handles one server message, the body of an HTTP response, with its
+    /// `x-syncml-hmac` header if any (PROTOCOL A.2–A.4), and prepares the
+    /// answer. With SRVCRED AAuthType HMAC the header is the server's
+    /// proof on every message the client answers (A.4): checked over the
+    /// exact `bytes` with the nonce the client issued, answered 200 (401
+    /// bad, 407 missing) with a fresh nonce in a Chal each time. With
+    /// MD5/basic the server's `Cred` is checked instead.
+    pub fn handle_response<R: RngCore + CryptoRng>(
+        &mut self,
+        bytes: &[u8],
+        hmac: Option<&str>,
         now: Timestamp,
         rng: &mut R,
     ) -> Result<(), ClientError> {
@@ -371,6 +466,17 @@ impl ClientSession {
         }
         let msg = syncml::decode(bytes)?;
         let msg_ref = msg.hdr.msg_id;
+        // A.2: an abort ends the session whatever else the message says
+        // (the server aborts after a rule broken, with 400 on the SyncHdr).
+        if msg
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::SESSION_ABORT))
+        {
+            self.events.push_back(ClientEvent::Aborted);
+            self.end(EndReason::Aborted);
+            return Ok(());
+        }
         if let Some(m) = msg.hdr.meta.as_ref().and_then(|m| m.max_msg_size) {
             self.server_max_msg_size = Some(m);
         }
@@ -403,7 +509,8 @@ impl ClientSession {
             }
         }
         if challenged {
-            self.send_package1();
+            // A.4: in any package, the challenged message goes again.
+            self.send_again();
             return Ok(());
         }
 
@@ -424,15 +531,30 @@ impl ClientSession {
             .as_ref()
             .and_then(|c| cred_from_model(c, msg.hdr.source.loc_name.as_deref()));
         let mut refused = None;
-        if cred.is_some() || (manages && !self.server_mid_package) {
-            let check = self.auth.check_server_cred(cred.as_ref(), rng);
+        let check = if self.config.srvcred.auth_type == AuthType::Hmac {
+            // A.4: every message that will be answered carries a MAC; the
+            // one that ends the session is not checked, since no answer
+            // could hand the server the next nonce.
+            let wants_next = msg
+                .body
+                .iter()
+                .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::NEXT_MESSAGE));
+            let pending = !self.outbox.is_empty() || self.large_out.is_some();
+            let ends = msg.final_ && !manages && !wants_next && !pending;
+            (!ends).then(|| self.auth.check_server_hmac(hmac, bytes, rng))
+        } else if cred.is_some() || (manages && !self.server_mid_package) {
+            Some(self.auth.check_server_cred(cred.as_ref(), rng))
+        } else {
+            None
+        };
+        if let Some(check) = check {
             hdr_status.data = check.status;
             hdr_status.chal = Some(chal_to_model(&check.chal));
             self.events.push_back(ClientEvent::NextNonces {
                 client_next: None,
                 server_next: Some(check.chal.next_nonce.clone()),
             });
-            if check.status == StatusCode::AUTHENTICATED {
+            if check.status.is_success() {
                 self.events.push_back(ClientEvent::ServerAuthenticated);
             } else {
                 self.events.push_back(ClientEvent::ServerAuthFailed {
@@ -471,19 +593,13 @@ impl ClientSession {
                     }
                     _ => st.data = StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED,
                 },
-                Command::Atomic(c) | Command::Sequence(c) => {
-                    let atomic = matches!(cmd, Command::Atomic(_));
-                    let (code, inner) = self.run_batch(atomic, &c.commands, msg_ref, now);
-                    st.data = code;
-                    statuses.push(Command::Status(st));
-                    statuses.extend(inner);
-                    continue;
-                }
                 _ => {
                     if let Some(code) = self.receive_chunk(cmd, now) {
                         st.data = code;
                     } else {
-                        st.data = self.run_one(cmd, msg_ref, now);
+                        let ran = self.run(cmd, now);
+                        self.report(ran, msg_ref, &mut statuses);
+                        continue;
                     }
                 }
             }
@@ -562,101 +678,80 @@ impl ClientSession {
         Some(self.tree.execute(&self.config.server_id, &op, now).status)
     }
 
-    /// Runs one command (A.3) on the tree; Results of a Get go to the outbox.
-    fn run_one(&mut self, cmd: &Command, msg_ref: NonZeroU32, now: Timestamp) -> StatusCode {
-        let ops = match ops_of(cmd) {
-            Ok(ops) => ops,
-            Err(code) => return code,
-        };
-        let mut code = StatusCode::OK;
+    /// Runs one command on the tree (A.3, A.7): every item of it, and an
+    /// Atomic or Sequence with whatever it holds, nested to any depth.
+    /// - Atomic: all or nothing. On the first failure anywhere inside, the
+    ///   tree is restored from a snapshot taken at its start: what had
+    ///   succeeded (nested containers too) becomes 216, the failure keeps
+    ///   its code, the rest is 215, the Atomic 507.
+    /// - Sequence: in order, stopping after the first command that failed
+    ///   (for a nested container: anything in it failed); the rest is 215.
+    ///   **[profile]** (as `Tree::sequence`) the Sequence itself gets 200.
+    /// - A command with several items runs each; its status is the first
+    ///   failure's, else 200.
+    fn run(&mut self, cmd: &Command, now: Timestamp) -> Ran {
+        let mut ran = Ran::new(cmd, StatusCode::OK);
+        match cmd {
+            Command::Atomic(c) | Command::Sequence(c) => {
+                let atomic = matches!(cmd, Command::Atomic(_));
+                let snapshot = atomic.then(|| self.tree.clone());
+                let mut failed = false;
+                for inner in &c.commands {
+                    let r = if failed {
+                        Ran::not_executed(inner)
+                    } else {
+                        self.run(inner, now)
+                    };
+                    failed |= r.failed();
+                    ran.children.push(r);
+                }
+                if let (true, Some(snapshot)) = (failed, snapshot) {
+                    self.tree = snapshot;
+                    ran.children.iter_mut().for_each(Ran::roll_back);
+                    ran.code = StatusCode::ATOMIC_FAILED;
+                }
+            }
+            _ => match ops_of(cmd) {
+                Err(code) => ran.code = code,
+                Ok(ops) => {
+                    for (uri, op) in ops {
+                        let r = self.tree.execute(&self.config.server_id, &op, now);
+                        if !r.status.is_success() && ran.code.is_success() {
+                            ran.code = r.status;
+                        }
+                        ran.outputs.extend(r.output.map(|o| (uri, o)));
+                    }
+                }
+            },
+        }
+        ran
+    }
+
+    /// The Statuses of a command run (A.2: one per command, in order, a
+    /// container's before those inside it); Results of its Gets go to the
+    /// outbox, its Execs out as events (only now: an Atomic may have
+    /// rolled them back).
+    fn report(&mut self, ran: Ran, msg_ref: NonZeroU32, statuses: &mut Vec<Command>) {
+        let mut st = status(msg_ref, CmdRef::Cmd(ran.cmd_id), ran.name, ran.code);
+        st.target_refs = ran.target.into_iter().collect();
+        statuses.push(Command::Status(st));
         let mut items = Vec::new();
-        for (uri, op) in ops {
-            let r = self.tree.execute(&self.config.server_id, &op, now);
-            if !r.status.is_success() && code.is_success() {
-                code = r.status;
-            }
-            self.output(uri, r.output, &mut items);
-        }
-        self.queue_results(cmd.cmd_id(), msg_ref, items);
-        code
-    }
-
-    /// Atomic or Sequence (A.3): the container's status and one Status per
-    /// command inside; nested containers are refused (406).
-    fn run_batch(
-        &mut self,
-        atomic: bool,
-        commands: &[Command],
-        msg_ref: NonZeroU32,
-        now: Timestamp,
-    ) -> (StatusCode, Vec<Command>) {
-        let mut ops = Vec::new();
-        let mut bad = None;
-        for (i, c) in commands.iter().enumerate() {
-            match ops_of(c) {
-                Ok(mut v) if v.len() == 1 => ops.push(v.remove(0)),
-                Ok(_) => bad = bad.or(Some((i, StatusCode::OPTIONAL_FEATURE_NOT_SUPPORTED))),
-                Err(code) => bad = bad.or(Some((i, code))),
+        for (uri, output) in ran.outputs {
+            match output {
+                Output::Item { data, format, mime } => items.push(Item {
+                    source: Some(LocRef::uri(uri)),
+                    meta: Some(Meta::with_format_type(&format, &mime)),
+                    data: Some(Data::from_bytes(data)),
+                    ..Item::default()
+                }),
+                Output::Exec { uri, data } => {
+                    self.events.push_back(ClientEvent::Exec { uri, data });
+                }
             }
         }
-        let st = |c: &Command, code| {
-            let mut s = status(msg_ref, CmdRef::Cmd(c.cmd_id()), c.name(), code);
-            if let Some(t) = single_target(c) {
-                s.target_refs = vec![t];
-            }
-            Command::Status(s)
-        };
-        if let Some((i, code)) = bad {
-            let inner = commands
-                .iter()
-                .enumerate()
-                .map(|(j, c)| {
-                    st(
-                        c,
-                        if j == i {
-                            code
-                        } else {
-                            StatusCode::NOT_EXECUTED
-                        },
-                    )
-                })
-                .collect();
-            let code = if atomic {
-                StatusCode::ATOMIC_FAILED
-            } else {
-                StatusCode::SEQUENCE_FAILED
-            };
-            return (code, inner);
-        }
-        let just_ops: Vec<Op> = ops.iter().map(|(_, op)| op.clone()).collect();
-        let server = self.config.server_id.clone();
-        let batch = if atomic {
-            self.tree.atomic(&server, &just_ops, now)
-        } else {
-            self.tree.sequence(&server, &just_ops, now)
-        };
-        let mut inner = Vec::new();
-        for ((c, (uri, _)), r) in commands.iter().zip(ops).zip(batch.results) {
-            inner.push(st(c, r.status));
-            let mut items = Vec::new();
-            self.output(uri, r.output, &mut items);
-            self.queue_results(c.cmd_id(), msg_ref, items);
-        }
-        (batch.status, inner)
-    }
-
-    fn output(&mut self, uri: String, output: Option<Output>, items: &mut Vec<Item>) {
-        match output {
-            Some(Output::Item { data, format, mime }) => items.push(Item {
-                source: Some(LocRef::uri(uri)),
-                meta: Some(Meta::with_format_type(&format, &mime)),
-                data: Some(Data::from_bytes(data)),
-                ..Item::default()
-            }),
-            Some(Output::Exec { uri, data }) => {
-                self.events.push_back(ClientEvent::Exec { uri, data });
-            }
-            None => {}
+        self.queue_results(ran.cmd_id, msg_ref, items);
+        for child in ran.children {
+            self.report(child, msg_ref, statuses);
         }
     }
 
@@ -673,6 +768,79 @@ impl ClientSession {
             source_ref: None,
             items,
         }));
+    }
+}
+
+/// A Generic Alert item (A.3): Source, Meta Format/Type, Data.
+fn alert_item(i: &ReceivedItem) -> Item {
+    let b64 = i
+        .format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("b64"));
+    let data = if b64 {
+        use base64::Engine;
+        Data::Text(base64::engine::general_purpose::STANDARD.encode(&i.data))
+    } else {
+        Data::from_bytes(i.data.clone())
+    };
+    let meta = (i.format.is_some() || i.mime.is_some()).then(|| Meta {
+        format: i.format.clone(),
+        type_: i.mime.clone(),
+        ..Meta::default()
+    });
+    Item {
+        source: i.source.as_deref().map(LocRef::uri),
+        meta,
+        data: Some(data),
+        ..Item::default()
+    }
+}
+
+/// One command run on the tree (A.3), before it becomes Statuses.
+struct Ran {
+    cmd_id: CmdId,
+    name: &'static str,
+    target: Option<String>,
+    code: StatusCode,
+    /// Results items and Execs, by the URI the command named.
+    outputs: Vec<(String, Output)>,
+    /// An Atomic's or Sequence's commands.
+    children: Vec<Ran>,
+}
+
+impl Ran {
+    fn new(cmd: &Command, code: StatusCode) -> Self {
+        Self {
+            cmd_id: cmd.cmd_id(),
+            name: cmd.name(),
+            target: single_target(cmd),
+            code,
+            outputs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// 215 for `cmd` and everything inside it.
+    fn not_executed(cmd: &Command) -> Self {
+        let mut r = Self::new(cmd, StatusCode::NOT_EXECUTED);
+        if let Command::Atomic(c) | Command::Sequence(c) = cmd {
+            r.children = c.commands.iter().map(Self::not_executed).collect();
+        }
+        r
+    }
+
+    /// It, or anything inside it, failed.
+    fn failed(&self) -> bool {
+        !self.code.is_success() || self.children.iter().any(Self::failed)
+    }
+
+    /// An enclosing Atomic restored the tree: what had succeeded is 216.
+    fn roll_back(&mut self) {
+        if self.code.is_success() && self.code != StatusCode::NOT_EXECUTED {
+            self.code = StatusCode::ROLLED_BACK;
+        }
+        self.outputs.clear();
+        self.children.iter_mut().for_each(Self::roll_back);
     }
 }
 

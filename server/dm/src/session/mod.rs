@@ -14,6 +14,15 @@
 //! - The server gives a `Results` no Status (A.2 allows it) except 213 for
 //!   a chunk of a large object and 424 for a size mismatch; the client
 //!   ignores Statuses of its Results but for the chunks.
+//! - Statuses that alone exceed the client's `MaxMsgSize` go over several
+//!   messages without Final (the client's Alert 1222 asks for the rest);
+//!   the answer to a challenge or the session's last message is sent whole.
+//! - An Atomic or Sequence is never split across messages; one larger than
+//!   any message the client accepts is not sent and reported 517 (215 for
+//!   its commands). A single other command that is too big and cannot go
+//!   as a large object (Exec data, a `b64` value) is sent whole.
+//! - A client message out of MsgID order or from another DevId (A.2) is
+//!   not executed; the server aborts the session (Alert 1223).
 
 // STYLE lesson 11: every public item says which rule it implements.
 #![warn(missing_docs)]
@@ -22,10 +31,12 @@ pub mod client;
 mod outbox;
 pub mod server;
 
-pub use client::{ClientConfig, ClientError, ClientEvent, ClientSession, ClientTransmit};
+pub use client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, ClientTransmit, GenericAlert,
+};
 pub use server::{
-    CommandKind, DeviceAccount, DeviceInfoReport, EndReason, Incoming, ReceivedItem, ServerCommand,
-    ServerEvent, ServerSession, ServerTransmit, SessionError,
+    ClientViolation, CommandKind, DeviceAccount, DeviceInfoReport, EndReason, Incoming,
+    ReceivedItem, ServerCommand, ServerEvent, ServerSession, ServerTransmit, SessionError,
 };
 
 use std::num::NonZeroU32;

@@ -102,6 +102,37 @@ impl Packer {
         Some(id)
     }
 
+    /// Whether `cmd` would fit in a message of its own: this header (and
+    /// Cred), a Status like this message's first (the SyncHdr's), the
+    /// Status of the peer's Alert 1222, and `cmd`.
+    pub(crate) fn fits_alone(&self, cmd: &Command) -> bool {
+        let Some(max) = self.max else { return true };
+        let alert_status = super::status(
+            self.msg.hdr.msg_id,
+            CmdRef::Cmd(CmdId::new(1).expect("1 is not 0")),
+            "Alert",
+            crate::StatusCode::OK,
+        );
+        let probe = Message {
+            hdr: self.msg.hdr.clone(),
+            body: self
+                .msg
+                .body
+                .first()
+                .cloned()
+                .into_iter()
+                .chain([Command::Status(alert_status), cmd.clone()])
+                .collect(),
+            final_: true,
+        };
+        syncml::encode(self.encoding, &probe).len() as u64 <= max
+    }
+
+    /// How many commands (Statuses included) the message holds.
+    pub(crate) fn len(&self) -> usize {
+        self.msg.body.len()
+    }
+
     /// True when the message holds a command other than a Status.
     pub(crate) fn has_commands(&self) -> bool {
         self.msg

@@ -9,6 +9,8 @@
 //!     │            │ second failure          │ non-final message (either side):
 //!     │            └──► Ended{AuthFailed}    └─ Alert 1222 / next chunk, same state
 //!     │ Alert 1223 (any state) ──► Ended{Aborted}
+//!     │ MsgID out of order, or Source ≠ DevId (any state; A.2):
+//!     │ 215s + Alert 1223 ──► Ended{Aborted} after ProtocolViolation
 //! ```
 //!
 //! One message in, at most one message out: [`ServerSession::handle_message`]
@@ -36,6 +38,7 @@ use crate::syncml::{
     self, Alert, CmdRef, Command, Container, Data, DecodeError, Encoding, Exec, Item, ItemCmd,
     LocRef, Meta, Results,
 };
+use crate::tree::Timestamp;
 use crate::{AlertCode, CmdId, StatusCode};
 
 /// One client message as it arrived (PROTOCOL A.1, A.4).
@@ -111,9 +114,12 @@ pub enum CommandKind {
     },
     /// Copy of `source` to a new node `target` (A.7).
     Copy { source: String, target: String },
-    /// All or nothing (A.3); never split across messages.
+    /// All or nothing (A.3); never split across messages: one that does
+    /// not fit waits for the next message, one larger than any message is
+    /// not sent and reported 517 (A.2).
     Atomic(Vec<ServerCommand>),
-    /// In order, stopping at the first failure (A.3).
+    /// In order, stopping at the first failure (A.3); kept whole like an
+    /// Atomic (517 when larger than any message).
     Sequence(Vec<ServerCommand>),
 }
 
@@ -173,7 +179,9 @@ pub enum EndReason {
     AuthFailed,
     /// The client refused the server's Cred (A.4).
     ServerAuthRejected,
-    /// Alert 1223 (A.2).
+    /// Alert 1223 (A.2): from the client, or from the server after a
+    /// [`ClientViolation`] (reported just before as
+    /// [`ServerEvent::ProtocolViolation`]).
     Aborted,
 }
 
@@ -219,9 +227,36 @@ pub enum ServerEvent {
     },
     /// Alert 1223 from the client (A.2); `SessionEnded` follows.
     Aborted,
+    /// The client broke a rule of A.2; the server aborted the session
+    /// (Alert 1223) and `SessionEnded { reason: Aborted }` follows.
+    ProtocolViolation(ClientViolation),
     /// The session is over; later messages are refused.
     #[allow(missing_docs)]
     SessionEnded { reason: EndReason },
+}
+
+/// A rule of PROTOCOL A.2 the client broke. The server does not execute
+/// the message: it answers every command with 215, adds Alert 1223 and
+/// ends the session **[profile]** (a message out of order means a lost or
+/// replayed message, after which the two sides no longer agree on what
+/// was done; going on would risk running a command twice or not at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientViolation {
+    /// A.2: the client's MsgID must start at 1 and increase by 1 per
+    /// message (a message with Alert 1223 is taken as the abort it is
+    /// whatever its MsgID). The SyncHdr is answered 400 and the credential is not
+    /// judged (a replayed message must not move the nonces on).
+    #[allow(missing_docs)]
+    MsgIdOutOfOrder { expected: u32, got: u32 },
+    /// A.2: `Source/LocURI` must equal `./DevInfo/DevId` as reported in
+    /// package 1 (and stay the same for the session). Checked once the
+    /// credential is accepted; the SyncHdr keeps its authentication status.
+    DevIdMismatch {
+        /// The message's `Source/LocURI`.
+        source: String,
+        /// The DevId the session knows (package 1's `./DevInfo/DevId`).
+        dev_id: String,
+    },
 }
 
 /// A message for the runtime to send back (PROTOCOL A.1).
@@ -231,6 +266,13 @@ pub struct ServerTransmit {
     pub bytes: Vec<u8>,
     /// Its encoding, the request's (A.1); see [`Encoding::content_type`].
     pub encoding: Encoding,
+    /// The `x-syncml-hmac` response header (A.4) when SRVCRED's AAuthType
+    /// is HMAC: a MAC over `bytes` with SRVCRED's name and secret and the
+    /// client's latest nonce, on every message the client answers (not on
+    /// a 401/407 challenge nor on the message that ends the session, after
+    /// which the client could not hand over its next nonce). With
+    /// MD5/basic the server proves itself with a `Cred` instead.
+    pub hmac: Option<String>,
 }
 
 /// Why a client message could not be handled at all; the runtime answers
@@ -278,6 +320,46 @@ struct Sent {
     children: Vec<u32>,
     /// A chunk of a large object that is not the last one (answered 213).
     chunk: bool,
+}
+
+/// A Status held for the next message (PROTOCOL A.2), stored without the
+/// SyncML model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct HeldStatus {
+    msg_ref: u32,
+    cmd_ref: u32,
+    cmd: String,
+    code: u16,
+    targets: Vec<String>,
+}
+
+impl HeldStatus {
+    /// A command's Status (the SyncHdr's is never held); `None` otherwise.
+    fn from_command(c: &Command) -> Option<Self> {
+        let Command::Status(s) = c else { return None };
+        let CmdRef::Cmd(id) = s.cmd_ref else {
+            return None;
+        };
+        Some(Self {
+            msg_ref: s.msg_ref?.get(),
+            cmd_ref: id.get(),
+            cmd: s.cmd.clone(),
+            code: s.data.code(),
+            targets: s.target_refs.clone(),
+        })
+    }
+
+    fn into_status(self) -> Command {
+        let mut s = status(
+            NonZeroU32::new(self.msg_ref).expect("from a MsgRef"),
+            CmdRef::new(self.cmd_ref),
+            &self.cmd,
+            StatusCode::new(self.code).expect("from a StatusCode"),
+        );
+        s.target_refs = self.targets;
+        Command::Status(s)
+    }
 }
 
 /// A large object coming in as Results chunks (PROTOCOL A.2).
@@ -335,6 +417,20 @@ pub struct ServerSession {
     large_out: Option<LargeOut>,
     large_in: Option<LargeIn>,
     sent: BTreeMap<u32, Sent>,
+    /// When the last client message was handled (STYLE lesson 1: the
+    /// caller's clock), for the runtime to expire idle sessions.
+    #[cfg_attr(feature = "serde", serde(default))]
+    last_message_at: Option<Timestamp>,
+    /// The MsgID of the client's last message, 0 before the first (A.2).
+    #[cfg_attr(feature = "serde", serde(default))]
+    client_msg_id: u32,
+    /// Statuses that did not fit in the last reply (A.2), sent next.
+    #[cfg_attr(feature = "serde", serde(default))]
+    held: VecDeque<HeldStatus>,
+    /// The reply whose Statuses were held answered a non-final message:
+    /// once they are out, Alert 1222 asks for the rest (A.2).
+    #[cfg_attr(feature = "serde", serde(default))]
+    held_then_1222: bool,
     #[cfg_attr(feature = "serde", serde(skip))]
     events: VecDeque<ServerEvent>,
     #[cfg_attr(feature = "serde", serde(skip))]
@@ -368,6 +464,10 @@ impl ServerSession {
             large_out: None,
             large_in: None,
             sent: BTreeMap::new(),
+            last_message_at: None,
+            client_msg_id: 0,
+            held: VecDeque::new(),
+            held_then_1222: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -406,11 +506,50 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Handles one client message (PROTOCOL A.2–A.4) and prepares the reply.
+    /// When the last client message was handled by
+    /// [`Self::handle_message_at`]; `None` before (or when only
+    /// [`Self::handle_message`], which has no clock, was used).
+    pub fn last_message_at(&self) -> Option<Timestamp> {
+        self.last_message_at
+    }
+
+    /// True when the session has waited more than `idle_secs` seconds for
+    /// the client's next message (the runtime then discards it). A session
+    /// that never saw a timed message is not idle.
+    pub fn is_idle(&self, now: Timestamp, idle_secs: u64) -> bool {
+        self.last_message_at
+            .is_some_and(|t| now.0.saturating_sub(t.0) > idle_secs)
+    }
+
+    /// Handles one client message (PROTOCOL A.2–A.4) and prepares the
+    /// reply, without a clock: [`Self::last_message_at`] is left as it was.
+    /// Prefer [`Self::handle_message_at`].
     pub fn handle_message<R: RngCore + CryptoRng>(
         &mut self,
         input: Incoming<'_>,
         account: &DeviceAccount,
+        rng: &mut R,
+    ) -> Result<(), SessionError> {
+        self.handle(input, account, None, rng)
+    }
+
+    /// Handles one client message (PROTOCOL A.2–A.4) that arrived at `now`
+    /// and prepares the reply; `now` becomes [`Self::last_message_at`].
+    pub fn handle_message_at<R: RngCore + CryptoRng>(
+        &mut self,
+        input: Incoming<'_>,
+        account: &DeviceAccount,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), SessionError> {
+        self.handle(input, account, Some(now), rng)
+    }
+
+    fn handle<R: RngCore + CryptoRng>(
+        &mut self,
+        input: Incoming<'_>,
+        account: &DeviceAccount,
+        now: Option<Timestamp>,
         rng: &mut R,
     ) -> Result<(), SessionError> {
         if self.has_ended() {
@@ -433,11 +572,36 @@ impl ServerSession {
             }
             Some(_) => {}
         }
+        if now.is_some() {
+            self.last_message_at = now;
+        }
         self.encoding = syncml::Encoding::sniff(input.bytes);
         if let Some(m) = msg.hdr.meta.as_ref().and_then(|m| m.max_msg_size) {
             self.max_msg_size = Some(m);
         }
         let msg_ref = msg.hdr.msg_id;
+
+        // A.2: MsgID from 1, by 1; checked before the credential so that a
+        // replayed message moves no nonce on. An abort (Alert 1223) is
+        // taken whatever its MsgID: the session ends either way.
+        let expected = self.client_msg_id + 1;
+        self.client_msg_id = msg_ref.get();
+        let aborting = msg
+            .body
+            .iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.data == AlertCode::SESSION_ABORT));
+        if msg_ref.get() != expected && !aborting {
+            let mut hdr_status =
+                status(msg_ref, CmdRef::SyncHdr, "SyncHdr", StatusCode::BAD_REQUEST);
+            hdr_status.target_refs = vec![msg.hdr.target.loc_uri.clone()];
+            hdr_status.source_refs = vec![msg.hdr.source.loc_uri.clone()];
+            let violation = ClientViolation::MsgIdOutOfOrder {
+                expected,
+                got: msg_ref.get(),
+            };
+            self.abort_for(&msg, hdr_status, violation);
+            return Ok(());
+        }
 
         // A.4: judge the credential.
         let mut auth = ServerAuth::resume(
@@ -489,7 +653,12 @@ impl ServerSession {
                 });
                 hdr_status.data = status;
                 hdr_status.chal = Some(chal_to_model(&chal));
-                self.phase = Phase::AwaitingCredentials;
+                // A challenge later in the session (an HMAC that failed)
+                // keeps the package in progress: the client sends the same
+                // message again.
+                if self.phase == Phase::AwaitingPackage1 {
+                    self.phase = Phase::AwaitingCredentials;
+                }
                 Some(status)
             }
             ServerAuthOutcome::SessionEnded { status } => {
@@ -499,6 +668,20 @@ impl ServerSession {
                 Some(status)
             }
         };
+
+        // A.2: Source/LocURI is the DevId, the same all session long.
+        if refused.is_none() {
+            let source = &msg.hdr.source.loc_uri;
+            let dev_id = reported_dev_id(&msg).unwrap_or_else(|| self.dev_id.clone());
+            if *source != dev_id || *source != self.dev_id {
+                let violation = ClientViolation::DevIdMismatch {
+                    source: source.clone(),
+                    dev_id,
+                };
+                self.abort_for(&msg, hdr_status, violation);
+                return Ok(());
+            }
+        }
 
         let mut statuses = vec![Command::Status(hdr_status)];
         let mut aborted = false;
@@ -568,8 +751,26 @@ impl ServerSession {
 
         // What the reply carries.
         if self.has_ended() || refused.is_some() {
+            // Sent whole even beyond MaxMsgSize: no later message could
+            // carry the rest (a challenge's or a last answer's Statuses).
             self.send(statuses, None, true);
-        } else if !msg.final_ {
+            return Ok(());
+        }
+        // A.2: Statuses held back from the last reply go first (after
+        // this message's SyncHdr Status), then this message's.
+        if !self.held.is_empty() {
+            let held: Vec<Command> = self.held.drain(..).map(HeldStatus::into_status).collect();
+            statuses.splice(1..1, held);
+        }
+        let answer_1222 = !msg.final_ || std::mem::take(&mut self.held_then_1222);
+        if self.hold_overflow(&mut statuses) {
+            // A.2: Statuses alone beyond MaxMsgSize: as many as fit, no
+            // Final; the client's Alert 1222 asks for the rest, and only
+            // then does the reply go on as it would have.
+            self.held_then_1222 = answer_1222;
+            self.send_part(statuses);
+            self.sign_last(account);
+        } else if answer_1222 {
             // A.2: a non-final message is answered with Alert 1222 + Statuses.
             let alert = Command::Alert(Alert {
                 cmd_id: CmdId::new(1).expect("1 is not 0"),
@@ -581,6 +782,7 @@ impl ServerSession {
             });
             statuses.push(alert);
             self.send(statuses, None, true);
+            self.sign_last(account);
         } else {
             // A package in progress goes on (the client's Alert 1222 or
             // its Statuses for the last message ask for the rest).
@@ -612,8 +814,18 @@ impl ServerSession {
                 .and_then(|n| account.server.cred(n))
                 .map(|c| cred_to_model(&c));
             self.send(statuses, cred, false);
+            self.sign_last(account);
         }
         Ok(())
+    }
+
+    /// A.4: with an HMAC SRVCRED, the `x-syncml-hmac` header of the message
+    /// just built, over the nonce the client issued last.
+    fn sign_last(&mut self, account: &DeviceAccount) {
+        let (Some(t), Some(nonce)) = (self.transmits.back_mut(), self.server_nonce.as_ref()) else {
+            return;
+        };
+        t.hmac = account.server.hmac_header(nonce, &t.bytes);
     }
 
     fn end(&mut self, reason: EndReason) {
@@ -621,6 +833,36 @@ impl ServerSession {
             self.phase = Phase::Ended { reason };
             self.events.push_back(ServerEvent::SessionEnded { reason });
         }
+    }
+
+    /// PROTOCOL A.2: a message that broke a rule is not executed: the
+    /// SyncHdr gets `hdr_status`, every command 215, then Alert 1223 ends
+    /// the session.
+    fn abort_for(&mut self, msg: &syncml::Message, hdr_status: syncml::Status, v: ClientViolation) {
+        let mut statuses = vec![Command::Status(hdr_status)];
+        for cmd in &msg.body {
+            if matches!(cmd, Command::Status(_) | Command::Results(_)) {
+                continue;
+            }
+            statuses.push(Command::Status(status(
+                msg.hdr.msg_id,
+                CmdRef::Cmd(cmd.cmd_id()),
+                cmd.name(),
+                StatusCode::NOT_EXECUTED,
+            )));
+        }
+        statuses.push(Command::Alert(Alert {
+            cmd_id: CmdId::new(1).expect("1 is not 0"),
+            no_resp: false,
+            cred: None,
+            data: AlertCode::SESSION_ABORT,
+            correlator: None,
+            items: Vec::new(),
+        }));
+        self.events.push_back(ServerEvent::ProtocolViolation(v));
+        self.flush_unanswered();
+        self.end(EndReason::Aborted);
+        self.send(statuses, None, true);
     }
 
     /// PROTOCOL A.3: the Alerts a server understands.
@@ -794,8 +1036,30 @@ impl ServerSession {
     /// Builds and queues one message: `statuses` first, then (unless
     /// `statuses_only`) as much of the package as fits (PROTOCOL A.2).
     fn send(&mut self, statuses: Vec<Command>, cred: Option<syncml::Cred>, statuses_only: bool) {
+        let mut p = self.packer();
+        for s in statuses {
+            p.push(s);
+        }
+        let mut final_ = true;
+        if !statuses_only {
+            p.set_cred(cred);
+            final_ = self.fill(&mut p);
+        }
+        self.finish(p, final_);
+    }
+
+    /// A message of Statuses only, without Final (A.2: more follow).
+    fn send_part(&mut self, statuses: Vec<Command>) {
+        let mut p = self.packer();
+        for s in statuses {
+            p.push(s);
+        }
+        self.finish(p, false);
+    }
+
+    /// The next message, empty, within the client's MaxMsgSize.
+    fn packer(&self) -> Packer {
         let msg_id = NonZeroU32::new(self.next_msg_id).expect("MsgIDs start at 1");
-        self.next_msg_id += 1;
         let mut hdr = header(
             self.session_id.as_deref().unwrap_or("1"),
             msg_id,
@@ -806,21 +1070,44 @@ impl ServerSession {
             max_msg_size: Some(m),
             ..Meta::default()
         });
-        let mut p = Packer::new(hdr, self.encoding, self.max_msg_size, self.next_cmd_id);
-        for s in statuses {
-            p.push(s);
-        }
-        let mut final_ = true;
-        if !statuses_only {
-            p.set_cred(cred);
-            final_ = self.fill(&mut p);
-        }
+        Packer::new(hdr, self.encoding, self.max_msg_size, self.next_cmd_id)
+    }
+
+    fn finish(&mut self, p: Packer, final_: bool) {
         let (msg, next) = p.finish(final_);
+        self.next_msg_id += 1;
         self.next_cmd_id = next;
         self.transmits.push_back(ServerTransmit {
             bytes: syncml::encode(self.encoding, &msg),
             encoding: self.encoding,
+            hmac: None,
         });
+    }
+
+    /// PROTOCOL A.2: when `statuses` alone do not fit in a message, keeps
+    /// the ones that fit (the SyncHdr's always) and holds the rest for the
+    /// next message; true when it held some.
+    fn hold_overflow(&mut self, statuses: &mut Vec<Command>) -> bool {
+        let mut p = self.packer();
+        let mut fit = 0;
+        for s in statuses.iter() {
+            if fit > 0 && p.try_push(s.clone()).is_err() {
+                break;
+            }
+            if fit == 0 {
+                p.push(s.clone());
+            }
+            fit += 1;
+        }
+        if fit == statuses.len() {
+            return false;
+        }
+        // At least one Status besides the SyncHdr's, so that every
+        // message moves the answer on.
+        let rest = statuses.split_off(fit.max(2).min(statuses.len()));
+        self.held
+            .extend(rest.iter().filter_map(HeldStatus::from_command));
+        !rest.is_empty()
     }
 
     /// Moves commands of the package into `p` while they fit; returns true
@@ -868,18 +1155,51 @@ impl ServerSession {
                         self.large_out = Some(lo);
                         continue;
                     }
-                    if !p.has_commands() {
-                        // Too big for any message and not divisible: send it
-                        // anyway rather than never.
+                    let alone = p.fits_alone(&cmd);
+                    if !alone
+                        && matches!(next.kind, CommandKind::Atomic(_) | CommandKind::Sequence(_))
+                    {
+                        // A.2, A.3: a container is never split (an Atomic
+                        // cannot be rolled back across messages, a Sequence
+                        // would lose its order guarantee) and the server never
+                        // sends a bigger message: it is not sent, and
+                        // reported 517 with 215 for what it holds.
+                        self.too_large(&next);
+                        continue;
+                    }
+                    if !p.has_commands() && (!alone || p.len() <= 2) {
+                        // A single command too big for any message and not
+                        // divisible (Exec data, b64 value): sent anyway rather
+                        // than never [profile].
                         let id = p.push(*cmd);
                         self.record(&next, id.get());
                         continue;
                     }
+                    // It fits in a message of its own: the next one.
                     self.package.push_front(next);
                     return false;
                 }
             }
         }
+    }
+
+    /// PROTOCOL A.2: an Atomic or Sequence larger than any message the
+    /// client accepts is reported 517 (the code DM has for an Atomic that
+    /// does not fit in one message) and its commands 215, never sent.
+    fn too_large(&mut self, sc: &ServerCommand) {
+        fn walk(events: &mut VecDeque<ServerEvent>, sc: &ServerCommand, status: StatusCode) {
+            events.push_back(ServerEvent::CommandStatus {
+                job: sc.job,
+                cmd: sc.kind.name().to_owned(),
+                status,
+            });
+            if let CommandKind::Atomic(cs) | CommandKind::Sequence(cs) = &sc.kind {
+                for c in cs {
+                    walk(events, c, StatusCode::NOT_EXECUTED);
+                }
+            }
+        }
+        walk(&mut self.events, sc, StatusCode::ATOMIC_RESPONSE_TOO_LARGE);
     }
 
     /// Remembers what CmdID `id` (and its nested commands) stands for.
@@ -904,6 +1224,17 @@ impl ServerSession {
         );
         next
     }
+}
+
+/// PROTOCOL A.3: the `./DevInfo/DevId` a package 1 Replace reports.
+fn reported_dev_id(msg: &syncml::Message) -> Option<String> {
+    msg.body.iter().find_map(|c| match c {
+        Command::Replace(r) => r.items.iter().find_map(|i| {
+            (item_uri(i) == Some("./DevInfo/DevId"))
+                .then(|| String::from_utf8_lossy(&item_bytes(i, r.meta.as_ref())).into_owned())
+        }),
+        _ => None,
+    })
 }
 
 /// The URI an item names: Source for client Replace/Results, else Target.
