@@ -541,7 +541,8 @@ impl<'a> Cursor<'a> {
 
     /// The body: one root element, read with an explicit stack.
     fn body(&mut self, header: &Header<'a>) -> Result<Doc<'a>, DecodeError> {
-        let mut doc = Doc::with_capacity(self.bytes.len() / 8 + 4);
+        // An element takes a byte at least, a text two.
+        let mut doc = Doc::with_capacity(self.bytes.len() / 3 + 4);
         let mut stack: Vec<u32> = Vec::with_capacity(16);
         let mut page: u8 = 0;
         loop {

@@ -67,16 +67,19 @@ fn open<'a>(
     let parent_ns = stack.last().map_or(Ns::SyncMl, |&p| doc.ns_of(p));
     let local = e.local_name();
     let local = local.as_ref();
-    let name = std::str::from_utf8(local)
-        .map_err(|_| syntax(doc, stack, offset, "element name is not UTF-8".into()))?;
+    let not_utf8 = || syntax(doc, stack, offset, "element name is not UTF-8".into());
     // The tag starts at `offset` (`<` then the qualified name): borrow the
     // name from the input when it is there, as it always is.
     let end = offset + 1 + e.name().as_ref().len();
     let name = match input.get(end - local.len()..end) {
         Some(there) if there == local => {
-            Cow::Borrowed(std::str::from_utf8(there).unwrap_or_default())
+            Cow::Borrowed(std::str::from_utf8(there).map_err(|_| not_utf8())?)
         }
-        _ => Cow::Owned(name.to_owned()),
+        _ => Cow::Owned(
+            std::str::from_utf8(local)
+                .map_err(|_| not_utf8())?
+                .to_owned(),
+        ),
     };
     let mut ns = parent_ns;
     if !e.attributes_raw().is_empty() {
@@ -101,7 +104,9 @@ pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(false);
-    let mut doc = Doc::with_capacity(bytes.len() / 24 + 4);
+    // At most one element or text per `<`, about one of each in compact XML.
+    let tags = bytes.iter().filter(|&&b| b == b'<').count();
+    let mut doc = Doc::with_capacity(tags + 4);
     let mut stack: Vec<u32> = Vec::with_capacity(16);
     let mut done = false;
     loop {
