@@ -1,5 +1,6 @@
-//! The one mapping between the generic element tree and the model
-//! (PROTOCOL A.1–A.3), shared by the XML and WBXML codecs.
+//! The one mapping between documents and the model (PROTOCOL A.1–A.3),
+//! shared by the XML and WBXML codecs: from a decoded [`Doc`] tree to the
+//! model, and from the model straight to a [`Sink`].
 //!
 //! Reading is tolerant of order (children are found by name) and skips
 //! unknown children of headers, commands and items; it is strict about the
@@ -8,16 +9,16 @@
 
 use std::num::NonZeroU32;
 
-use super::element::{El, Node, Ns};
+use super::element::{Child, Elem, Sink, Tag};
 use super::model::*;
 use super::{DecodeError, DecodeErrorKind};
-use crate::tnds::MgmtTree;
+use crate::tnds::{DfFormat, DfType, MgmtTree, Node, RtProperties};
 use crate::{AlertCode, CmdId, StatusCode};
 
 // ---------------------------------------------------------------- reading
 
-pub(crate) fn message_from_el(root: &El) -> Result<Message, DecodeError> {
-    if root.name != "SyncML" {
+pub(crate) fn message_from_el(root: Elem<'_, '_>) -> Result<Message, DecodeError> {
+    if root.name() != "SyncML" {
         return Err(root.err(DecodeErrorKind::UnknownElement));
     }
     let hdr = sync_hdr(root.required("SyncHdr")?)?;
@@ -25,7 +26,7 @@ pub(crate) fn message_from_el(root: &El) -> Result<Message, DecodeError> {
     let mut body = Vec::new();
     let mut final_ = false;
     for el in body_el.elements() {
-        if el.name == "Final" {
+        if el.name() == "Final" {
             final_ = true;
         } else {
             body.push(command(el, false)?);
@@ -34,7 +35,7 @@ pub(crate) fn message_from_el(root: &El) -> Result<Message, DecodeError> {
     Ok(Message { hdr, body, final_ })
 }
 
-fn sync_hdr(el: &El) -> Result<SyncHdr, DecodeError> {
+fn sync_hdr(el: Elem<'_, '_>) -> Result<SyncHdr, DecodeError> {
     let msg_el = el.required("MsgID")?;
     Ok(SyncHdr {
         ver_dtd: el.req_text("VerDTD")?,
@@ -50,29 +51,29 @@ fn sync_hdr(el: &El) -> Result<SyncHdr, DecodeError> {
     })
 }
 
-fn nonzero(el: &El, what: &str) -> Result<NonZeroU32, DecodeError> {
-    let t = el.text()?;
+fn nonzero(el: Elem<'_, '_>, what: &str) -> Result<NonZeroU32, DecodeError> {
+    let t = el.text_ref()?;
     t.parse::<u32>()
         .ok()
         .and_then(NonZeroU32::new)
         .ok_or_else(|| el.invalid(&t, format!("{what} must be a number from 1 to 4294967295")))
 }
 
-fn loc_ref(el: &El) -> Result<LocRef, DecodeError> {
+fn loc_ref(el: Elem<'_, '_>) -> Result<LocRef, DecodeError> {
     Ok(LocRef {
         loc_uri: el.req_text("LocURI")?,
         loc_name: el.opt_text("LocName")?,
     })
 }
 
-fn cred(el: &El) -> Result<Cred, DecodeError> {
+fn cred(el: Elem<'_, '_>) -> Result<Cred, DecodeError> {
     Ok(Cred {
         meta: el.child("Meta").map(meta).transpose()?,
         data: el.req_text("Data")?,
     })
 }
 
-pub(crate) fn meta(el: &El) -> Result<Meta, DecodeError> {
+pub(crate) fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
     // Some writers wrap the MetInf elements in <MetInf>.
     let el = el.child("MetInf").unwrap_or(el);
     let anchor = el
@@ -106,32 +107,32 @@ pub(crate) fn meta(el: &El) -> Result<Meta, DecodeError> {
         max_obj_size: el.opt_u64("MaxObjSize")?,
         emi: el
             .children_named("EMI")
-            .map(El::text)
+            .map(Elem::text)
             .collect::<Result<_, _>>()?,
         mem,
         field_level: el.has("FieldLevel"),
     })
 }
 
-fn cmd_id(el: &El) -> Result<CmdId, DecodeError> {
+fn cmd_id(el: Elem<'_, '_>) -> Result<CmdId, DecodeError> {
     let id_el = el.required("CmdID")?;
-    let t = id_el.text()?;
+    let t = id_el.text_ref()?;
     CmdId::parse(&t).map_err(|_| id_el.invalid(&t, "CmdID must be a number from 1 to 4294967295"))
 }
 
-fn items(el: &El) -> Result<Vec<Item>, DecodeError> {
+fn items(el: Elem<'_, '_>) -> Result<Vec<Item>, DecodeError> {
     el.children_named("Item").map(item).collect()
 }
 
-fn opt_meta(el: &El) -> Result<Option<Meta>, DecodeError> {
+fn opt_meta(el: Elem<'_, '_>) -> Result<Option<Meta>, DecodeError> {
     el.child("Meta").map(meta).transpose()
 }
 
-fn opt_cred(el: &El) -> Result<Option<Cred>, DecodeError> {
+fn opt_cred(el: Elem<'_, '_>) -> Result<Option<Cred>, DecodeError> {
     el.child("Cred").map(cred).transpose()
 }
 
-fn item_cmd(el: &El) -> Result<ItemCmd, DecodeError> {
+fn item_cmd(el: Elem<'_, '_>) -> Result<ItemCmd, DecodeError> {
     Ok(ItemCmd {
         cmd_id: cmd_id(el)?,
         no_resp: el.has("NoResp"),
@@ -141,10 +142,10 @@ fn item_cmd(el: &El) -> Result<ItemCmd, DecodeError> {
     })
 }
 
-fn container(el: &El) -> Result<Container, DecodeError> {
+fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
     let mut commands = Vec::new();
     for c in el.elements() {
-        match &*c.name {
+        match c.name() {
             "CmdID" | "NoResp" | "Meta" => {}
             _ => commands.push(command(c, true)?),
         }
@@ -157,14 +158,14 @@ fn container(el: &El) -> Result<Container, DecodeError> {
     })
 }
 
-fn msg_ref(el: &El) -> Result<Option<NonZeroU32>, DecodeError> {
+fn msg_ref(el: Elem<'_, '_>) -> Result<Option<NonZeroU32>, DecodeError> {
     el.child("MsgRef").map(|m| nonzero(m, "MsgRef")).transpose()
 }
 
-fn cmd_ref(el: &El, cmd: &str) -> Result<CmdRef, DecodeError> {
+fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
     match el.child("CmdRef") {
         Some(r) => {
-            let t = r.text()?;
+            let t = r.text_ref()?;
             t.parse::<u32>()
                 .map(CmdRef::new)
                 .map_err(|_| r.invalid(&t, "CmdRef must be a number"))
@@ -175,8 +176,8 @@ fn cmd_ref(el: &El, cmd: &str) -> Result<CmdRef, DecodeError> {
     }
 }
 
-fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
-    Ok(match &*el.name {
+fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
+    Ok(match el.name() {
         "Add" => Command::Add(item_cmd(el)?),
         "Copy" => Command::Copy(item_cmd(el)?),
         "Delete" => Command::Delete(item_cmd(el)?),
@@ -194,7 +195,7 @@ fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
         }),
         "Alert" => {
             let data_el = el.required("Data")?;
-            let t = data_el.text()?;
+            let t = data_el.text_ref()?;
             Command::Alert(Alert {
                 cmd_id: cmd_id(el)?,
                 no_resp: el.has("NoResp"),
@@ -208,18 +209,18 @@ fn command(el: &El, nested: bool) -> Result<Command, DecodeError> {
         "Status" if !nested => {
             let cmd = el.req_text("Cmd")?;
             let data_el = el.required("Data")?;
-            let t = data_el.text()?;
+            let t = data_el.text_ref()?;
             Command::Status(Status {
                 cmd_id: cmd_id(el)?,
                 msg_ref: msg_ref(el)?,
                 cmd_ref: cmd_ref(el, &cmd)?,
                 target_refs: el
                     .children_named("TargetRef")
-                    .map(El::text)
+                    .map(Elem::text)
                     .collect::<Result<_, _>>()?,
                 source_refs: el
                     .children_named("SourceRef")
-                    .map(El::text)
+                    .map(Elem::text)
                     .collect::<Result<_, _>>()?,
                 cred: opt_cred(el)?,
                 chal: el
@@ -262,7 +263,7 @@ fn is_tnds_type(m: &Meta, t: &str) -> bool {
         .is_some_and(|x| x.trim().eq_ignore_ascii_case(t))
 }
 
-fn item(el: &El) -> Result<Item, DecodeError> {
+fn item(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
     let mut it = item_as_sent(el)?;
     if let (Some(m), Some(Data::Tree(_))) = (&mut it.meta, &it.data) {
         if is_tnds_type(m, TNDS_WBXML) || is_tnds_type(m, TNDS_XML) {
@@ -272,7 +273,7 @@ fn item(el: &El) -> Result<Item, DecodeError> {
     Ok(it)
 }
 
-fn item_as_sent(el: &El) -> Result<Item, DecodeError> {
+fn item_as_sent(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
     let parent = |name: &str| -> Result<Option<String>, DecodeError> {
         el.child(name).map(|p| p.req_text("LocURI")).transpose()
     };
@@ -288,259 +289,424 @@ fn item_as_sent(el: &El) -> Result<Item, DecodeError> {
 }
 
 /// PROTOCOL A.1: the `Data` rule documented on [`Data`].
-fn data(el: &El) -> Result<Data, DecodeError> {
+fn data(el: Elem<'_, '_>) -> Result<Data, DecodeError> {
     if let Some(child) = el.elements().next() {
-        if child.name == "MgmtTree" {
-            return Ok(Data::Tree(Box::new(MgmtTree::from_el(child)?)));
+        if child.name() == "MgmtTree" {
+            return Ok(Data::Tree(Box::new(tree_from_el(child)?)));
         }
         return Err(child.err(DecodeErrorKind::UnknownElement));
     }
-    if !el.children.iter().any(|n| matches!(n, Node::Opaque(_))) {
+    if !el.has_opaque() {
         return Ok(Data::Text(el.raw_text()?));
     }
     let mut bytes = Vec::new();
-    for n in &el.children {
+    for n in el.children() {
         match n {
-            Node::Text(t) => bytes.extend_from_slice(t.as_bytes()),
-            Node::Opaque(b) => bytes.extend_from_slice(b),
-            Node::El(_) => {}
+            Child::Text(t) => bytes.extend_from_slice(t.as_bytes()),
+            Child::Opaque(b) => bytes.extend_from_slice(b),
+            Child::El(_) => {}
         }
     }
-    if let Some(tree) = super::wbxml::nested_tnds(&bytes, el.offset)? {
+    if let Some(tree) = super::wbxml::nested_tnds(&bytes, el.offset())? {
         return Ok(Data::Tree(Box::new(tree)));
     }
     Ok(Data::from_bytes(bytes))
 }
 
+/// PROTOCOL A.1, A.7: a TNDS `MgmtTree` element (the rules of
+/// [`MgmtTree::from_el`], over a decoded document).
+pub(crate) fn tree_from_el(el: Elem<'_, '_>) -> Result<MgmtTree, DecodeError> {
+    if el.name() != "MgmtTree" {
+        return Err(el.err(DecodeErrorKind::UnknownElement));
+    }
+    Ok(MgmtTree {
+        ver_dtd: el.req_text("VerDTD")?,
+        man: el.opt_text("Man")?,
+        mod_: el.opt_text("Mod")?,
+        nodes: el
+            .children_named("Node")
+            .map(node_from_el)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn node_from_el(el: Elem<'_, '_>) -> Result<Node, DecodeError> {
+    Ok(Node {
+        node_name: el.req_text("NodeName")?,
+        path: el.opt_text("Path")?,
+        rt_properties: el.child("RTProperties").map(props_from_el).transpose()?,
+        value: el.child("Value").map(Elem::raw_text).transpose()?,
+        nodes: el
+            .children_named("Node")
+            .map(node_from_el)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn props_from_el(el: Elem<'_, '_>) -> Result<RtProperties, DecodeError> {
+    let format = match el.child("Format") {
+        None => None,
+        Some(f) => {
+            // `<Format><chr/></Format>`; a bare text `chr` is tolerated.
+            let name = match f.elements().next() {
+                Some(inner) => std::borrow::Cow::Borrowed(inner.name()),
+                None => f.text_ref()?,
+            };
+            Some(DfFormat::parse(&name).ok_or_else(|| f.invalid(&name, "not a TND format"))?)
+        }
+    };
+    let type_ = match el.child("Type") {
+        None => None,
+        Some(t) => Some(if let Some(m) = t.child("MIME") {
+            DfType::Mime(m.text()?)
+        } else if let Some(d) = t.child("DDFName") {
+            DfType::DdfName(d.text()?)
+        } else {
+            // Bare text: read as a MIME type.
+            DfType::Mime(t.text()?)
+        }),
+    };
+    Ok(RtProperties {
+        acl: el.opt_text("ACL")?,
+        format,
+        name: el.opt_text("Name")?,
+        size: el.opt_u64("Size")?,
+        title: el.opt_text("Title")?,
+        tstamp: el.opt_text("TStamp")?,
+        type_,
+        ver_no: el.opt_text("VerNo")?,
+    })
+}
+
 // ---------------------------------------------------------------- writing
 
-fn sml(name: &str) -> El {
-    El::new(Ns::SyncMl, name)
-}
+/// The element names the writer uses, with their WBXML tokens.
+mod tag {
+    use super::Tag;
 
-/// With `wbxml`, an item carrying a TNDS tree gets the `+wbxml` TNDS type
-/// (see [`TNDS_XML`]).
-pub(crate) fn message_to_el(m: &Message, wbxml: bool) -> El {
-    let mut root = sml("SyncML");
-    root.push(hdr_to_el(&m.hdr));
-    let mut body = sml("SyncBody");
-    for c in &m.body {
-        body.push(command_to_el(c, wbxml));
+    macro_rules! tags {
+        ($ctor:ident: $($c:ident = $name:literal),* $(,)?) => {
+            $(pub(crate) const $c: Tag = Tag::$ctor($name);)*
+        };
     }
-    body.push_flag("Final", m.final_);
-    root.push(body);
-    root
+
+    tags!(sml:
+        SYNCML = "SyncML", SYNC_HDR = "SyncHdr", SYNC_BODY = "SyncBody", FINAL = "Final",
+        VER_DTD = "VerDTD", VER_PROTO = "VerProto", SESSION_ID = "SessionID", MSG_ID = "MsgID",
+        TARGET = "Target", SOURCE = "Source", RESP_URI = "RespURI", NO_RESP = "NoResp",
+        LOC_URI = "LocURI", LOC_NAME = "LocName", CRED = "Cred", DATA = "Data", META = "Meta",
+        CMD_ID = "CmdID", MSG_REF = "MsgRef", CMD_REF = "CmdRef", CMD = "Cmd",
+        TARGET_REF = "TargetRef", SOURCE_REF = "SourceRef", CHAL = "Chal",
+        CORRELATOR = "Correlator", ITEM = "Item", SOURCE_PARENT = "SourceParent",
+        TARGET_PARENT = "TargetParent", MORE_DATA = "MoreData",
+        ADD = "Add", ALERT = "Alert", ATOMIC = "Atomic", COPY = "Copy", DELETE = "Delete",
+        EXEC = "Exec", GET = "Get", REPLACE = "Replace", SEQUENCE = "Sequence",
+        STATUS = "Status", RESULTS = "Results",
+    );
+    tags!(metinf:
+        FORMAT = "Format", TYPE = "Type", MARK = "Mark", SIZE = "Size", ANCHOR = "Anchor",
+        LAST = "Last", NEXT = "Next", VERSION = "Version", NEXT_NONCE = "NextNonce",
+        MAX_MSG_SIZE = "MaxMsgSize", MAX_OBJ_SIZE = "MaxObjSize", EMI = "EMI", MEM = "Mem",
+        SHARED_MEM = "SharedMem", FREE_MEM = "FreeMem", FREE_ID = "FreeID",
+        FIELD_LEVEL = "FieldLevel",
+    );
+    tags!(ddf:
+        MGMT_TREE = "MgmtTree", DDF_VER_DTD = "VerDTD", MAN = "Man", MOD = "Mod", NODE = "Node",
+        NODE_NAME = "NodeName", PATH = "Path", RT_PROPERTIES = "RTProperties", ACL = "ACL",
+        DDF_FORMAT = "Format", NAME = "Name", DDF_SIZE = "Size", TITLE = "Title",
+        TSTAMP = "TStamp", DDF_TYPE = "Type", MIME = "MIME", DDF_NAME = "DDFName",
+        VER_NO = "VerNo", VALUE = "Value",
+        B64 = "b64", BIN = "bin", BOOL = "bool", CHR = "chr", INT = "int", NODE_FMT = "node",
+        NULL = "null", XML = "xml", DATE = "date", TIME = "time", FLOAT = "float",
+    );
 }
 
-fn hdr_to_el(h: &SyncHdr) -> El {
-    let mut el = sml("SyncHdr");
-    el.push_leaf("VerDTD", h.ver_dtd.as_str());
-    el.push_leaf("VerProto", h.ver_proto.as_str());
-    el.push_leaf("SessionID", h.session_id.as_str());
-    el.push_leaf("MsgID", h.msg_id.to_string());
-    el.push(loc_ref_to_el("Target", &h.target));
-    el.push(loc_ref_to_el("Source", &h.source));
-    el.push_opt_leaf("RespURI", h.resp_uri.as_deref());
-    el.push_flag("NoResp", h.no_resp);
+/// PROTOCOL A.1: `m` as a document; on a WBXML sink an item carrying a TNDS
+/// tree gets the `+wbxml` TNDS type (see [`TNDS_XML`]).
+pub(crate) fn write_message<S: Sink>(w: &mut S, m: &Message) {
+    w.open(tag::SYNCML);
+    write_hdr(w, &m.hdr);
+    w.open(tag::SYNC_BODY);
+    for c in &m.body {
+        write_command(w, c);
+    }
+    w.flag(tag::FINAL, m.final_);
+    w.close();
+    w.close();
+}
+
+fn write_hdr<S: Sink>(w: &mut S, h: &SyncHdr) {
+    w.open(tag::SYNC_HDR);
+    w.leaf(tag::VER_DTD, &h.ver_dtd);
+    w.leaf(tag::VER_PROTO, &h.ver_proto);
+    w.leaf(tag::SESSION_ID, &h.session_id);
+    w.num(tag::MSG_ID, h.msg_id.get().into());
+    write_loc_ref(w, tag::TARGET, &h.target);
+    write_loc_ref(w, tag::SOURCE, &h.source);
+    w.opt_leaf(tag::RESP_URI, h.resp_uri.as_deref());
+    w.flag(tag::NO_RESP, h.no_resp);
     if let Some(c) = &h.cred {
-        el.push(cred_to_el(c));
+        write_cred(w, c);
     }
     if let Some(m) = &h.meta {
-        el.push(meta_to_el(m));
+        write_meta(w, m, None);
     }
-    el
+    w.close();
 }
 
-fn loc_ref_to_el(name: &str, r: &LocRef) -> El {
-    let mut el = sml(name);
-    el.push_leaf("LocURI", r.loc_uri.as_str());
-    el.push_opt_leaf("LocName", r.loc_name.as_deref());
-    el
+fn write_loc_ref<S: Sink>(w: &mut S, t: Tag, r: &LocRef) {
+    w.open(t);
+    w.leaf(tag::LOC_URI, &r.loc_uri);
+    w.opt_leaf(tag::LOC_NAME, r.loc_name.as_deref());
+    w.close();
 }
 
-fn cred_to_el(c: &Cred) -> El {
-    let mut el = sml("Cred");
+fn write_cred<S: Sink>(w: &mut S, c: &Cred) {
+    w.open(tag::CRED);
     if let Some(m) = &c.meta {
-        el.push(meta_to_el(m));
+        write_meta(w, m, None);
     }
-    el.push_leaf("Data", c.data.as_str());
-    el
+    w.leaf(tag::DATA, &c.data);
+    w.close();
 }
 
-pub(crate) fn meta_to_el(m: &Meta) -> El {
-    let mut el = sml("Meta");
-    let mut mi = |name: &str, v: Option<String>| {
-        if let Some(v) = v {
-            el.push(El::leaf(Ns::MetInf, name, v));
-        }
-    };
-    mi("Format", m.format.clone());
-    mi("Type", m.type_.clone());
-    mi("Mark", m.mark.clone());
-    mi("Size", m.size.map(|n| n.to_string()));
+/// `Meta`, with `type_` in place of its Type when given.
+fn write_meta<S: Sink>(w: &mut S, m: &Meta, type_: Option<&str>) {
+    w.open(tag::META);
+    w.opt_leaf(tag::FORMAT, m.format.as_deref());
+    w.opt_leaf(tag::TYPE, type_.or(m.type_.as_deref()));
+    w.opt_leaf(tag::MARK, m.mark.as_deref());
+    w.opt_num(tag::SIZE, m.size);
     if let Some(a) = &m.anchor {
-        let mut ael = El::new(Ns::MetInf, "Anchor");
-        ael.push_opt_leaf("Last", a.last.as_deref());
-        ael.push_opt_leaf("Next", a.next.as_deref());
-        el.push(ael);
+        w.open(tag::ANCHOR);
+        w.opt_leaf(tag::LAST, a.last.as_deref());
+        w.opt_leaf(tag::NEXT, a.next.as_deref());
+        w.close();
     }
-    let mut mi = |name: &str, v: Option<String>| {
-        if let Some(v) = v {
-            el.push(El::leaf(Ns::MetInf, name, v));
-        }
-    };
-    mi("Version", m.version.clone());
-    mi("NextNonce", m.next_nonce.clone());
-    mi("MaxMsgSize", m.max_msg_size.map(|n| n.to_string()));
-    mi("MaxObjSize", m.max_obj_size.map(|n| n.to_string()));
+    w.opt_leaf(tag::VERSION, m.version.as_deref());
+    w.opt_leaf(tag::NEXT_NONCE, m.next_nonce.as_deref());
+    w.opt_num(tag::MAX_MSG_SIZE, m.max_msg_size);
+    w.opt_num(tag::MAX_OBJ_SIZE, m.max_obj_size);
     for e in &m.emi {
-        mi("EMI", Some(e.clone()));
+        w.leaf(tag::EMI, e);
     }
     if let Some(mem) = &m.mem {
-        let mut mel = El::new(Ns::MetInf, "Mem");
-        mel.push_flag("SharedMem", mem.shared_mem);
-        mel.push_opt_leaf("FreeMem", mem.free_mem.map(|n| n.to_string()).as_deref());
-        mel.push_opt_leaf("FreeID", mem.free_id.map(|n| n.to_string()).as_deref());
-        el.push(mel);
+        w.open(tag::MEM);
+        w.flag(tag::SHARED_MEM, mem.shared_mem);
+        w.opt_num(tag::FREE_MEM, mem.free_mem);
+        w.opt_num(tag::FREE_ID, mem.free_id);
+        w.close();
     }
-    if m.field_level {
-        el.push(El::new(Ns::MetInf, "FieldLevel"));
-    }
-    el
+    w.flag(tag::FIELD_LEVEL, m.field_level);
+    w.close();
 }
 
-fn head(name: &str, cmd_id: CmdId, no_resp: bool, cred: Option<&Cred>) -> El {
-    let mut el = sml(name);
-    el.push_leaf("CmdID", cmd_id.to_string());
-    el.push_flag("NoResp", no_resp);
+fn write_head<S: Sink>(w: &mut S, t: Tag, cmd_id: CmdId, no_resp: bool, cred: Option<&Cred>) {
+    w.open(t);
+    w.num(tag::CMD_ID, cmd_id.get().into());
+    w.flag(tag::NO_RESP, no_resp);
     if let Some(c) = cred {
-        el.push(cred_to_el(c));
+        write_cred(w, c);
     }
-    el
 }
 
-fn push_meta(el: &mut El, m: Option<&Meta>) {
+fn write_opt_meta<S: Sink>(w: &mut S, m: Option<&Meta>) {
     if let Some(m) = m {
-        el.push(meta_to_el(m));
+        write_meta(w, m, None);
     }
 }
 
-fn push_items(el: &mut El, items: &[Item], wbxml: bool) {
+fn write_items<S: Sink>(w: &mut S, items: &[Item]) {
     for i in items {
-        el.push(item_to_el(i, wbxml));
+        write_item(w, i);
     }
 }
 
-fn command_to_el(c: &Command, wbxml: bool) -> El {
-    let name = c.name();
+fn command_tag(c: &Command) -> Tag {
+    match c {
+        Command::Add(_) => tag::ADD,
+        Command::Alert(_) => tag::ALERT,
+        Command::Atomic(_) => tag::ATOMIC,
+        Command::Copy(_) => tag::COPY,
+        Command::Delete(_) => tag::DELETE,
+        Command::Exec(_) => tag::EXEC,
+        Command::Get(_) => tag::GET,
+        Command::Replace(_) => tag::REPLACE,
+        Command::Sequence(_) => tag::SEQUENCE,
+        Command::Status(_) => tag::STATUS,
+        Command::Results(_) => tag::RESULTS,
+    }
+}
+
+fn write_opt_ref<S: Sink>(w: &mut S, msg_ref: Option<NonZeroU32>, cmd_ref: CmdRef) {
+    w.opt_num(tag::MSG_REF, msg_ref.map(|n| n.get().into()));
+    w.num(tag::CMD_REF, cmd_ref.get().into());
+}
+
+fn write_command<S: Sink>(w: &mut S, c: &Command) {
+    let t = command_tag(c);
     match c {
         Command::Add(x)
         | Command::Copy(x)
         | Command::Delete(x)
         | Command::Get(x)
         | Command::Replace(x) => {
-            let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
-            push_meta(&mut el, x.meta.as_ref());
-            push_items(&mut el, &x.items, wbxml);
-            el
+            write_head(w, t, x.cmd_id, x.no_resp, x.cred.as_ref());
+            write_opt_meta(w, x.meta.as_ref());
+            write_items(w, &x.items);
         }
         Command::Atomic(x) | Command::Sequence(x) => {
-            let mut el = head(name, x.cmd_id, x.no_resp, None);
-            push_meta(&mut el, x.meta.as_ref());
+            write_head(w, t, x.cmd_id, x.no_resp, None);
+            write_opt_meta(w, x.meta.as_ref());
             for c in &x.commands {
-                el.push(command_to_el(c, wbxml));
+                write_command(w, c);
             }
-            el
         }
         Command::Exec(x) => {
-            let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
-            push_meta(&mut el, x.meta.as_ref());
-            el.push_opt_leaf("Correlator", x.correlator.as_deref());
-            el.push(item_to_el(&x.item, wbxml));
-            el
+            write_head(w, t, x.cmd_id, x.no_resp, x.cred.as_ref());
+            write_opt_meta(w, x.meta.as_ref());
+            w.opt_leaf(tag::CORRELATOR, x.correlator.as_deref());
+            write_item(w, &x.item);
         }
         Command::Alert(x) => {
-            let mut el = head(name, x.cmd_id, x.no_resp, x.cred.as_ref());
-            el.push_leaf("Data", x.data.to_string());
-            el.push_opt_leaf("Correlator", x.correlator.as_deref());
-            push_items(&mut el, &x.items, wbxml);
-            el
+            write_head(w, t, x.cmd_id, x.no_resp, x.cred.as_ref());
+            w.num(tag::DATA, x.data.code().into());
+            w.opt_leaf(tag::CORRELATOR, x.correlator.as_deref());
+            write_items(w, &x.items);
         }
         Command::Status(x) => {
-            let mut el = sml(name);
-            el.push_leaf("CmdID", x.cmd_id.to_string());
-            el.push_opt_leaf("MsgRef", x.msg_ref.map(|n| n.to_string()).as_deref());
-            el.push_leaf("CmdRef", x.cmd_ref.get().to_string());
-            el.push_leaf("Cmd", x.cmd.as_str());
-            for t in &x.target_refs {
-                el.push_leaf("TargetRef", t.as_str());
+            w.open(t);
+            w.num(tag::CMD_ID, x.cmd_id.get().into());
+            write_opt_ref(w, x.msg_ref, x.cmd_ref);
+            w.leaf(tag::CMD, &x.cmd);
+            for r in &x.target_refs {
+                w.leaf(tag::TARGET_REF, r);
             }
-            for s in &x.source_refs {
-                el.push_leaf("SourceRef", s.as_str());
+            for r in &x.source_refs {
+                w.leaf(tag::SOURCE_REF, r);
             }
             if let Some(c) = &x.cred {
-                el.push(cred_to_el(c));
+                write_cred(w, c);
             }
             if let Some(ch) = &x.chal {
-                let mut cel = sml("Chal");
-                cel.push(meta_to_el(&ch.meta));
-                el.push(cel);
+                w.open(tag::CHAL);
+                write_meta(w, &ch.meta, None);
+                w.close();
             }
-            el.push_leaf("Data", x.data.to_string());
-            push_items(&mut el, &x.items, wbxml);
-            el
+            w.num(tag::DATA, x.data.code().into());
+            write_items(w, &x.items);
         }
         Command::Results(x) => {
-            let mut el = sml(name);
-            el.push_leaf("CmdID", x.cmd_id.to_string());
-            el.push_opt_leaf("MsgRef", x.msg_ref.map(|n| n.to_string()).as_deref());
-            el.push_leaf("CmdRef", x.cmd_ref.get().to_string());
-            push_meta(&mut el, x.meta.as_ref());
-            el.push_opt_leaf("TargetRef", x.target_ref.as_deref());
-            el.push_opt_leaf("SourceRef", x.source_ref.as_deref());
-            push_items(&mut el, &x.items, wbxml);
-            el
+            w.open(t);
+            w.num(tag::CMD_ID, x.cmd_id.get().into());
+            write_opt_ref(w, x.msg_ref, x.cmd_ref);
+            write_opt_meta(w, x.meta.as_ref());
+            w.opt_leaf(tag::TARGET_REF, x.target_ref.as_deref());
+            w.opt_leaf(tag::SOURCE_REF, x.source_ref.as_deref());
+            write_items(w, &x.items);
         }
     }
+    w.close();
 }
 
-fn item_to_el(i: &Item, wbxml: bool) -> El {
-    let mut el = sml("Item");
+fn write_item<S: Sink>(w: &mut S, i: &Item) {
+    w.open(tag::ITEM);
     if let Some(t) = &i.target {
-        el.push(loc_ref_to_el("Target", t));
+        write_loc_ref(w, tag::TARGET, t);
     }
     if let Some(s) = &i.source {
-        el.push(loc_ref_to_el("Source", s));
+        write_loc_ref(w, tag::SOURCE, s);
     }
-    for (name, uri) in [
-        ("SourceParent", &i.source_parent),
-        ("TargetParent", &i.target_parent),
+    for (t, uri) in [
+        (tag::SOURCE_PARENT, &i.source_parent),
+        (tag::TARGET_PARENT, &i.target_parent),
     ] {
         if let Some(u) = uri {
-            let mut p = sml(name);
-            p.push_leaf("LocURI", u.as_str());
-            el.push(p);
+            w.open(t);
+            w.leaf(tag::LOC_URI, u);
+            w.close();
         }
     }
     match (&i.meta, &i.data) {
-        (Some(m), Some(Data::Tree(_))) if wbxml && is_tnds_type(m, TNDS_XML) => {
-            let mut m = m.clone();
-            m.type_ = Some(TNDS_WBXML.to_owned());
-            el.push(meta_to_el(&m));
+        (Some(m), Some(Data::Tree(_))) if S::WBXML && is_tnds_type(m, TNDS_XML) => {
+            write_meta(w, m, Some(TNDS_WBXML));
         }
-        _ => push_meta(&mut el, i.meta.as_ref()),
+        _ => write_opt_meta(w, i.meta.as_ref()),
     }
     if let Some(d) = &i.data {
-        let mut del = sml("Data");
+        w.open(tag::DATA);
         match d {
-            Data::Text(t) => del.children.push(Node::Text(t.clone())),
-            Data::Binary(b) => del.children.push(Node::Opaque(b.clone())),
-            Data::Tree(t) => del.push(t.to_el()),
+            Data::Text(t) => w.text(t),
+            Data::Binary(b) => w.opaque(b),
+            Data::Tree(t) => w.tree(t),
         }
-        el.push(del);
+        w.close();
     }
-    el.push_flag("MoreData", i.more_data);
-    el
+    w.flag(tag::MORE_DATA, i.more_data);
+    w.close();
+}
+
+/// PROTOCOL A.1, A.7: a TNDS tree as elements (the layout of
+/// [`MgmtTree::to_el`]).
+pub(crate) fn write_tree<S: Sink>(w: &mut S, t: &MgmtTree) {
+    w.open(tag::MGMT_TREE);
+    w.leaf(tag::DDF_VER_DTD, &t.ver_dtd);
+    w.opt_leaf(tag::MAN, t.man.as_deref());
+    w.opt_leaf(tag::MOD, t.mod_.as_deref());
+    for n in &t.nodes {
+        write_node(w, n);
+    }
+    w.close();
+}
+
+fn format_tag(f: DfFormat) -> Tag {
+    match f {
+        DfFormat::B64 => tag::B64,
+        DfFormat::Bin => tag::BIN,
+        DfFormat::Bool => tag::BOOL,
+        DfFormat::Chr => tag::CHR,
+        DfFormat::Int => tag::INT,
+        DfFormat::Node => tag::NODE_FMT,
+        DfFormat::Null => tag::NULL,
+        DfFormat::Xml => tag::XML,
+        DfFormat::Date => tag::DATE,
+        DfFormat::Time => tag::TIME,
+        DfFormat::Float => tag::FLOAT,
+    }
+}
+
+fn write_node<S: Sink>(w: &mut S, n: &Node) {
+    w.open(tag::NODE);
+    w.leaf(tag::NODE_NAME, &n.node_name);
+    w.opt_leaf(tag::PATH, n.path.as_deref());
+    if let Some(p) = &n.rt_properties {
+        w.open(tag::RT_PROPERTIES);
+        w.opt_leaf(tag::ACL, p.acl.as_deref());
+        if let Some(f) = p.format {
+            w.open(tag::DDF_FORMAT);
+            w.flag(format_tag(f), true);
+            w.close();
+        }
+        w.opt_leaf(tag::NAME, p.name.as_deref());
+        w.opt_num(tag::DDF_SIZE, p.size);
+        w.opt_leaf(tag::TITLE, p.title.as_deref());
+        w.opt_leaf(tag::TSTAMP, p.tstamp.as_deref());
+        if let Some(t) = &p.type_ {
+            w.open(tag::DDF_TYPE);
+            match t {
+                DfType::Mime(m) => w.leaf(tag::MIME, m),
+                DfType::DdfName(d) => w.leaf(tag::DDF_NAME, d),
+            }
+            w.close();
+        }
+        w.opt_leaf(tag::VER_NO, p.ver_no.as_deref());
+        w.close();
+    }
+    w.opt_leaf(tag::VALUE, n.value.as_deref());
+    for c in &n.nodes {
+        write_node(w, c);
+    }
+    w.close();
 }
 
 #[cfg(test)]

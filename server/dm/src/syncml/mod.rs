@@ -1,8 +1,9 @@
 //! SyncML DM 1.2 messages and their two encodings (PROTOCOL A.1).
 //!
-//! Both codecs read bytes into a small generic element tree
-//! ([`element`]), and one mapping ([`map`]) turns that tree into the
-//! [`model`] and back, so an XML message and its WBXML twin decode to equal
+//! Both codecs read bytes into a small generic element tree that borrows
+//! from the input ([`element`]), one mapping ([`map`]) turns that tree into
+//! the [`model`], and the same mapping writes the model straight out through
+//! either encoder, so an XML message and its WBXML twin decode to equal
 //! values.
 
 pub(crate) mod element;

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::element::{intern, El, Node, Ns};
+use super::element::{write_el, Doc, El, Kind, Ns, Sink, Tag};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -45,7 +45,7 @@ const CONTENT: u8 = 0x40;
 const ATTRIBUTES: u8 = 0x80;
 
 /// Code page 0, SyncML: tokens 0x05..=0x3C (0x30 unassigned).
-const PAGE_SYNCML: [&str; 56] = [
+pub(crate) const PAGE_SYNCML: [&str; 56] = [
     "Add",
     "Alert",
     "Archive",
@@ -105,7 +105,7 @@ const PAGE_SYNCML: [&str; 56] = [
 ];
 
 /// Code page 1, MetInf: tokens 0x05..=0x16.
-const PAGE_METINF: [&str; 18] = [
+pub(crate) const PAGE_METINF: [&str; 18] = [
     "Anchor",
     "EMI",
     "Format",
@@ -127,7 +127,7 @@ const PAGE_METINF: [&str; 18] = [
 ];
 
 /// Code page 2, DM DDF 1.2 (TNDS): tokens 0x05..=0x3C.
-const PAGE_DMDDF: [&str; 56] = [
+pub(crate) const PAGE_DMDDF: [&str; 56] = [
     "AccessType",
     "ACL",
     "Add",
@@ -212,7 +212,7 @@ fn ns_page(ns: Ns) -> u8 {
 }
 
 /// The token (without flags) of element `name` on the page of `ns`.
-fn tag_token(ns: Ns, name: &str) -> Option<u8> {
+pub(crate) fn tag_token(ns: Ns, name: &str) -> Option<u8> {
     page_table(ns)
         .iter()
         .position(|n| !n.is_empty() && *n == name)
@@ -244,31 +244,37 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
             )),
         ));
     }
-    let root = cur.body(&header)?;
-    map::message_from_el(&root)
+    let doc = cur.body(&header)?;
+    map::message_from_el(doc.root())
 }
 
 /// PROTOCOL A.1: the WBXML encoding (see the module docs for the rule).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut out = vec![0x02];
-    put_mb(&mut out, PUBLIC_ID_SYNCML_1_2);
-    put_mb(&mut out, CHARSET_UTF8);
-    out.push(0x00); // empty string table
-    let mut page = 0;
-    write_el(&mut out, &map::message_to_el(msg, true), &mut page, true);
-    out
+    let mut w = WbxmlWriter::new(Vec::with_capacity(128 + 80 * msg.body.len()));
+    w.out.push(0x02);
+    put_mb(&mut w.out, PUBLIC_ID_SYNCML_1_2);
+    put_mb(&mut w.out, CHARSET_UTF8);
+    w.out.push(0x00); // empty string table
+    map::write_message(&mut w, msg);
+    w.out
 }
 
-/// A standalone WBXML DM DDF document of `root` (a `MgmtTree` element).
-pub(crate) fn write_tnds_document(root: &El) -> Vec<u8> {
-    let mut out = vec![0x02, 0x00, 0x00]; // version 1.2, literal public id at index 0
+/// The header of a standalone WBXML DM DDF document.
+fn tnds_writer(capacity: usize) -> WbxmlWriter {
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(&[0x02, 0x00, 0x00]); // version 1.2, literal public id at index 0
     put_mb(&mut out, CHARSET_UTF8);
     put_mb(&mut out, FPI_DM_DDF_1_2.len() as u32 + 1);
     out.extend_from_slice(FPI_DM_DDF_1_2.as_bytes());
     out.push(0);
-    let mut page = 0;
-    write_el(&mut out, root, &mut page, false);
-    out
+    WbxmlWriter::new(out)
+}
+
+/// A standalone WBXML DM DDF document of `root` (a `MgmtTree` element).
+pub(crate) fn write_tnds_document(root: &El) -> Vec<u8> {
+    let mut w = tnds_writer(1024);
+    write_el(&mut w, root);
+    w.out
 }
 
 /// PROTOCOL A.1: if `bytes` are a WBXML DM DDF document (libwbxml's way of
@@ -286,8 +292,8 @@ pub(crate) fn nested_tnds(bytes: &[u8], base: usize) -> Result<Option<MgmtTree>,
         PublicId::Literal(fpi) if fpi.contains("DM-DDF") => {}
         _ => return Ok(None),
     }
-    let root = cur.body(&header)?;
-    MgmtTree::from_el(&root).map(Some)
+    let doc = cur.body(&header)?;
+    map::tree_from_el(doc.root()).map(Some)
 }
 
 fn put_mb(out: &mut Vec<u8>, mut n: u32) {
@@ -304,50 +310,92 @@ fn put_mb(out: &mut Vec<u8>, mut n: u32) {
     out.extend_from_slice(&tmp[i..]);
 }
 
-fn write_el(out: &mut Vec<u8>, el: &El, page: &mut u8, syncml_doc: bool) {
-    let Some(token) = tag_token(el.ns, &el.name) else {
-        debug_assert!(false, "no WBXML token for {}", el.name);
-        return;
-    };
-    let want = ns_page(el.ns);
-    if *page != want {
-        out.extend_from_slice(&[SWITCH_PAGE, want]);
-        *page = want;
-    }
-    let has_content = el.children.iter().any(|n| match n {
-        Node::Text(t) => !t.is_empty(),
-        Node::Opaque(b) => !b.is_empty(),
-        Node::El(_) => true,
-    });
-    if !has_content {
-        out.push(token);
-        return;
-    }
-    out.push(token | CONTENT);
-    for n in &el.children {
-        match n {
-            Node::Text(t) if t.is_empty() => {}
-            Node::Text(t) if t.contains('\0') => put_opaque(out, t.as_bytes()),
-            Node::Text(t) => {
-                out.push(STR_I);
-                out.extend_from_slice(t.as_bytes());
-                out.push(0);
-            }
-            Node::Opaque(b) if b.is_empty() => {}
-            Node::Opaque(b) => put_opaque(out, b),
-            Node::El(c) if syncml_doc && c.ns == Ns::DmDdf => {
-                put_opaque(out, &write_tnds_document(c));
-            }
-            Node::El(c) => write_el(out, c, page, syncml_doc),
-        }
-    }
-    out.push(END);
-}
-
 fn put_opaque(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(OPAQUE);
     put_mb(out, bytes.len() as u32);
     out.extend_from_slice(bytes);
+}
+
+/// The WBXML [`Sink`]: writes straight into one buffer. An element's token
+/// is written when it opens; the content bit is set on it when content
+/// follows, and `END` written only then.
+pub(crate) struct WbxmlWriter {
+    out: Vec<u8>,
+    /// Per open element: where its token is, and whether it has content.
+    stack: Vec<(usize, bool)>,
+    page: u8,
+}
+
+impl WbxmlWriter {
+    fn new(out: Vec<u8>) -> Self {
+        Self {
+            out,
+            stack: Vec::with_capacity(16),
+            page: 0,
+        }
+    }
+
+    fn content(&mut self) {
+        if let Some((at, content)) = self.stack.last_mut() {
+            if !*content {
+                *content = true;
+                self.out[*at] |= CONTENT;
+            }
+        }
+    }
+}
+
+impl Sink for WbxmlWriter {
+    const WBXML: bool = true;
+
+    fn open(&mut self, tag: Tag) {
+        self.content();
+        let want = ns_page(tag.ns);
+        if self.page != want {
+            self.out.extend_from_slice(&[SWITCH_PAGE, want]);
+            self.page = want;
+        }
+        self.stack.push((self.out.len(), false));
+        self.out.push(tag.token);
+    }
+
+    fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.content();
+        // STR_I cannot carry a NUL byte.
+        if text.as_bytes().contains(&0) {
+            put_opaque(&mut self.out, text.as_bytes());
+        } else {
+            self.out.push(STR_I);
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.push(0);
+        }
+    }
+
+    fn opaque(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.content();
+            put_opaque(&mut self.out, bytes);
+        }
+    }
+
+    fn close(&mut self) {
+        match self.stack.pop() {
+            Some((_, true)) => self.out.push(END),
+            Some((_, false)) => {}
+            None => debug_assert!(false, "close without open"),
+        }
+    }
+
+    /// In a SyncML document, TNDS goes as an `OPAQUE` holding a DM DDF
+    /// document (see the module docs).
+    fn tree(&mut self, tree: &MgmtTree) {
+        let mut nested = tnds_writer(1024);
+        map::write_tree(&mut nested, tree);
+        self.opaque(&nested.out);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,52 +434,49 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn fail(&self, stack: &[El], kind: DecodeErrorKind) -> DecodeError {
-        let element = stack
-            .last()
-            .map_or("(document)".to_owned(), |e| e.name.to_string());
-        DecodeError::new(element, self.base + self.pos, kind)
+    fn fail(&self, el: Option<&str>, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError::new(el.unwrap_or("(document)"), self.base + self.pos, kind)
     }
 
-    fn fail_at(&self, stack: &[El], at: usize, kind: DecodeErrorKind) -> DecodeError {
-        let mut e = self.fail(stack, kind);
+    fn fail_at(&self, el: Option<&str>, at: usize, kind: DecodeErrorKind) -> DecodeError {
+        let mut e = self.fail(el, kind);
         e.offset = at;
         e
     }
 
-    fn malformed(&self, stack: &[El], what: &str) -> DecodeError {
-        self.fail(stack, DecodeErrorKind::Syntax(format!("WBXML: {what}")))
+    fn malformed(&self, el: Option<&str>, what: &str) -> DecodeError {
+        self.fail(el, DecodeErrorKind::Syntax(format!("WBXML: {what}")))
     }
 
-    fn byte(&mut self, stack: &[El]) -> Result<u8, DecodeError> {
+    fn byte(&mut self, el: Option<&str>) -> Result<u8, DecodeError> {
         let b = *self
             .bytes
             .get(self.pos)
-            .ok_or_else(|| self.malformed(stack, "unexpected end of input"))?;
+            .ok_or_else(|| self.malformed(el, "unexpected end of input"))?;
         self.pos += 1;
         Ok(b)
     }
 
     /// A multi-byte unsigned integer (mb_u_int32), refusing overflow.
-    fn mb(&mut self, stack: &[El]) -> Result<u32, DecodeError> {
+    fn mb(&mut self, el: Option<&str>) -> Result<u32, DecodeError> {
         let mut n: u32 = 0;
         for _ in 0..5 {
-            let b = self.byte(stack)?;
+            let b = self.byte(el)?;
             if n > (u32::MAX >> 7) {
-                return Err(self.malformed(stack, "multi-byte integer overflows 32 bits"));
+                return Err(self.malformed(el, "multi-byte integer overflows 32 bits"));
             }
             n = (n << 7) | u32::from(b & 0x7F);
             if b & 0x80 == 0 {
                 return Ok(n);
             }
         }
-        Err(self.malformed(stack, "multi-byte integer longer than 5 bytes"))
+        Err(self.malformed(el, "multi-byte integer longer than 5 bytes"))
     }
 
-    fn take(&mut self, len: u32, stack: &[El]) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, len: u32, el: Option<&str>) -> Result<&'a [u8], DecodeError> {
         let len = len as usize;
         if len > self.bytes.len() - self.pos {
-            return Err(self.malformed(stack, "length beyond the end of input"));
+            return Err(self.malformed(el, "length beyond the end of input"));
         }
         let s = &self.bytes[self.pos..self.pos + len];
         self.pos += len;
@@ -439,29 +484,29 @@ impl<'a> Cursor<'a> {
     }
 
     fn header(&mut self) -> Result<Header<'a>, DecodeError> {
-        let version = self.byte(&[])?;
+        let version = self.byte(None)?;
         if !(0x01..=0x03).contains(&version) {
             return Err(self.fail(
-                &[],
+                None,
                 DecodeErrorKind::Unsupported(format!(
                     "WBXML version 0x{version:02X} (0x01–0x03 accepted)"
                 )),
             ));
         }
-        let id = self.mb(&[])?;
-        let literal_index = if id == 0 { Some(self.mb(&[])?) } else { None };
-        let charset = self.mb(&[])?;
+        let id = self.mb(None)?;
+        let literal_index = if id == 0 { Some(self.mb(None)?) } else { None };
+        let charset = self.mb(None)?;
         if charset != CHARSET_UTF8 {
             return Err(self.fail(
-                &[],
+                None,
                 DecodeErrorKind::Unsupported(format!("charset {charset} (only UTF-8, 106)")),
             ));
         }
-        let len = self.mb(&[])?;
-        let strtbl = self.take(len, &[])?;
+        let len = self.mb(None)?;
+        let strtbl = self.take(len, None)?;
         let public_id = match literal_index {
             None => PublicId::Known(id),
-            Some(i) => PublicId::Literal(self.table_str(strtbl, i, &[])?.to_owned()),
+            Some(i) => PublicId::Literal(self.table_str(strtbl, i, None)?.to_owned()),
         };
         Ok(Header { public_id, strtbl })
     }
@@ -470,84 +515,81 @@ impl<'a> Cursor<'a> {
         &self,
         strtbl: &'a [u8],
         index: u32,
-        stack: &[El],
+        el: Option<&str>,
     ) -> Result<&'a str, DecodeError> {
         let rest = strtbl
             .get(index as usize..)
-            .ok_or_else(|| self.malformed(stack, "string table index out of range"))?;
+            .ok_or_else(|| self.malformed(el, "string table index out of range"))?;
         let end = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or_else(|| self.malformed(stack, "unterminated string in string table"))?;
-        std::str::from_utf8(&rest[..end]).map_err(|_| self.malformed(stack, "string is not UTF-8"))
+            .ok_or_else(|| self.malformed(el, "unterminated string in string table"))?;
+        std::str::from_utf8(&rest[..end]).map_err(|_| self.malformed(el, "string is not UTF-8"))
     }
 
-    fn inline_str(&mut self, stack: &[El]) -> Result<&'a str, DecodeError> {
+    fn inline_str(&mut self, el: Option<&str>) -> Result<&'a str, DecodeError> {
         let rest = &self.bytes[self.pos..];
         let end = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or_else(|| self.malformed(stack, "unterminated inline string"))?;
+            .ok_or_else(|| self.malformed(el, "unterminated inline string"))?;
         let s = std::str::from_utf8(&rest[..end])
-            .map_err(|_| self.malformed(stack, "inline string is not UTF-8"))?;
+            .map_err(|_| self.malformed(el, "inline string is not UTF-8"))?;
         self.pos += end + 1;
         Ok(s)
     }
 
     /// The body: one root element, read with an explicit stack.
-    fn body(&mut self, header: &Header<'a>) -> Result<El, DecodeError> {
-        let mut stack: Vec<El> = Vec::new();
+    fn body(&mut self, header: &Header<'a>) -> Result<Doc<'a>, DecodeError> {
+        // An element takes a byte at least, a text two.
+        let mut doc = Doc::with_capacity(self.bytes.len() / 3 + 4);
+        let mut stack: Vec<u32> = Vec::with_capacity(16);
         let mut page: u8 = 0;
         loop {
             let at = self.base + self.pos;
-            let tok = self.byte(&stack)?;
-            let finished: Option<El> = match tok {
+            let el = stack.last().map(|&i| doc.name_of(i));
+            let tok = self.byte(el)?;
+            let finished = match tok {
                 SWITCH_PAGE => {
-                    page = self.byte(&stack)?;
-                    None
+                    page = self.byte(el)?;
+                    false
                 }
                 END => {
-                    let el = stack
-                        .pop()
-                        .ok_or_else(|| self.malformed(&stack, "END without an open element"))?;
-                    match stack.last_mut() {
-                        Some(p) => {
-                            p.children.push(Node::El(el));
-                            None
-                        }
-                        None => Some(el),
+                    if stack.pop().is_none() {
+                        return Err(self.malformed(el, "END without an open element"));
                     }
+                    stack.is_empty()
                 }
                 ENTITY => {
-                    let code = self.mb(&stack)?;
+                    let code = self.mb(el)?;
                     let c = char::from_u32(code)
-                        .ok_or_else(|| self.malformed(&stack, "ENTITY is not a character"))?;
-                    self.push_text(&mut stack, &c.to_string())?;
-                    None
+                        .ok_or_else(|| self.malformed(el, "ENTITY is not a character"))?;
+                    self.push_text(&mut doc, &stack, Cow::Owned(c.to_string()))?;
+                    false
                 }
                 STR_I => {
-                    let s = self.inline_str(&stack)?;
-                    self.push_text(&mut stack, s)?;
-                    None
+                    let s = self.inline_str(el)?;
+                    self.push_text(&mut doc, &stack, Cow::Borrowed(s))?;
+                    false
                 }
                 STR_T => {
-                    let i = self.mb(&stack)?;
-                    let s = self.table_str(header.strtbl, i, &stack)?;
-                    self.push_text(&mut stack, s)?;
-                    None
+                    let i = self.mb(el)?;
+                    let s = self.table_str(header.strtbl, i, el)?;
+                    self.push_text(&mut doc, &stack, Cow::Borrowed(s))?;
+                    false
                 }
                 OPAQUE => {
-                    let len = self.mb(&stack)?;
-                    let b = self.take(len, &stack)?;
-                    match stack.last_mut() {
-                        Some(p) => p.children.push(Node::Opaque(b.to_vec())),
-                        None => return Err(self.malformed(&stack, "OPAQUE outside the root")),
-                    }
-                    None
+                    let len = self.mb(el)?;
+                    let b = self.take(len, el)?;
+                    match stack.last() {
+                        Some(&p) => doc.add(Some(p), Kind::Opaque(b)),
+                        None => return Err(self.malformed(el, "OPAQUE outside the root")),
+                    };
+                    false
                 }
                 0x40..=0x43 | 0x80..=0x82 | 0xC0..=0xC2 => {
                     return Err(self.fail_at(
-                        &stack,
+                        el,
                         at,
                         DecodeErrorKind::Unsupported(format!(
                             "WBXML extension or PI token 0x{tok:02X}"
@@ -556,7 +598,7 @@ impl<'a> Cursor<'a> {
                 }
                 _ if tok & ATTRIBUTES != 0 => {
                     return Err(self.fail_at(
-                        &stack,
+                        el,
                         at,
                         DecodeErrorKind::Unsupported("WBXML attributes (SyncML uses none)".into()),
                     ))
@@ -564,64 +606,61 @@ impl<'a> Cursor<'a> {
                 _ => {
                     let ns = page_ns(page).ok_or_else(|| {
                         self.fail(
-                            &stack,
+                            el,
                             DecodeErrorKind::Unsupported(format!("WBXML code page {page}")),
                         )
                     })?;
                     let name = if tok & 0x3F == LITERAL {
-                        let i = self.mb(&stack)?;
-                        intern(ns, self.table_str(header.strtbl, i, &stack)?)
+                        let i = self.mb(el)?;
+                        Cow::Borrowed(self.table_str(header.strtbl, i, el)?)
                     } else {
                         tag_name(ns, tok & 0x3F).map_or_else(
                             || Cow::Owned(format!("unknown-token-{page}-0x{:02X}", tok & 0x3F)),
                             Cow::Borrowed,
                         )
                     };
-                    let el = El {
-                        name,
-                        ns,
-                        offset: at,
-                        children: Vec::new(),
-                    };
+                    if tok & CONTENT != 0 && stack.len() >= MAX_NESTING {
+                        return Err(self.fail_at(el, at, DecodeErrorKind::TooDeep));
+                    }
+                    let idx = doc.add(
+                        stack.last().copied(),
+                        Kind::El {
+                            name,
+                            ns,
+                            offset: at,
+                        },
+                    );
                     if tok & CONTENT != 0 {
-                        if stack.len() >= MAX_NESTING {
-                            return Err(self.fail_at(&stack, at, DecodeErrorKind::TooDeep));
-                        }
-                        stack.push(el);
-                        None
+                        stack.push(idx);
+                        false
                     } else {
-                        match stack.last_mut() {
-                            Some(p) => {
-                                p.children.push(Node::El(el));
-                                None
-                            }
-                            None => Some(el),
-                        }
+                        stack.is_empty()
                     }
                 }
             };
-            if let Some(root) = finished {
+            if finished {
                 if self.pos != self.bytes.len() {
                     return Err(DecodeError::new(
-                        root.name,
+                        doc.name_of(0),
                         self.base + self.pos,
                         DecodeErrorKind::TrailingData,
                     ));
                 }
-                return Ok(root);
+                return Ok(doc);
             }
         }
     }
 
-    fn push_text(&self, stack: &mut [El], s: &str) -> Result<(), DecodeError> {
-        let Some(p) = stack.last_mut() else {
-            return Err(self.malformed(stack, "text outside the root"));
+    fn push_text(
+        &self,
+        doc: &mut Doc<'a>,
+        stack: &[u32],
+        s: Cow<'a, str>,
+    ) -> Result<(), DecodeError> {
+        let Some(&p) = stack.last() else {
+            return Err(self.malformed(None, "text outside the root"));
         };
-        if let Some(Node::Text(t)) = p.children.last_mut() {
-            t.push_str(s);
-        } else {
-            p.children.push(Node::Text(s.to_owned()));
-        }
+        doc.add_text_joined(p, s);
         Ok(())
     }
 }
@@ -663,7 +702,7 @@ mod tests {
             let mut out = Vec::new();
             put_mb(&mut out, n);
             let mut cur = Cursor::new(&out, 0);
-            assert_eq!(cur.mb(&[]).unwrap(), n);
+            assert_eq!(cur.mb(None).unwrap(), n);
             assert_eq!(cur.pos, out.len());
         }
         let mut out = Vec::new();
@@ -671,8 +710,8 @@ mod tests {
         assert_eq!(out, [0xA4, 0x01]);
         // 2^35: overflows
         let mut cur = Cursor::new(&[0x90, 0x80, 0x80, 0x80, 0x00], 0);
-        assert!(cur.mb(&[]).is_err());
+        assert!(cur.mb(None).is_err());
         let mut cur = Cursor::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 0);
-        assert!(cur.mb(&[]).is_err());
+        assert!(cur.mb(None).is_err());
     }
 }

@@ -12,34 +12,44 @@
 //! element (a second concatenated document is an error, not ignored: the
 //! body of one HTTP request is one message).
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::element::{intern, El, Node, Ns};
+use super::element::{write_el, Doc, El, Kind, Ns, Sink, Tag};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
+use crate::tnds::MgmtTree;
 use base64::Engine as _;
 
 /// PROTOCOL A.1: decodes an XML SyncML message.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-    map::message_from_el(&read_tree(bytes)?)
+    map::message_from_el(read_doc(bytes)?.root())
 }
 
 /// PROTOCOL A.1: the compact XML encoding (`<SyncML xmlns="SYNCML:SYNCML1.2">`,
 /// `xmlns="syncml:metinf"` on every Meta child, as clients write it).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    write_document(&map::message_to_el(msg, false), false).into_bytes()
+    let mut w = XmlWriter::new(false, 256 + 160 * msg.body.len());
+    map::write_message(&mut w, msg);
+    w.finish()
 }
 
 /// PROTOCOL A.1: indented XML for people; decodes to the same message.
 pub fn to_pretty(msg: &Message) -> String {
-    write_document(&map::message_to_el(msg, false), true)
+    let mut w = XmlWriter::new(true, 512 + 256 * msg.body.len());
+    map::write_message(&mut w, msg);
+    into_string(w.finish())
 }
 
-fn syntax(stack: &[El], offset: usize, what: String) -> DecodeError {
-    let element = stack
-        .last()
-        .map_or("(document)".to_owned(), |e| e.name.to_string());
+fn into_string(bytes: Vec<u8>) -> String {
+    // The writer only writes `&str`s and ASCII.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn syntax(doc: &Doc<'_>, stack: &[u32], offset: usize, what: String) -> DecodeError {
+    let element = stack.last().map_or("(document)", |&e| doc.name_of(e));
     DecodeError::new(
         element,
         offset,
@@ -47,49 +57,69 @@ fn syntax(stack: &[El], offset: usize, what: String) -> DecodeError {
     )
 }
 
-fn open(
+fn open<'a>(
     e: &quick_xml::events::BytesStart<'_>,
-    parent_ns: Ns,
+    input: &'a [u8],
+    doc: &Doc<'a>,
+    stack: &[u32],
     offset: usize,
-    stack: &[El],
-) -> Result<El, DecodeError> {
+) -> Result<Kind<'a>, DecodeError> {
+    let parent_ns = stack.last().map_or(Ns::SyncMl, |&p| doc.ns_of(p));
     let local = e.local_name();
-    let name = std::str::from_utf8(local.as_ref())
-        .map_err(|_| syntax(stack, offset, "element name is not UTF-8".into()))?;
+    let local = local.as_ref();
+    let not_utf8 = || syntax(doc, stack, offset, "element name is not UTF-8".into());
+    // The tag starts at `offset` (`<` then the qualified name): borrow the
+    // name from the input when it is there, as it always is.
+    let end = offset + 1 + e.name().as_ref().len();
+    let name = match input.get(end - local.len()..end) {
+        Some(there) if there == local => {
+            Cow::Borrowed(std::str::from_utf8(there).map_err(|_| not_utf8())?)
+        }
+        _ => Cow::Owned(
+            std::str::from_utf8(local)
+                .map_err(|_| not_utf8())?
+                .to_owned(),
+        ),
+    };
     let mut ns = parent_ns;
-    for attr in e.attributes() {
-        let attr = attr.map_err(|err| syntax(stack, offset, err.to_string()))?;
-        if attr.key.as_ref() == b"xmlns" {
-            let v = attr
-                .unescape_value()
-                .map_err(|err| syntax(stack, offset, err.to_string()))?;
-            if let Some(found) = Ns::from_uri(&v) {
-                ns = found;
+    if !e.attributes_raw().is_empty() {
+        for attr in e.attributes() {
+            let attr = attr.map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
+            if attr.key.as_ref() == b"xmlns" {
+                let v = attr
+                    .unescape_value()
+                    .map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
+                if let Some(found) = Ns::from_uri(&v) {
+                    ns = found;
+                }
             }
         }
     }
-    Ok(El {
-        name: intern(ns, name),
-        ns,
-        offset,
-        children: Vec::new(),
-    })
+    Ok(Kind::El { name, ns, offset })
 }
 
-/// Reads one XML document into the element tree (see the module docs for
-/// what is tolerated and refused).
-pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
+/// Reads one XML document into a [`Doc`] (see the module docs for what is
+/// tolerated and refused).
+pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<El> = Vec::new();
-    let mut root: Option<El> = None;
+    // At most one element or text per `<`, about one of each in compact XML.
+    let tags = bytes.iter().filter(|&&b| b == b'<').count();
+    let mut doc = Doc::with_capacity(tags + 4);
+    let mut stack: Vec<u32> = Vec::with_capacity(16);
+    let mut done = false;
     loop {
         let offset = reader.buffer_position() as usize;
-        let event = reader
-            .read_event()
-            .map_err(|e| syntax(&stack, reader.error_position() as usize, e.to_string()))?;
-        if root.is_some() {
+        let event = reader.read_event().map_err(|e| {
+            syntax(
+                &doc,
+                &stack,
+                reader.error_position() as usize,
+                e.to_string(),
+            )
+        })?;
+        if done {
             match event {
                 Event::Eof => break,
                 Event::Comment(_) | Event::PI(_) => continue,
@@ -106,41 +136,37 @@ pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
         match event {
             Event::Start(e) => {
                 if stack.len() >= MAX_NESTING {
-                    return Err(syntax(&stack, offset, "too deep".into())).map_err(|mut err| {
-                        err.kind = DecodeErrorKind::TooDeep;
-                        err
-                    });
+                    let mut err = syntax(&doc, &stack, offset, "too deep".into());
+                    err.kind = DecodeErrorKind::TooDeep;
+                    return Err(err);
                 }
-                let parent_ns = stack.last().map_or(Ns::SyncMl, |p| p.ns);
-                let el = open(&e, parent_ns, offset, &stack)?;
-                stack.push(el);
+                let kind = open(&e, bytes, &doc, &stack, offset)?;
+                let idx = doc.add(stack.last().copied(), kind);
+                stack.push(idx);
             }
             Event::Empty(e) => {
-                let parent_ns = stack.last().map_or(Ns::SyncMl, |p| p.ns);
-                let el = open(&e, parent_ns, offset, &stack)?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(Node::El(el)),
-                    None => root = Some(el),
-                }
+                let kind = open(&e, bytes, &doc, &stack, offset)?;
+                doc.add(stack.last().copied(), kind);
+                done = stack.is_empty();
             }
             Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| syntax(&stack, offset, "unexpected end tag".into()))?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(Node::El(el)),
-                    None => root = Some(el),
+                if stack.pop().is_none() {
+                    return Err(syntax(&doc, &stack, offset, "unexpected end tag".into()));
                 }
+                done = stack.is_empty();
             }
             Event::Text(t) => {
                 let text = t
                     .unescape()
-                    .map_err(|e| syntax(&stack, offset, e.to_string()))?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(Node::Text(text.into_owned())),
+                    .map_err(|e| syntax(&doc, &stack, offset, e.to_string()))?;
+                match stack.last() {
+                    Some(&p) => {
+                        doc.add(Some(p), Kind::Text(text));
+                    }
                     None if text.trim().is_empty() => {}
                     None => {
                         return Err(syntax(
+                            &doc,
                             &stack,
                             offset,
                             "text outside the root element".into(),
@@ -149,12 +175,18 @@ pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
                 }
             }
             Event::CData(c) => {
-                let text = String::from_utf8(c.into_inner().into_owned())
-                    .map_err(|_| syntax(&stack, offset, "CDATA is not UTF-8".into()))?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(Node::Text(text)),
+                let text = match c.into_inner() {
+                    Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed).ok(),
+                    Cow::Owned(b) => String::from_utf8(b).map(Cow::Owned).ok(),
+                }
+                .ok_or_else(|| syntax(&doc, &stack, offset, "CDATA is not UTF-8".into()))?;
+                match stack.last() {
+                    Some(&p) => {
+                        doc.add(Some(p), Kind::Text(text));
+                    }
                     None => {
                         return Err(syntax(
+                            &doc,
                             &stack,
                             offset,
                             "CDATA outside the root element".into(),
@@ -175,77 +207,171 @@ pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
             }
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => {
-                return Err(syntax(&stack, offset, "unexpected end of input".into()));
+                return Err(syntax(
+                    &doc,
+                    &stack,
+                    offset,
+                    "unexpected end of input".into(),
+                ));
             }
         }
     }
-    root.ok_or_else(|| syntax(&[], 0, "no root element".into()))
+    if !done {
+        return Err(syntax(&doc, &[], 0, "no root element".into()));
+    }
+    Ok(doc)
 }
 
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            _ => out.push(c),
-        }
-    }
+/// Reads one XML document into an owned tree (standalone TNDS documents).
+pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
+    Ok(Doc::to_el(read_doc(bytes)?.root()))
 }
 
 /// Writes `root` as an XML document; with `pretty`, elements that hold
 /// elements are indented by two spaces (text content is never touched).
 pub(crate) fn write_document(root: &El, pretty: bool) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    if pretty {
-        out.push('\n');
-    }
-    write_el(&mut out, root, None, pretty, 0);
-    if pretty {
-        out.push('\n');
-    }
-    out
+    let mut w = XmlWriter::new(pretty, 1024);
+    write_el(&mut w, root);
+    into_string(w.finish())
 }
 
-fn write_el(out: &mut String, el: &El, parent_ns: Option<Ns>, pretty: bool, depth: usize) {
-    out.push('<');
-    out.push_str(&el.name);
-    if parent_ns != Some(el.ns) {
-        out.push_str(" xmlns=\"");
-        out.push_str(el.ns.uri());
-        out.push('"');
+/// `text` with `&`, `<`, `>` and CR escaped, appended to `out`.
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\r' => b"&#13;",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
     }
-    let empty = el.children.iter().all(|n| match n {
-        Node::Text(t) => t.is_empty(),
-        Node::Opaque(b) => b.is_empty(),
-        Node::El(_) => false,
-    });
-    if empty {
-        out.push_str("/>");
-        return;
+    out.extend_from_slice(&bytes[start..]);
+}
+
+struct Frame {
+    tag: Tag,
+    /// `>` written: the element has content.
+    content: bool,
+    /// It holds elements (pretty printing indents its end tag).
+    elements: bool,
+}
+
+/// The XML [`Sink`]: writes straight into one buffer.
+pub(crate) struct XmlWriter {
+    out: Vec<u8>,
+    stack: Vec<Frame>,
+    pretty: bool,
+}
+
+impl XmlWriter {
+    pub(crate) fn new(pretty: bool, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        if pretty {
+            out.push(b'\n');
+        }
+        Self {
+            out,
+            stack: Vec::with_capacity(16),
+            pretty,
+        }
     }
-    out.push('>');
-    let has_elements = el.children.iter().any(|n| matches!(n, Node::El(_)));
-    for n in &el.children {
-        match n {
-            Node::Text(t) => escape_into(out, t),
-            // XML carries no raw bytes: binary data goes as base64 text.
-            Node::Opaque(b) => out.push_str(&base64::engine::general_purpose::STANDARD.encode(b)),
-            Node::El(c) => {
-                if pretty {
-                    out.push('\n');
-                    out.push_str(&"  ".repeat(depth + 1));
-                }
-                write_el(out, c, Some(el.ns), pretty, depth + 1);
+
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        debug_assert!(self.stack.is_empty());
+        if self.pretty {
+            self.out.push(b'\n');
+        }
+        self.out
+    }
+
+    fn indent(&mut self, depth: usize) {
+        self.out.push(b'\n');
+        self.out.resize(self.out.len() + 2 * depth, b' ');
+    }
+
+    /// Marks the innermost element as having content, closing its start tag.
+    fn content(&mut self) {
+        if let Some(f) = self.stack.last_mut() {
+            if !f.content {
+                f.content = true;
+                self.out.push(b'>');
             }
         }
     }
-    if pretty && has_elements {
-        out.push('\n');
-        out.push_str(&"  ".repeat(depth));
+}
+
+impl Sink for XmlWriter {
+    const WBXML: bool = false;
+
+    fn open(&mut self, tag: Tag) {
+        self.content();
+        let depth = self.stack.len();
+        let parent_ns = match self.stack.last_mut() {
+            Some(f) => {
+                f.elements = true;
+                Some(f.tag.ns)
+            }
+            None => None,
+        };
+        if self.pretty && depth > 0 {
+            self.indent(depth);
+        }
+        self.out.push(b'<');
+        self.out.extend_from_slice(tag.name.as_bytes());
+        if parent_ns != Some(tag.ns) {
+            self.out.extend_from_slice(b" xmlns=\"");
+            self.out.extend_from_slice(tag.ns.uri().as_bytes());
+            self.out.push(b'"');
+        }
+        self.stack.push(Frame {
+            tag,
+            content: false,
+            elements: false,
+        });
     }
-    out.push_str("</");
-    out.push_str(&el.name);
-    out.push('>');
+
+    fn text(&mut self, text: &str) {
+        if !text.is_empty() {
+            self.content();
+            escape_into(&mut self.out, text);
+        }
+    }
+
+    fn opaque(&mut self, bytes: &[u8]) {
+        // XML carries no raw bytes: binary data goes as base64 text.
+        if !bytes.is_empty() {
+            self.content();
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            self.out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    fn close(&mut self) {
+        let Some(f) = self.stack.pop() else {
+            debug_assert!(false, "close without open");
+            return;
+        };
+        if !f.content {
+            self.out.extend_from_slice(b"/>");
+            return;
+        }
+        if self.pretty && f.elements {
+            let depth = self.stack.len();
+            self.indent(depth);
+        }
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(f.tag.name.as_bytes());
+        self.out.push(b'>');
+    }
+
+    fn tree(&mut self, tree: &MgmtTree) {
+        map::write_tree(self, tree);
+    }
 }
