@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod devices;
 pub mod password;
 pub mod sessions;
 

@@ -5,6 +5,7 @@
 //! same code serves both databases. SQL is written with PostgreSQL's `$1`
 //! placeholders and rewritten for SQLite by [`Db::sql`].
 
+pub mod inventory;
 pub mod settings;
 pub mod throttle;
 pub mod users;
