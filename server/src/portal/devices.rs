@@ -44,11 +44,7 @@ impl Portal {
         self.viewer(req, "see devices").await?;
         query.q = query.q.trim().to_owned();
         check_query(&query)?;
-        let (rows, total) = tokio::try_join!(
-            inventory::search(&self.db, &query),
-            inventory::count(&self.db, &query)
-        )
-        .map_err(internal)?;
+        let (rows, total) = inventory::page(&self.db, &query).await.map_err(internal)?;
         Ok(DevicePage {
             rows,
             total: total.min(COUNT_CAP),

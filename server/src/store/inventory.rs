@@ -9,7 +9,8 @@
 //!   covers) and only its 50 rows are read from the table;
 //! - the DevId search is a case-insensitive substring match on the index
 //!   column, which also finds prefixes;
-//! - counting stops at [`COUNT_CAP`] + 1 rows.
+//! - counting stops at [`COUNT_CAP`] + 1 rows, and a first page with room to
+//!   spare is its own count (a rare match costs one scan, not two).
 
 use super::{opt_i64, Db, Dialect};
 use handover_app::api::devices::{
@@ -120,6 +121,18 @@ pub async fn search(db: &Db, query: &DeviceQuery) -> Result<Vec<DeviceRow>, sqlx
     }
     let rows = q.bind(PAGE_SIZE).bind(offset).fetch_all(db.pool()).await?;
     rows.iter().map(row).collect()
+}
+
+/// One page of `query` and how many devices match it (up to [`COUNT_CAP`] + 1).
+pub async fn page(db: &Db, query: &DeviceQuery) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
+    let rows = search(db, query).await?;
+    let n = rows.len() as i64;
+    let total = if query.page <= 1 && n < PAGE_SIZE {
+        n
+    } else {
+        count(db, query).await?
+    };
+    Ok((rows, total))
 }
 
 /// How many devices match `query`, counting no further than [`COUNT_CAP`] + 1.
