@@ -2,9 +2,9 @@
 //! device with its sessions and jobs. (Writes live in `devices` and `jobs`.)
 //!
 //! Staying fast at 100 000 devices (measured in `benches/INVENTORY.md`):
-//! - every sort has an index ending in `devid` (`devices_man`, `devices_model`,
-//!   `devices_last_seen_devid`, the unique `devid`), so a page is an index walk
-//!   that stops after its rows;
+//! - every sort has an index ending in `devid`, and each filter column has
+//!   one in DevId and one in last-seen order (migration 0003), so a page is an
+//!   index walk that stops after its rows;
 //! - a page is chosen on ids alone (`OFFSET` inside a subquery the index
 //!   covers) and only its 50 rows are read from the table;
 //! - the DevId search is a case-insensitive substring match on the index
