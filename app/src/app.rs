@@ -38,6 +38,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/setup") view=pages::setup::Setup ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=Layout ssr=SsrMode::Async>
                     <Route path=path!("/") view=pages::home::Home/>
+                    <Route path=path!("/devices") view=pages::devices::Devices/>
+                    <Route path=path!("/devices/:devid") view=pages::device::Device/>
                     <Route path=path!("/users") view=pages::users::Users/>
                     <Route path=path!("/audit") view=pages::audit::Audit/>
                 </ParentRoute>

@@ -3,6 +3,7 @@
 //! session and source address and enforce roles itself (default deny).
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
+use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
 use http::request::Parts;
@@ -42,4 +43,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn audit_list(&self, req: &Parts, filter: AuditFilter) -> Result<AuditPage, AppError>;
     async fn audit_verify(&self, req: &Parts) -> Result<VerifyReport, AppError>;
     async fn audit_event_kinds(&self, req: &Parts) -> Result<Vec<EventKind>, AppError>;
+
+    async fn devices_list(&self, req: &Parts, query: DeviceQuery) -> Result<DevicePage, AppError>;
+    async fn devices_facets(&self, req: &Parts) -> Result<DeviceFacets, AppError>;
+    async fn device_get(&self, req: &Parts, devid: String) -> Result<DeviceDetail, AppError>;
 }

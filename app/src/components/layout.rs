@@ -43,6 +43,7 @@ fn Frame(me: Me) -> impl IntoView {
     provide_context(me.clone());
     let sign_out = ServerAction::<SignOut>::new();
     let links: Vec<(&str, &str)> = [
+        (Some(Role::Viewer), "/devices", "Devices"),
         (Some(Role::Admin), "/users", "Users"),
         (Some(Role::Auditor), "/audit", "Audit"),
     ]

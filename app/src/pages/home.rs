@@ -9,6 +9,12 @@ pub fn Home() -> impl IntoView {
     let me = expect_context::<Me>();
     let cards: Vec<(&str, &str, &str)> = [
         (
+            Role::Viewer,
+            "/devices",
+            "Devices",
+            "Search the inventory; open a device's tree, ACLs and history.",
+        ),
+        (
             Role::Admin,
             "/users",
             "Users",

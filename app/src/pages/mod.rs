@@ -1,6 +1,8 @@
 //! One module per route.
 
 pub mod audit;
+pub mod device;
+pub mod devices;
 pub mod home;
 pub mod not_found;
 pub mod setup;

@@ -1,8 +1,8 @@
 //! Who is calling, and what they may do.
 //!
-//! A handler that needs a role takes a guard ([`Admin`], [`Auditor`]) that
-//! only [`Portal::require`] can make, and it makes one only for a signed-in,
-//! enabled user holding that role. Everything else is denied, and every denial
+//! A handler that needs a role takes a guard ([`Admin`], [`Auditor`],
+//! [`Viewer`]) that only [`Portal::require`] can make, and it makes one only
+//! for a signed-in, enabled user holding that role. Everything else is denied, and every denial
 //! is audited.
 
 use super::Portal;
@@ -59,6 +59,11 @@ guard!(
     /// Proof that the caller is an administrator.
     Admin,
     Role::Admin
+);
+guard!(
+    /// Proof that the caller may see devices, delegations and peers.
+    Viewer,
+    Role::Viewer
 );
 guard!(
     /// Proof that the caller is an auditor.
@@ -121,6 +126,10 @@ impl Portal {
 
     pub async fn admin(&self, parts: &Parts, action: &str) -> Result<Admin, AppError> {
         self.require(parts, Admin::ROLE, action).await.map(Admin)
+    }
+
+    pub async fn viewer(&self, parts: &Parts, action: &str) -> Result<Viewer, AppError> {
+        self.require(parts, Viewer::ROLE, action).await.map(Viewer)
     }
 
     pub async fn auditor(&self, parts: &Parts, action: &str) -> Result<Auditor, AppError> {

@@ -8,6 +8,7 @@ use crate::store::throttle::{self, Policy};
 use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
+use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use handover_app::api::users::UserRow;
 use handover_app::api::{AppError, Me, Role};
 use handover_app::backend::Backend;
@@ -441,5 +442,17 @@ impl Backend for Portal {
                 name: e.name().to_owned(),
             })
             .collect())
+    }
+
+    async fn devices_list(&self, req: &Parts, query: DeviceQuery) -> Result<DevicePage, AppError> {
+        self.list_devices(req, query).await
+    }
+
+    async fn devices_facets(&self, req: &Parts) -> Result<DeviceFacets, AppError> {
+        self.device_facets(req).await
+    }
+
+    async fn device_get(&self, req: &Parts, devid: String) -> Result<DeviceDetail, AppError> {
+        self.device_detail(req, devid).await
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api_tokens;
 pub mod devices;
+pub mod inventory;
 pub mod jobs;
 pub mod settings;
 pub mod throttle;
