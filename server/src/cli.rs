@@ -269,7 +269,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 secure_cookie: args.secure_cookie || f.secure_cookie.unwrap_or(false),
                 session_idle_secs: f.session_idle_minutes.unwrap_or(30) * 60,
                 device_secrets_key: f.device_secrets_key.clone(),
-                dm: Default::default(),
+                dm: crate::device::Settings {
+                    enrolment: f.enrolment.clone().unwrap_or_default().resolve()?,
+                    ..Default::default()
+                },
                 data_dir: common.data_dir,
                 database_url: common.database_url,
             };

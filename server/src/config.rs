@@ -22,6 +22,8 @@ pub struct FileConfig {
     /// 64 hex digits sealing device secrets; by default `device-secrets.key`
     /// in the data directory.
     pub device_secrets_key: Option<crate::device::vault::KeyText>,
+    /// `[enrolment]`: auto-enrolment by factory key (off by default).
+    pub enrolment: Option<crate::device::enrol::FilePolicy>,
 }
 
 impl FileConfig {

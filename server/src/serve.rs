@@ -84,7 +84,9 @@ fn leptos_options(cfg: &ServeConfig) -> LeptosOptions {
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     let db = Db::connect(&cfg.database_url).await?;
     let vault = Vault::open(cfg.device_secrets_key.as_ref(), &cfg.data_dir)?;
-    let runtime = Runtime::new(db.clone(), vault, cfg.dm.clone());
+    let mut dm = cfg.dm.clone();
+    dm.enrolment.server_id = cfg.server_id.clone();
+    let runtime = Runtime::new(db.clone(), vault, dm);
     let store = sessions::Store::open(&db).await?;
     let metrics = Arc::new(Metrics::default());
     let portal_state = Portal {

@@ -67,6 +67,7 @@ events! {
     DmAccountChanged = 2005, "device.dmacc_changed";
     DeviceNotified = 2006, "device.notified";
     CommandQueued = 2007, "device.command_queued";
+    DeviceEnrolled = 2008, "device.enrolled";
     ApiTokenCreated = 2101, "api.token_created";
 }
 

@@ -115,6 +115,13 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
             sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
                 .execute(&mut *tx)
                 .await?;
+        } else {
+            // A write first, so SQLite takes its write lock now (waiting
+            // for busy writers): a read transaction that writes later fails
+            // at once when another connection committed in between.
+            sqlx::query("UPDATE audit_log SET seq = seq WHERE seq < 0")
+                .execute(&mut *tx)
+                .await?;
         }
         let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)

@@ -3,6 +3,7 @@
 //! notifications (A.5) and the event bus.
 
 pub mod endpoint;
+pub mod enrol;
 pub mod events;
 pub mod notify;
 pub mod session;
@@ -24,6 +25,8 @@ pub struct Settings {
     pub max_messages: i64,
     /// A session without a message for this long has expired.
     pub idle_ms: i64,
+    /// Auto-enrolment of unknown devices (off by default).
+    pub enrolment: enrol::Policy,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             max_body: 1024 * 1024,
             max_messages: 200,
             idle_ms: 10 * 60 * 1000,
+            enrolment: enrol::Policy::default(),
         }
     }
 }

@@ -127,10 +127,17 @@ pub async fn handle(
     }
 
     let mut tx = db.pool().begin().await?;
-    let device = devices::lock(db, &mut tx, &devid).await?;
-    let account = match &device {
-        Some(d) => d.account(&rt.vault)?,
-        None => throwaway_account(),
+    let mut device = devices::lock(db, &mut tx, &devid).await?;
+    // An unknown device the enrolment policy admits is judged against its
+    // derived credentials; it is only stored once it authenticates.
+    let candidate = match &device {
+        Some(_) => None,
+        None => rt.settings.enrolment.account_for(&devid),
+    };
+    let account = match (&device, &candidate) {
+        (Some(d), _) => d.account(&rt.vault)?,
+        (None, Some(a)) => a.clone(),
+        (None, None) => throwaway_account(),
     };
     let mut bus = Vec::new();
     let mut audits = Vec::new();
@@ -191,6 +198,24 @@ pub async fn handle(
         }
     });
 
+    let incoming = Incoming {
+        bytes: body,
+        hmac,
+        tls: false,
+    };
+    if candidate.is_some() && authenticates(&st.session, incoming, &account) {
+        enrol(rt, &mut tx, &devid, &account).await?;
+        device = devices::get_in(db, &mut tx, &devid).await?;
+        audits.push(
+            NewEntry::new(Event::DeviceEnrolled, format!("device:{devid}"), &devid)
+                .source(source)
+                .details(serde_json::json!({
+                    "session_id": sid,
+                    "auth": devices::auth_text(account.client.auth_type),
+                })),
+        );
+    }
+
     if let Some(dev) = &device {
         expand_walks(rt, &mut tx, &devid, &sid, body).await?;
         if dev.first_seen.is_none()
@@ -218,11 +243,6 @@ pub async fn handle(
         }
     }
 
-    let incoming = Incoming {
-        bytes: body,
-        hmac,
-        tls: false,
-    };
     if let Err(e) = st
         .session
         .handle_message(incoming, &account, &mut rand::rngs::OsRng)
@@ -418,6 +438,42 @@ pub async fn handle(
         Some(t) => Reply::Message(t.bytes),
         None => Reply::Refused(500, "no answer"),
     })
+}
+
+/// Whether `incoming` authenticates against `account` in this session,
+/// judged on a copy so the session itself is untouched.
+fn authenticates(session: &ServerSession, incoming: Incoming<'_>, account: &DeviceAccount) -> bool {
+    let mut trial = session.clone();
+    if trial
+        .handle_message(incoming, account, &mut rand::rngs::OsRng)
+        .is_err()
+    {
+        return false;
+    }
+    std::iter::from_fn(|| trial.poll_event()).any(|e| matches!(e, ServerEvent::Authenticated))
+}
+
+/// Stores an auto-enrolled device with the credentials it authenticated
+/// with, sealed like an import's.
+async fn enrol(
+    rt: &Runtime,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    account: &DeviceAccount,
+) -> anyhow::Result<()> {
+    let line = devices::ImportLine {
+        devid: devid.to_owned(),
+        auth: account.client.auth_type,
+        client_name: account.client.name.clone(),
+        client_secret: account.client.secret.clone(),
+        client_nonce: account.client_nonce.clone(),
+        server_name: account.server.name.clone(),
+        server_secret: account.server.secret.clone(),
+        server_nonce: account.server_nonce.clone(),
+        push_address: String::new(),
+    };
+    devices::insert_in(&rt.db, tx, &rt.vault, &line).await?;
+    Ok(())
 }
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {

@@ -76,6 +76,23 @@ pub struct FleetArgs {
     /// Sessions in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// New devices get credentials derived from this factory key (64 hex
+    /// digits), as the server's `[enrolment]` policy expects.
+    #[arg(long, value_name = "HEX", value_parser = parse_enrol_key)]
+    pub enrol_key: Option<crate::device::enrol::EnrolKey>,
+    /// Client authentication of enrolling devices (overrides --auth).
+    #[arg(long, value_enum, requires = "enrol_key")]
+    pub enrol_auth: Option<EnrolAuthArg>,
+}
+
+fn parse_enrol_key(s: &str) -> Result<crate::device::enrol::EnrolKey, String> {
+    crate::device::enrol::EnrolKey::from_hex(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EnrolAuthArg {
+    Md5,
+    Hmac,
 }
 
 impl FleetArgs {
@@ -100,6 +117,14 @@ impl FleetArgs {
         cfg.server_id = ServerId::parse_strict(self.server_id.clone())
             .map_err(|e| anyhow::anyhow!("--server-id: {e}"))?;
         cfg.concurrency = self.concurrency.max(1);
+        if let Some(k) = &self.enrol_key {
+            cfg.enrol_key = Some(k.clone());
+            cfg.auth = match self.enrol_auth {
+                Some(EnrolAuthArg::Hmac) => AuthType::Hmac,
+                Some(EnrolAuthArg::Md5) => AuthType::Md5,
+                None => cfg.auth,
+            };
+        }
         Ok(cfg)
     }
 }

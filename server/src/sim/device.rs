@@ -148,6 +148,9 @@ pub struct NewDevice<'a> {
     pub server_id: &'a ServerId,
     pub server_url: &'a str,
     pub auth: AuthType,
+    /// Credentials derived from this factory key instead of random ones
+    /// (the server's auto-enrolment).
+    pub enrol_key: Option<&'a crate::device::enrol::EnrolKey>,
 }
 
 impl DeviceState {
@@ -177,7 +180,26 @@ impl DeviceState {
         };
         let mut tree = Tree::standard(&info, now);
         let sid = new.server_id.as_str();
-        let client_name = dev_id.as_str().trim_start_matches("IMEI:").to_owned();
+        let (client_name, client_secret, client_nonce, server_secret, server_nonce) =
+            match new.enrol_key {
+                Some(k) => {
+                    let d = k.derive_all(dev_id.as_str());
+                    (
+                        dev_id.as_str().to_owned(),
+                        d.client_secret,
+                        d.client_nonce,
+                        d.server_secret,
+                        d.server_nonce,
+                    )
+                }
+                None => (
+                    dev_id.as_str().trim_start_matches("IMEI:").to_owned(),
+                    random_secret(rng),
+                    Nonce::generate(rng),
+                    random_secret(rng),
+                    Nonce::generate(rng),
+                ),
+            };
         add_account(
             &mut tree,
             &AccountSpec {
@@ -186,17 +208,17 @@ impl DeviceState {
                 clcred: StoredCredential {
                     auth_type: new.auth,
                     name: client_name,
-                    secret: random_secret(rng),
+                    secret: client_secret,
                 },
-                client_nonce: Nonce::generate(rng),
+                client_nonce,
                 srvcred: StoredCredential {
                     // The server proves itself with a digest (A.4); HMAC has
                     // no server Cred and basic needs TLS.
                     auth_type: AuthType::Md5,
                     name: sid.to_owned(),
-                    secret: random_secret(rng),
+                    secret: server_secret,
                 },
-                server_nonce: Nonce::generate(rng),
+                server_nonce,
             },
             now,
         );
@@ -456,6 +478,7 @@ mod tests {
             server_id: &sid,
             server_url: "http://127.0.0.1:8080/dm",
             auth: AuthType::Hmac,
+            enrol_key: None,
         };
         let dev = DeviceState::create(
             DevId::parse(random_imei(&mut rng)).unwrap(),

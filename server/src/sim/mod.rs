@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub concurrency: usize,
     /// Per HTTP request.
     pub request_timeout: Duration,
+    /// New devices get credentials derived from this factory key (the
+    /// server's auto-enrolment) instead of random ones.
+    pub enrol_key: Option<crate::device::enrol::EnrolKey>,
 }
 
 impl SimConfig {
@@ -75,6 +78,7 @@ impl SimConfig {
             server_id: ServerId::parse("handover.localhost").expect("valid"),
             concurrency: 256,
             request_timeout: Duration::from_secs(30),
+            enrol_key: None,
         }
     }
 }
@@ -431,6 +435,7 @@ fn create_fleet(cfg: &SimConfig, dir: &Path) -> anyhow::Result<Vec<DeviceState>>
         server_id: &cfg.server_id,
         server_url: &cfg.server,
         auth: cfg.auth,
+        enrol_key: cfg.enrol_key.as_ref(),
     };
     let now = now();
     let mut out = Vec::with_capacity(cfg.devices);

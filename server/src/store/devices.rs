@@ -257,7 +257,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<ImportLine>, String> {
     Ok(out)
 }
 
-fn auth_text(a: AuthType) -> &'static str {
+/// The stored name of an auth scheme.
+pub fn auth_text(a: AuthType) -> &'static str {
     match a {
         AuthType::Md5 => "md5",
         AuthType::Hmac => "hmac",
@@ -318,6 +319,58 @@ pub async fn import(
     }
     tx.commit().await?;
     Ok((added, updated))
+}
+
+/// Adds one device inside `tx` (auto-enrolment), secrets sealed as for
+/// an import.
+pub async fn insert_in(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    l: &ImportLine,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql(
+        "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
+         server_name, server_secret_enc, server_nonce, push_address, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    ))
+    .bind(&l.devid)
+    .bind(auth_text(l.auth))
+    .bind(&l.client_name)
+    .bind(vault.seal(&l.devid, "client_secret", &l.client_secret))
+    .bind(l.client_nonce.to_b64())
+    .bind(&l.server_name)
+    .bind(vault.seal(&l.devid, "server_secret", &l.server_secret))
+    .bind(l.server_nonce.to_b64())
+    .bind(&l.push_address)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces one sealed secret (`client_secret` or `server_secret`).
+pub async fn set_secret(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    devid: &str,
+    field: &str,
+    secret: &Secret,
+) -> Result<(), sqlx::Error> {
+    let column = match field {
+        "client_secret" => "client_secret_enc",
+        "server_secret" => "server_secret_enc",
+        _ => return Err(sqlx::Error::ColumnNotFound(field.to_owned())),
+    };
+    sqlx::query(&db.sql(&format!(
+        "UPDATE devices SET {column} = $2 WHERE devid = $1"
+    )))
+    .bind(devid)
+    .bind(vault.seal(devid, field, secret))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Marks an authenticated contact: first/last seen, `active`.
