@@ -23,7 +23,9 @@ pub(crate) fn message_from_el(root: Elem<'_, '_>) -> Result<Message, DecodeError
     }
     let hdr = sync_hdr(root.required("SyncHdr")?)?;
     let body_el = root.required("SyncBody")?;
-    let mut body = Vec::new();
+    // Sized up front: a `Command` is large, and growing the vector copies
+    // every command decoded so far.
+    let mut body = Vec::with_capacity(body_el.elements().count());
     let mut final_ = false;
     for el in body_el.elements() {
         if el.name() == "Final" {

@@ -57,9 +57,17 @@ fn syntax(doc: &Doc<'_>, stack: &[u32], offset: usize, what: String) -> DecodeEr
     )
 }
 
+/// `piece`, a slice of `input`, as a slice of `valid` (`input` already
+/// checked as UTF-8), without checking it again.
+fn piece_of<'a>(valid: Option<&'a str>, input: &[u8], piece: &[u8]) -> Option<&'a str> {
+    let start = (piece.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    valid?.get(start..start.checked_add(piece.len())?)
+}
+
 fn open<'a>(
     e: &quick_xml::events::BytesStart<'_>,
     input: &'a [u8],
+    valid: Option<&'a str>,
     doc: &Doc<'a>,
     stack: &[u32],
     offset: usize,
@@ -72,9 +80,10 @@ fn open<'a>(
     // name from the input when it is there, as it always is.
     let end = offset + 1 + e.name().as_ref().len();
     let name = match input.get(end - local.len()..end) {
-        Some(there) if there == local => {
-            Cow::Borrowed(std::str::from_utf8(there).map_err(|_| not_utf8())?)
-        }
+        Some(there) if there == local => Cow::Borrowed(match piece_of(valid, input, there) {
+            Some(name) => name,
+            None => std::str::from_utf8(there).map_err(|_| not_utf8())?,
+        }),
         _ => Cow::Owned(
             std::str::from_utf8(local)
                 .map_err(|_| not_utf8())?
@@ -82,7 +91,12 @@ fn open<'a>(
         ),
     };
     let mut ns = parent_ns;
-    if !e.attributes_raw().is_empty() {
+    let raw = e.attributes_raw();
+    if let Some(uri) = lone_xmlns(raw) {
+        if let Some(found) = Ns::from_uri(uri) {
+            ns = found;
+        }
+    } else if !raw.is_empty() {
         for attr in e.attributes() {
             let attr = attr.map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
             if attr.key.as_ref() == b"xmlns" {
@@ -98,10 +112,31 @@ fn open<'a>(
     Ok(Kind::El { name, ns, offset })
 }
 
+/// The value of `raw` when it is exactly one `xmlns="…"` (or `'…'`)
+/// attribute whose value needs no unescaping, as clients write it; `None`
+/// sends anything else through quick-xml's attribute parser and its checks.
+fn lone_xmlns(raw: &[u8]) -> Option<&str> {
+    let rest = raw.trim_ascii_start().strip_prefix(b"xmlns=")?;
+    let (&quote, rest) = rest.split_first()?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let end = rest.iter().position(|&b| b == quote)?;
+    let (value, after) = (&rest[..end], &rest[end + 1..]);
+    if !after.trim_ascii().is_empty() || value.iter().any(|&b| matches!(b, b'&' | b'<')) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()
+}
+
 /// Reads one XML document into a [`Doc`] (see the module docs for what is
 /// tolerated and refused).
 pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Checked as UTF-8 once: names and text that need no unescaping are
+    // then borrowed without checking each again. Invalid input takes the
+    // piecewise checks, which name the element and offset.
+    let valid = std::str::from_utf8(bytes).ok();
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(false);
     // At most one element or text per `<`, about one of each in compact XML.
@@ -140,12 +175,12 @@ pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
                     err.kind = DecodeErrorKind::TooDeep;
                     return Err(err);
                 }
-                let kind = open(&e, bytes, &doc, &stack, offset)?;
+                let kind = open(&e, bytes, valid, &doc, &stack, offset)?;
                 let idx = doc.add(stack.last().copied(), kind);
                 stack.push(idx);
             }
             Event::Empty(e) => {
-                let kind = open(&e, bytes, &doc, &stack, offset)?;
+                let kind = open(&e, bytes, valid, &doc, &stack, offset)?;
                 doc.add(stack.last().copied(), kind);
                 done = stack.is_empty();
             }
@@ -156,9 +191,12 @@ pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
                 done = stack.is_empty();
             }
             Event::Text(t) => {
-                let text = t
-                    .unescape()
-                    .map_err(|e| syntax(&doc, &stack, offset, e.to_string()))?;
+                let text = match piece_of(valid, bytes, &t) {
+                    Some(text) if !text.contains('&') => Cow::Borrowed(text),
+                    _ => t
+                        .unescape()
+                        .map_err(|e| syntax(&doc, &stack, offset, e.to_string()))?,
+                };
                 match stack.last() {
                     Some(&p) => {
                         doc.add(Some(p), Kind::Text(text));
