@@ -157,6 +157,15 @@ pub async fn handle(
                 &mut bus,
             )
             .await?;
+        } else if !ended && messages > 0 && starts_a_session(body) {
+            // The device started over with the same SessionID (e.g. it
+            // restarted mid-session and reuses its id, A.2): the old session
+            // is over; what it transmitted is not sent again.
+            close(
+                rt, &mut tx, &devid, &sid, &state, "aborted", started_at, messages, source,
+                &mut bus,
+            )
+            .await?;
         } else if !ended {
             if messages >= rt.settings.max_messages {
                 close(
@@ -263,6 +272,23 @@ pub async fn handle(
                     info.lang.as_deref().unwrap_or(&d.lang),
                 )
                 .await?;
+                // Package 1's DevInfo goes into the cached tree too (A.3, A.6).
+                for (leaf, v) in [
+                    ("DevId", &info.dev_id),
+                    ("Man", &info.man),
+                    ("Mod", &info.model),
+                    ("DmV", &info.dmv),
+                    ("Lang", &info.lang),
+                ] {
+                    if let Some(v) = v {
+                        inventory_items.push(ReceivedItem {
+                            source: Some(format!("./DevInfo/{leaf}")),
+                            format: Some("chr".into()),
+                            mime: Some("text/plain".into()),
+                            data: v.clone().into_bytes(),
+                        });
+                    }
+                }
                 bus.push(DeviceEvent::DevInfoUpdated {
                     devid: devid.clone(),
                 });
@@ -418,6 +444,11 @@ pub async fn handle(
         Some(t) => Reply::Message(t.bytes),
         None => Reply::Refused(500, "no answer"),
     })
+}
+
+/// A client's first message of a session: MsgID 1 (A.2).
+fn starts_a_session(body: &[u8]) -> bool {
+    syncml::decode(body).is_ok_and(|m| m.hdr.msg_id.get() == 1)
 }
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {
