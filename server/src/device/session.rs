@@ -262,6 +262,17 @@ pub async fn handle(
             }
             ServerEvent::DevInfo(info) if device.is_some() => {
                 let d = device.as_ref().expect("checked");
+                let same =
+                    |new: &Option<String>, old: &str| new.as_deref().is_none_or(|n| n == old);
+                if d.first_seen.is_some()
+                    && same(&info.man, &d.man)
+                    && same(&info.model, &d.model)
+                    && same(&info.dmv, &d.dmv)
+                    && same(&info.lang, &d.lang)
+                {
+                    // Known and unchanged: nothing to write (most sessions).
+                    continue;
+                }
                 devices::set_devinfo(
                     db,
                     &mut tx,
@@ -436,7 +447,9 @@ pub async fn handle(
     let key = throttle_key(&devid);
     if auth_failed {
         throttle::fail(db, &key, &DM_POLICY, now).await?;
-    } else if authenticated {
+    } else if authenticated && th.failures > 0 {
+        // Only a device with failures on record has anything to clear: no
+        // write for the usual message.
         throttle::clear(db, &key).await?;
     }
     publish(rt, bus);
