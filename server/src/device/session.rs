@@ -164,6 +164,15 @@ pub async fn handle(
                 &mut bus,
             )
             .await?;
+        } else if !ended && messages > 0 && starts_a_session(body) {
+            // The device started over with the same SessionID (e.g. it
+            // restarted mid-session and reuses its id, A.2): the old session
+            // is over; what it transmitted is not sent again.
+            close(
+                rt, &mut tx, &devid, &sid, &state, "aborted", started_at, messages, source,
+                &mut bus,
+            )
+            .await?;
         } else if !ended {
             if messages >= rt.settings.max_messages {
                 close(
@@ -273,6 +282,17 @@ pub async fn handle(
             }
             ServerEvent::DevInfo(info) if device.is_some() => {
                 let d = device.as_ref().expect("checked");
+                let same =
+                    |new: &Option<String>, old: &str| new.as_deref().is_none_or(|n| n == old);
+                if d.first_seen.is_some()
+                    && same(&info.man, &d.man)
+                    && same(&info.model, &d.model)
+                    && same(&info.dmv, &d.dmv)
+                    && same(&info.lang, &d.lang)
+                {
+                    // Known and unchanged: nothing to write (most sessions).
+                    continue;
+                }
                 devices::set_devinfo(
                     db,
                     &mut tx,
@@ -283,6 +303,23 @@ pub async fn handle(
                     info.lang.as_deref().unwrap_or(&d.lang),
                 )
                 .await?;
+                // Package 1's DevInfo goes into the cached tree too (A.3, A.6).
+                for (leaf, v) in [
+                    ("DevId", &info.dev_id),
+                    ("Man", &info.man),
+                    ("Mod", &info.model),
+                    ("DmV", &info.dmv),
+                    ("Lang", &info.lang),
+                ] {
+                    if let Some(v) = v {
+                        inventory_items.push(ReceivedItem {
+                            source: Some(format!("./DevInfo/{leaf}")),
+                            format: Some("chr".into()),
+                            mime: Some("text/plain".into()),
+                            data: v.clone().into_bytes(),
+                        });
+                    }
+                }
                 bus.push(DeviceEvent::DevInfoUpdated {
                     devid: devid.clone(),
                 });
@@ -430,7 +467,9 @@ pub async fn handle(
     let key = throttle_key(&devid);
     if auth_failed {
         throttle::fail(db, &key, &DM_POLICY, now).await?;
-    } else if authenticated {
+    } else if authenticated && th.failures > 0 {
+        // Only a device with failures on record has anything to clear: no
+        // write for the usual message.
         throttle::clear(db, &key).await?;
     }
     publish(rt, bus);
@@ -474,6 +513,11 @@ async fn enrol(
     };
     devices::insert_in(&rt.db, tx, &rt.vault, &line).await?;
     Ok(())
+}
+
+/// A client's first message of a session: MsgID 1 (A.2).
+fn starts_a_session(body: &[u8]) -> bool {
+    syncml::decode(body).is_ok_and(|m| m.hdr.msg_id.get() == 1)
 }
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {
