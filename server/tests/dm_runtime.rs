@@ -340,15 +340,31 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     assert_eq!(hist[0].outcome, "auth-failed");
 
     // 413 before the body is read; 415 for other media types.
+    // Announce 2 MiB and send none of it: the answer must come without the
+    // server waiting for the body.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut conn = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let head = format!(
+            "POST /dm HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/vnd.syncml.dm+xml\r\nContent-Length: {}\r\n\r\n",
+            2 * 1024 * 1024
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+            .await
+            .expect("answered before the body was sent")
+            .unwrap();
+        let status_line = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    }
     let http = reqwest::Client::new();
-    let res = http
-        .post(&url)
-        .header("content-type", "application/vnd.syncml.dm+xml")
-        .body(vec![b'<'; 2 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 413);
     let res = http
         .post(&url)
         .header("content-type", "text/plain")
