@@ -5,7 +5,7 @@ use super::auth::internal;
 use super::Portal;
 use crate::dm::acl::Acl;
 use crate::dm::StatusCode;
-use crate::store::inventory;
+use crate::store::{devices, inventory};
 use handover_app::api::devices::{
     DeviceDetail, DeviceFacets, DevicePage, DeviceQuery, JobRow, SessionRow, TreeNodeRow,
     COUNT_CAP, PAGE_SIZE,
@@ -74,7 +74,7 @@ impl Portal {
             .map_err(internal)?
             .ok_or_else(not_found)?;
         let (sessions, jobs) = tokio::try_join!(
-            inventory::sessions(&self.db, &devid, 20),
+            devices::sessions(&self.db, &devid, 20),
             inventory::jobs(&self.db, &devid, 50)
         )
         .map_err(internal)?;

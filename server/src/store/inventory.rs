@@ -223,43 +223,6 @@ pub async fn device(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error>
     }))
 }
 
-/// A finished DM session, as `session_history` keeps it.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub session_id: String,
-    pub started_at: i64,
-    pub ended_at: i64,
-    pub outcome: String,
-    pub messages: i64,
-    pub commands: i64,
-    pub source: String,
-}
-
-/// The device's latest sessions, newest first.
-pub async fn sessions(db: &Db, devid: &str, limit: i64) -> Result<Vec<Session>, sqlx::Error> {
-    let rows = sqlx::query(&db.sql(
-        "SELECT session_id, started_at, ended_at, outcome, messages, commands, source \
-         FROM session_history WHERE devid = $1 ORDER BY id DESC LIMIT $2",
-    ))
-    .bind(devid)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Session {
-                session_id: r.try_get("session_id")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                outcome: r.try_get("outcome")?,
-                messages: r.try_get("messages")?,
-                commands: r.try_get("commands")?,
-                source: r.try_get("source")?,
-            })
-        })
-        .collect()
-}
-
 /// A DM command of the device's queue, as `jobs` keeps it.
 #[derive(Debug, Clone)]
 pub struct Job {
