@@ -221,18 +221,21 @@ impl Acl {
         out
     }
 
-    /// The B.6 value: `effective` with `server` added. Entries in the order
-    /// Add, Delete, Exec, Get, Replace; each existing entry keeps its ids
-    /// in order with `server` appended, unless it is present or the entry
-    /// holds `*` (then it stays as is); a right in `rights` without an entry
-    /// gets `<cmd>=<server>`.
+    /// The B.6 value: `effective` with `server` added for the granted
+    /// `rights`. Entries in the order Add, Delete, Exec, Get, Replace; the
+    /// entry of a granted right keeps its ids in order with `server`
+    /// appended, unless it is present or the entry holds `*` (then it stays
+    /// as is); a granted right without an entry gets `<cmd>=<server>`.
+    /// Entries of rights not granted are copied unchanged: DMS-2 gets no
+    /// more than the terms grant.
     pub fn with_server_added(effective: &Acl, server: &ServerId, rights: &[AclCmd]) -> Acl {
         let mut out = Acl::empty();
         for cmd in AclCmd::ALL {
             let ids = effective.ids(cmd);
             if !ids.is_empty() {
                 let mut ids = ids.to_vec();
-                if !ids
+                if rights.contains(&cmd)
+                    && !ids
                     .iter()
                     .any(|i| matches!(i, AclId::Any) || i.matches(server))
                 {
@@ -368,10 +371,10 @@ mod tests {
             Acl::with_server_added(&eff, &d2, &all).to_string(),
             "Add=dms1+x+dms2&Delete=dms2&Exec=dms2&Get=*&Replace=dms1+dms2"
         );
-        // rights not granted: existing entries still get DMS-2, no new entries
+        // rights not granted: entries copied unchanged, no new entries
         assert_eq!(
-            Acl::with_server_added(&eff, &d2, &[AclCmd::Get]).to_string(),
-            "Add=dms1+x+dms2&Get=*&Replace=dms1+dms2"
+            Acl::with_server_added(&eff, &d2, &[AclCmd::Get, AclCmd::Add]).to_string(),
+            "Add=dms1+x+dms2&Get=*&Replace=dms1"
         );
         // already present: unchanged
         let eff = Acl::parse("Get=dms2+dms1").unwrap();
