@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod dmtool;
+pub mod engine;
 pub mod ops;
 pub mod portal;
 pub mod secrets;

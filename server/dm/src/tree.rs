@@ -91,6 +91,20 @@ impl Property {
             _ => return None,
         })
     }
+
+    /// The name as written after `?prop=` (A.7).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acl => "ACL",
+            Self::Format => "Format",
+            Self::Name => "Name",
+            Self::Size => "Size",
+            Self::Title => "Title",
+            Self::TStamp => "TStamp",
+            Self::Type => "Type",
+            Self::VerNo => "VerNo",
+        }
+    }
 }
 
 /// What a command addresses (A.7): a node, or a property `<uri>?prop=<Name>`.
@@ -139,6 +153,16 @@ impl Target {
     pub fn uri(&self) -> &TreeUri {
         match self {
             Self::Node(u) | Self::Prop(u, _) => u,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    /// `<uri>` or `<uri>?prop=<Name>` (A.7), as [`Target::parse`] reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Node(u) => write!(f, "{u}"),
+            Self::Prop(u, p) => write!(f, "{u}?prop={}", p.as_str()),
         }
     }
 }

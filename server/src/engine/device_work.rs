@@ -1,0 +1,179 @@
+//! The device side of a delegation: tree operations of the plans
+//! (handover-delegation) as queued jobs, and the device tree as this
+//! server last read it, rebuilt for planning.
+
+use crate::device::tree_cache::CachedNode;
+use crate::store::jobs::{JobCommand, Value};
+use base64::Engine;
+use handover_dm::{Acl, NewNode, Op, Target, Timestamp, Tree, TreeUri};
+
+fn target_text(t: &Target) -> String {
+    t.to_string()
+}
+
+/// Text stays text (`data`); anything else travels as `data_b64`.
+fn value(bytes: &[u8], format: Option<String>, mime: Option<String>) -> Value {
+    let (data, data_b64) = match std::str::from_utf8(bytes) {
+        Ok(t) => (Some(t.to_owned()), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    };
+    Value {
+        data,
+        data_b64,
+        format,
+        mime,
+    }
+}
+
+/// One tree operation as a queued command.
+pub fn command(op: &Op) -> JobCommand {
+    match op {
+        Op::Get(t) => JobCommand::Get {
+            target: target_text(t),
+            walk: false,
+        },
+        Op::Add(t, NewNode::Interior { mime }) => JobCommand::Add {
+            target: target_text(t),
+            value: Value {
+                format: Some("node".into()),
+                mime: mime.clone(),
+                ..Value::default()
+            },
+        },
+        Op::Add(
+            t,
+            NewNode::Leaf {
+                value: v,
+                format,
+                mime,
+            },
+        ) => JobCommand::Add {
+            target: target_text(t),
+            value: value(v, Some(format.clone()), mime.clone()),
+        },
+        Op::Replace {
+            target,
+            data,
+            format,
+            mime,
+        } => JobCommand::Replace {
+            target: target_text(target),
+            value: value(data, format.clone(), mime.clone()),
+        },
+        Op::Delete(t) => JobCommand::Delete {
+            target: target_text(t),
+        },
+        Op::Exec(t, data) => JobCommand::Exec {
+            target: target_text(t),
+            value: data
+                .as_deref()
+                .map(|d| value(d, None, None))
+                .unwrap_or_default(),
+        },
+        Op::Copy { source, target } => JobCommand::Copy {
+            source: target_text(source),
+            target: target_text(target),
+        },
+    }
+}
+
+/// Operations that must all apply or none (A.3 Atomic).
+pub fn atomic(ops: &[Op]) -> JobCommand {
+    JobCommand::Atomic {
+        commands: ops.iter().map(command).collect(),
+    }
+}
+
+/// Operations run in order, stopping at the first failure (A.3 Sequence).
+pub fn sequence(ops: &[Op]) -> JobCommand {
+    JobCommand::Sequence {
+        commands: ops.iter().map(command).collect(),
+    }
+}
+
+/// The device tree as last read (`devices.tree`), with values and ACLs,
+/// as a handover-dm tree to plan on. Nodes whose URI or ACL does not parse
+/// are left out; the root keeps the A.7 default when its ACL was not read.
+pub fn tree_from_cache(json: &str) -> Tree {
+    let nodes: Vec<CachedNode> = serde_json::from_str(json).unwrap_or_default();
+    let mut tree = Tree::default();
+    let now = Timestamp(0);
+    for n in &nodes {
+        let Ok(u) = TreeUri::parse(&n.uri) else {
+            continue;
+        };
+        if !u.is_root() {
+            let node = if n.kind == "interior" {
+                NewNode::interior()
+            } else {
+                NewNode::Leaf {
+                    value: n.value.as_bytes().to_vec(),
+                    format: if n.format.is_empty() {
+                        "chr".into()
+                    } else {
+                        n.format.clone()
+                    },
+                    mime: (!n.mime.is_empty()).then(|| n.mime.clone()),
+                }
+            };
+            tree.put_local(&u, node, now);
+        }
+    }
+    // ACLs after the nodes: an interior node read after its children would
+    // otherwise lose its ACL when it is (re)created.
+    for n in &nodes {
+        if let (Ok(u), Ok(acl)) = (TreeUri::parse(&n.uri), Acl::parse(&n.acl)) {
+            if !acl.is_empty() {
+                tree.set_acl_local(&u, acl);
+            }
+        }
+    }
+    tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handover_dm::tree::Property;
+    use handover_dm::{AclCmd, ServerId};
+
+    #[test]
+    fn cached_tree_keeps_acls_and_kinds() {
+        let json = r#"[
+            {"uri":".","kind":"interior","format":"node","type":"","value":"DevInfo/Vendor","acl":"Add=*&Get=*&Replace=a"},
+            {"uri":"./Vendor","kind":"interior","format":"node","type":"","value":"Apps","acl":"Get=*&Replace=a"},
+            {"uri":"./Vendor/Apps","kind":"interior","format":"node","type":"","value":"","acl":""},
+            {"uri":"./Vendor/Apps/Mail","kind":"leaf","format":"chr","type":"text/plain","value":"on","acl":""}
+        ]"#;
+        let t = tree_from_cache(json);
+        let a = ServerId::parse("a").unwrap();
+        let u = TreeUri::parse("./Vendor/Apps").unwrap();
+        assert!(t.node(&u).unwrap().is_interior());
+        assert!(t.allows(&u, AclCmd::Replace, &a));
+        assert!(t.may_replace_acl(&u, &a));
+        assert_eq!(
+            t.value(&TreeUri::parse("./Vendor/Apps/Mail").unwrap()),
+            Some(&b"on"[..])
+        );
+    }
+
+    #[test]
+    fn operations_become_commands() {
+        let op = Op::Replace {
+            target: Target::Prop(TreeUri::parse("./A").unwrap(), Property::Acl),
+            data: b"Get=*".to_vec(),
+            format: None,
+            mime: None,
+        };
+        let c = atomic(&[op, Op::Delete(Target::Node(TreeUri::parse("./B").unwrap()))]);
+        c.validate().unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"cmd":"Atomic","commands":[{"cmd":"Replace","target":"./A?prop=ACL","data":"Get=*"},{"cmd":"Delete","target":"./B"}]}"#
+        );
+    }
+}
