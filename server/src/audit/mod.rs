@@ -106,61 +106,11 @@ static APPEND_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// `prev_hash`; the loser reads the new head and tries again.
 pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let _guard = APPEND_LOCK.lock().await;
-    let details = entry.details.to_string();
-    let code = entry.event.code();
     for _ in 0..50 {
         let mut tx = db.pool().begin().await?;
-        if db.dialect() == Dialect::Postgres {
-            // Instances sharing one PostgreSQL append one at a time.
-            sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            // A write first, so SQLite takes its write lock now (waiting
-            // for busy writers): a read transaction that writes later fails
-            // at once when another connection committed in between.
-            sqlx::query("UPDATE audit_log SET seq = seq WHERE seq < 0")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (prev_seq, prev_hash) = match head {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS.to_owned()),
-        };
-        let seq = prev_seq + 1;
-        let time = now_ms();
-        let bytes = canonical(
-            seq,
-            time,
-            code,
-            &entry.actor,
-            &entry.subject,
-            &entry.source,
-            &details,
-        );
-        let hash = chain_hash(&prev_hash, &bytes);
-        let res = sqlx::query(&db.sql(
-            "INSERT INTO audit_log (seq, time, code, actor, subject, source, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        ))
-        .bind(seq)
-        .bind(time)
-        .bind(code)
-        .bind(&entry.actor)
-        .bind(&entry.subject)
-        .bind(&entry.source)
-        .bind(&details)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Ok(_) => {
+        match append_in(db, &mut tx, &entry).await {
+            Ok(seq) => {
                 tx.commit().await?;
-                tracing::debug!(seq, event = entry.event.name(), actor = %entry.actor, subject = %entry.subject, "audit");
                 return Ok(seq);
             }
             Err(e) if is_unique_violation(&e) => {
@@ -173,6 +123,69 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
     Err(sqlx::Error::Protocol(
         "the audit log head kept moving".into(),
     ))
+}
+
+/// Appends one entry inside the caller's transaction, so that it commits
+/// (or not) together with the change it records. The transaction holds the
+/// log's write lock from here to its end; a racing writer that still
+/// collides makes this fail with a unique violation, and the caller's
+/// whole transaction is retried.
+pub async fn append_in(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &NewEntry,
+) -> Result<i64, sqlx::Error> {
+    let details = entry.details.to_string();
+    let code = entry.event.code();
+    if db.dialect() == Dialect::Postgres {
+        // Instances sharing one PostgreSQL append one at a time.
+        sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
+            .execute(&mut **tx)
+            .await?;
+    } else {
+        // A write first, so SQLite takes its write lock now (waiting for
+        // busy writers): a read transaction that writes later fails at once
+        // when another connection committed in between.
+        sqlx::query("UPDATE audit_log SET seq = seq WHERE seq < 0")
+            .execute(&mut **tx)
+            .await?;
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (prev_seq, prev_hash) = match head {
+        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+        None => (0, GENESIS.to_owned()),
+    };
+    let seq = prev_seq + 1;
+    let time = now_ms();
+    let bytes = canonical(
+        seq,
+        time,
+        code,
+        &entry.actor,
+        &entry.subject,
+        &entry.source,
+        &details,
+    );
+    let hash = chain_hash(&prev_hash, &bytes);
+    sqlx::query(&db.sql(
+        "INSERT INTO audit_log (seq, time, code, actor, subject, source, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    ))
+    .bind(seq)
+    .bind(time)
+    .bind(code)
+    .bind(&entry.actor)
+    .bind(&entry.subject)
+    .bind(&entry.source)
+    .bind(&details)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    tracing::debug!(seq, event = entry.event.name(), actor = %entry.actor, subject = %entry.subject, "audit");
+    Ok(seq)
 }
 
 fn entry_from_row(r: &AnyRow) -> Result<Entry, sqlx::Error> {

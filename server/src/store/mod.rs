@@ -6,6 +6,7 @@
 //! placeholders and rewritten for SQLite by [`Db::sql`].
 
 pub mod api_tokens;
+pub mod delegations;
 pub mod devices;
 pub mod inventory;
 pub mod jobs;
