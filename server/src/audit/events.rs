@@ -69,6 +69,23 @@ events! {
     CommandQueued = 2007, "device.command_queued";
     DeviceEnrolled = 2008, "device.enrolled";
     ApiTokenCreated = 2101, "api.token_created";
+    DelegationRequested = 3001, "delegation.requested";
+    DelegationApproved = 3002, "delegation.approved";
+    DelegationRejected = 3003, "delegation.rejected";
+    DelegationProposed = 3004, "delegation.proposed";
+    DelegationAccepted = 3005, "delegation.accepted";
+    DelegationMessageSent = 3010, "delegation.message_sent";
+    DelegationMessageReceived = 3011, "delegation.message_received";
+    DelegationSignatureVerified = 3012, "delegation.signature_verified";
+    DelegationMessageRefused = 3013, "delegation.message_refused";
+    DelegationStateChanged = 3020, "delegation.state_changed";
+    DelegationDeviceWork = 3021, "delegation.device_work";
+    DelegationCompleted = 3030, "delegation.completed";
+    DelegationAborted = 3031, "delegation.aborted";
+    DelegationReverted = 3032, "delegation.reverted";
+    DelegationRevoked = 3033, "delegation.revoked";
+    DelegationRelinquished = 3034, "delegation.relinquished";
+    DelegationSecretsPurged = 3035, "delegation.secrets_purged";
 }
 
 #[cfg(test)]

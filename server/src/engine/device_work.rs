@@ -3,9 +3,13 @@
 //! server last read it, rebuilt for planning.
 
 use crate::device::tree_cache::CachedNode;
+use crate::device::vault::Vault;
 use crate::store::jobs::{JobCommand, Value};
+use crate::store::{devices, now_ms, Db};
 use base64::Engine;
-use handover_dm::{Acl, NewNode, Op, Target, Timestamp, Tree, TreeUri};
+use handover_delegation::wire::Grant;
+use handover_dm::{Acl, NewNode, Op, Secret, Target, Timestamp, Tree, TreeUri};
+use sqlx::{Any, Transaction};
 
 fn target_text(t: &Target) -> String {
     t.to_string()
@@ -132,6 +136,99 @@ pub fn tree_from_cache(json: &str) -> Tree {
         }
     }
     tree
+}
+
+/// DMS-2 (B.5 step 3): the device's account with the one-time values of
+/// the grant, so that the DM endpoint accepts the client's bootstrap
+/// session and package 0 is signed with the one-time server secret. A
+/// device this server knew before (an earlier delegation) is taken over.
+#[allow(clippy::too_many_arguments)]
+pub async fn provision_bootstrap(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    devid: &str,
+    grant: &Grant,
+    authority: &str,
+) -> Result<(), sqlx::Error> {
+    let auth = devices::auth_text(grant.auth_type);
+    let cs = vault.seal(devid, "client_secret", &Secret::new(grant.client_secret.expose()));
+    let ss = vault.seal(devid, "server_secret", &Secret::new(grant.server_secret.expose()));
+    let push = grant.push_address.clone().unwrap_or_default();
+    let updated = sqlx::query(&db.sql(
+        "UPDATE devices SET auth_type = $2, client_name = $3, client_secret_enc = $4, \
+         client_nonce = $5, server_name = $6, server_secret_enc = $7, server_nonce = $8, \
+         push_address = $9, authority = $10, state = 'provisioned' WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(auth)
+    .bind(&grant.client_name)
+    .bind(&cs)
+    .bind(grant.client_nonce.expose())
+    .bind(&grant.server_name)
+    .bind(&ss)
+    .bind(grant.server_nonce.expose())
+    .bind(&push)
+    .bind(authority)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(&db.sql(
+            "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
+             server_name, server_secret_enc, server_nonce, push_address, authority, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        ))
+        .bind(devid)
+        .bind(auth)
+        .bind(&grant.client_name)
+        .bind(&cs)
+        .bind(grant.client_nonce.expose())
+        .bind(&grant.server_name)
+        .bind(&ss)
+        .bind(grant.server_nonce.expose())
+        .bind(&push)
+        .bind(authority)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// DMS-2 forgets the client's credentials (B.6 revert, B.7): the secrets
+/// are overwritten with fresh random ones nobody knows, queued jobs are
+/// dropped, and the device is marked `released`. The row stays for the
+/// history pages.
+pub async fn forget_device(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    devid: &str,
+) -> Result<(), sqlx::Error> {
+    let junk = || {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::rngs::OsRng.gen();
+        Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    sqlx::query(&db.sql(
+        "UPDATE devices SET client_secret_enc = $2, server_secret_enc = $3, push_address = '', \
+         state = 'released' WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(vault.seal(devid, "client_secret", &junk()))
+    .bind(vault.seal(devid, "server_secret", &junk()))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&db.sql(
+        "UPDATE jobs SET state = 'failed', error = 'the delegation ended', updated_at = $2 \
+         WHERE devid = $1 AND state = 'queued'",
+    ))
+    .bind(devid)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
