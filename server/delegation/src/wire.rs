@@ -471,9 +471,9 @@ impl Terms {
     }
 }
 
-/// The bootstrap grant DMS-1 sends in `Start` (B.5 step 2, B.9 `Grant`).
+/// The one-time credentials of the bootstrap grant (B.5 step 1, B.9 `Grant`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Grant {
+pub struct BootstrapCredentials {
     /// The full URI of DMS-2's account node, e.g. `./DMAcc/corp-example`.
     pub account_node: String,
     pub auth_type: AuthType,
@@ -489,6 +489,12 @@ pub struct Grant {
     pub server_nonce: OneTime,
     /// The device's HTTP push URL, if it has one.
     pub push_address: Option<String>,
+}
+
+/// The bootstrap grant DMS-1 sends in `Start` (B.5 step 2, B.9 `Grant`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub credentials: BootstrapCredentials,
     /// When DMS-2 must have sent Bootstrapped.
     pub deadline: UtcTime,
 }
@@ -1077,7 +1083,7 @@ fn read_grant(g: &El) -> WireResult<Grant> {
         Some(p) => Some(p.canonical()?.to_owned()),
         None => None,
     };
-    Ok(Grant {
+    let credentials = BootstrapCredentials {
         account_node: node.text.clone(),
         auth_type,
         client_name: grant_name(g.req("ClientName")?)?,
@@ -1087,6 +1093,9 @@ fn read_grant(g: &El) -> WireResult<Grant> {
         server_secret: OneTime::new(grant_name(g.req("ServerSecret")?)?),
         server_nonce: grant_nonce(g.req("ServerNonce")?)?,
         push_address,
+    };
+    Ok(Grant {
+        credentials,
         deadline: g.req("Deadline")?.time()?,
     })
 }
@@ -1308,7 +1317,8 @@ fn write_terms(w: &mut Writer, t: &Terms) {
     w.close("Terms");
 }
 
-fn write_grant(w: &mut Writer, g: &Grant) {
+fn write_grant(w: &mut Writer, grant: &Grant) {
+    let g = &grant.credentials;
     w.open("Grant", &[]);
     w.leaf("AccountNode", &g.account_node);
     w.leaf("AuthType", g.auth_type.aauth_type());
@@ -1321,7 +1331,7 @@ fn write_grant(w: &mut Writer, g: &Grant) {
     if let Some(p) = &g.push_address {
         w.leaf("PushAddress", p);
     }
-    w.leaf("Deadline", &g.deadline.to_string());
+    w.leaf("Deadline", &grant.deadline.to_string());
     w.close("Grant");
 }
 

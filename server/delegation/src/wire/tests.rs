@@ -382,8 +382,7 @@ fn b9_nonces_and_signatures_are_canonical_base64() {
         "AAECAwQFBgcICQoLDA0O",      // 15 bytes
         "AAECAwQFBgcI CQoLDA0ODw==", // whitespace
     ] {
-        let s = doc("Notification", &format!("{TERMS}<Nonce>{bad}</Nonce>"))
-            .replace("corp.example</Sender>", "corp.example</Sender>");
+        let s = doc("Notification", &format!("{TERMS}<Nonce>{bad}</Nonce>"));
         refused(&s, 400, "Nonce");
     }
     refused(
@@ -614,15 +613,17 @@ fn grant() -> impl Strategy<Value = Grant> {
     )
         .prop_map(
             |((cn, cs, sn, ss), (c_nonce, s_nonce), auth, push, deadline)| Grant {
-                account_node: "./DMAcc/corp-example".into(),
-                auth_type: [AuthType::Basic, AuthType::Md5, AuthType::Hmac][auth],
-                client_name: cn,
-                client_secret: OneTime::new(cs),
-                client_nonce: c_nonce,
-                server_name: sn,
-                server_secret: OneTime::new(ss),
-                server_nonce: s_nonce,
-                push_address: push,
+                credentials: BootstrapCredentials {
+                    account_node: "./DMAcc/corp-example".into(),
+                    auth_type: [AuthType::Basic, AuthType::Md5, AuthType::Hmac][auth],
+                    client_name: cn,
+                    client_secret: OneTime::new(cs),
+                    client_nonce: c_nonce,
+                    server_name: sn,
+                    server_secret: OneTime::new(ss),
+                    server_nonce: s_nonce,
+                    push_address: push,
+                },
                 deadline,
             },
         )
