@@ -187,7 +187,8 @@ pub enum Output {
     ClearDeadline,
     /// Erase the one-time secrets and nonces of the grant (B.5 step 3, B.6).
     PurgeSecrets,
-    /// The state changed (names as in the module diagram).
+    /// The state changed (names as in the module diagram; `from` is empty
+    /// for a new delegation).
     StateChanged {
         from: &'static str,
         to: &'static str,
@@ -695,6 +696,12 @@ impl Dms1 {
         keys: Keys<'_>,
     ) -> Step {
         let mut out = Vec::new();
+        if let (Dms1State::Completing { .. }, Payload::Relinquish(_)) = (&self.state, &msg.payload)
+        {
+            // DMS-2 relinquishes only once Complete is accepted: the answer
+            // to Complete is still on its way (B.3: replies can overtake answers).
+            self.complete(now, &mut out);
+        }
         if let Err(answer) =
             self.shared
                 .check(msg, self.state.ended(), self.expected(), self.pending())
@@ -773,23 +780,27 @@ impl Dms1 {
         }
     }
 
+    /// Complete was accepted: `Completing` → `Completed`; for `full` +
+    /// `permanent` DMS-1 then Deletes its own DMAcc (B.6).
+    fn complete(&mut self, now: UtcTime, out: &mut Vec<Output>) {
+        let Dms1State::Completing { acls, .. } = &self.state else {
+            return;
+        };
+        let acls = acls.clone();
+        self.shared.completed_at = Some(now);
+        if self.shared.terms.is_handover() {
+            out.push(Output::DeviceWork(DeviceWork::DeleteOwnAccount));
+        }
+        self.go(Dms1State::Completed { acls }, out);
+    }
+
     /// The answer code to a message we sent (B.3 "Delivery"). 5xx and other
     /// codes change nothing: the transport resends.
     pub fn handle_answer(&mut self, now: UtcTime, sent: MsgType, code: u16) -> Vec<Output> {
         let mut out = Vec::new();
         match classify(sent, code) {
-            Final::Delivered => {
-                if sent == MsgType::Complete {
-                    if let Dms1State::Completing { acls, .. } = &self.state {
-                        let acls = acls.clone();
-                        self.shared.completed_at = Some(now);
-                        if self.shared.terms.is_handover() {
-                            out.push(Output::DeviceWork(DeviceWork::DeleteOwnAccount));
-                        }
-                        self.go(Dms1State::Completed { acls }, &mut out);
-                    }
-                }
-            }
+            Final::Delivered if sent == MsgType::Complete => self.complete(now, &mut out),
+            Final::Delivered => {}
             Final::Abort { reason, send } if self.pending() => self.abort(reason, send, &mut out),
             Final::Abort { .. } | Final::Retry => {}
         }

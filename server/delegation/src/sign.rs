@@ -176,6 +176,49 @@ mod tests {
         );
     }
 
+    /// The vector's terms as a received Notification: subtrees unsorted,
+    /// rights in another order, one URI written with a character reference.
+    #[test]
+    fn b9_vector_from_a_received_notification() {
+        let doc = r#"<DelegationMessage xmlns="urn:dm-delegation:1.0" Version="1.0">
+  <MsgType>Notification</MsgType>
+  <MsgID>6f1c2a90-5b1e-4c8e-a1c2-0d9e8f7a6b5c</MsgID>
+  <DelegationID>0b7e7c1e-3a52-4c1e-9d7a-2f1c8e4b5a60</DelegationID>
+  <Sender>corp.example</Sender>
+  <Recipient>carrier.example</Recipient>
+  <Sent>2026-11-27T10:00:00Z</Sent>
+  <Terms>
+    <Initiator>delegated</Initiator>
+    <DelegatingServer>carrier.example</DelegatingServer>
+    <DelegatedServer>corp.example</DelegatedServer>
+    <Device><DevId>IMEI:490154203237518</DevId><Man>Acme</Man><Mod>X1</Mod></Device>
+    <Type>partial</Type>
+    <Scope>
+      <Subtree URI="./Vendor/Corp/Apps" Rights="Replace,Get,Delete,Add"/>
+      <Subtree URI="&#x2e;/DevDetail" Rights="Get"/>
+      <Subtree URI="./Vendor-Corp/Certs" Rights="Get"/>
+    </Scope>
+    <Term>temporary</Term>
+    <Expires>2026-12-31T00:00:00Z</Expires>
+  </Terms>
+  <Nonce>AAECAwQFBgcICQoLDA0ODw==</Nonce>
+</DelegationMessage>"#;
+        let m =
+            crate::wire::DelegationMessage::parse(doc.as_bytes(), crate::wire::MEDIA_TYPE).unwrap();
+        let crate::wire::Payload::Notification { terms, nonce } = &m.payload else {
+            panic!()
+        };
+        let input = signature_input(
+            &canonical_terms(&m.delegation_id, terms),
+            &m.sender,
+            nonce,
+            &NonceB64::parse("EBESExQVFhcYGRobHB0eHw==").unwrap(),
+        );
+        assert_eq!(input, vector_input());
+        let key = verifying_key_from_spki(&B64.decode(SPKI).unwrap()).unwrap();
+        assert!(verify(&key, &input, &SignatureB64::parse(SIG).unwrap()));
+    }
+
     #[test]
     fn b1_spki_fingerprint() {
         assert_eq!(

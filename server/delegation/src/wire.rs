@@ -188,17 +188,24 @@ impl UtcTime {
     }
 }
 
+/// Saturates at the ends of the representable range, so that a configured
+/// deadline can never panic.
 impl Add<Duration> for UtcTime {
     type Output = UtcTime;
     fn add(self, d: Duration) -> UtcTime {
-        UtcTime::new(self.0 + d)
+        let end = if d.is_negative() {
+            PrimitiveDateTime::MIN
+        } else {
+            PrimitiveDateTime::MAX
+        };
+        UtcTime::new(self.0.checked_add(d).unwrap_or(end.assume_utc()))
     }
 }
 
 impl Sub<Duration> for UtcTime {
     type Output = UtcTime;
     fn sub(self, d: Duration) -> UtcTime {
-        UtcTime::new(self.0 - d)
+        self + -d
     }
 }
 

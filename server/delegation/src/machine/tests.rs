@@ -978,6 +978,25 @@ fn b9_dms1_honours_abort_while_completing_and_reverts_on_410() {
 }
 
 #[test]
+fn b3_relinquish_overtaking_the_answer_to_complete_completes_then_relinquishes() {
+    let mut w = World::new(Side::One, partial(), temporary());
+    w.run_until(Side::One, "Completing");
+    let (from, p) = w.intercept();
+    let complete = w.wrap(from, p);
+    assert_eq!(w.receive(Side::Two, &complete).code, 200);
+    let out = w.two().relinquish("done early").unwrap();
+    w.absorb(Side::Two, out);
+    w.clear_log();
+    let (_, t, code) = w.deliver().unwrap();
+    assert_eq!((t, code), (MsgType::Relinquish, 200));
+    assert_eq!(w.state(Side::One), "Relinquished");
+    assert_eq!(revert_of(&w), Revert::Reverting);
+    // The late answer to Complete changes nothing.
+    w.answer(Side::One, MsgType::Complete, 200);
+    assert_eq!(w.state(Side::One), "Relinquished");
+}
+
+#[test]
 fn b9_after_completion_abort_is_409_with_the_next_expected() {
     let mut w = World::new(Side::One, partial(), temporary());
     w.run();

@@ -700,3 +700,17 @@ proptest! {
         prop_assert_eq!(back, Ok(m), "{}", String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn b9_time_arithmetic_saturates_and_text_is_unique() {
+    let t = UtcTime::parse("2026-11-27T10:00:00Z").unwrap();
+    assert_eq!(
+        (t + Duration::minutes(10)).to_string(),
+        "2026-11-27T10:10:00Z"
+    );
+    assert_eq!((t - Duration::days(1)).to_string(), "2026-11-26T10:00:00Z");
+    assert!(t + Duration::MAX > t);
+    assert!(t - Duration::MAX < t);
+    assert_eq!(UtcTime::parse("2026-02-30T10:00:00Z"), None);
+    assert_eq!(UtcTime::parse("2026-11-27T24:00:00Z"), None);
+}
