@@ -411,11 +411,8 @@ enum Final {
 }
 
 fn classify(sent: MsgType, code: u16) -> Final {
-    let abort = |code: ReasonCode, send: bool| Final::Abort {
-        reason: Reason::new(
-            code,
-            format!("the peer answered {sent} with {}", code_text(code)),
-        ),
+    let abort = |rc: ReasonCode, send: bool| Final::Abort {
+        reason: Reason::new(rc, format!("the peer answered {sent} with {code}")),
         send,
     };
     let ending = matches!(sent, MsgType::Abort | MsgType::Revoke | MsgType::Relinquish);
@@ -427,14 +424,6 @@ fn classify(sent: MsgType, code: u16) -> Final {
         400 | 403 | 409 | 415 => abort(ReasonCode::PeerError, sent != MsgType::Notification),
         404 | 410 => abort(ReasonCode::PeerError, false),
         _ => Final::Retry,
-    }
-}
-
-fn code_text(c: ReasonCode) -> &'static str {
-    match c {
-        ReasonCode::AuthFailed => "401",
-        ReasonCode::Policy => "403",
-        _ => "a final error",
     }
 }
 

@@ -800,43 +800,28 @@ fn read_tree(bytes: &[u8], content_type: &str, root: &str) -> WireResult<El> {
         return Err(WireError::bad("document starts with a byte order mark"));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| WireError::bad("document is not UTF-8"))?;
-    let mut early: Option<WireError> = None;
-    let mut version: Option<Option<String>> = None;
-    let result = build_tree(text, root, &mut early, &mut version);
-    if root == "DelegationMessage" {
-        if let Some(v) = &version {
-            let v = check_version(v.as_deref());
-            if let Err(e) = &v {
-                if e.code == 415 {
-                    return Err(e.clone());
-                }
-            }
-            if let Some(e) = early {
-                return Err(e);
-            }
-            let tree = result?;
-            v?;
-            return Ok(tree);
+    let mut version = None;
+    let tree = build_tree(text, root, &mut version);
+    if let Some(v) = version.filter(|_| root == "DelegationMessage") {
+        match check_version(v.as_deref()) {
+            // A 415 for the Version wins over every 400 (B.9 "Checks").
+            Err(e) if e.code == 415 => return Err(e),
+            Err(e) => return tree.and(Err(e)),
+            Ok(()) => {}
         }
     }
-    if let Some(e) = early {
-        return Err(e);
-    }
-    result
+    tree
 }
 
 fn xml_err(e: impl fmt::Display) -> WireError {
     WireError::bad(format!("not well-formed: {e}"))
 }
 
-/// The parse proper. A DOCTYPE is remembered in `early` so that a later 415
-/// can still win; `version` receives the root's Version attribute.
-fn build_tree(
-    text: &str,
-    root: &str,
-    early: &mut Option<WireError>,
-    version: &mut Option<Option<String>>,
-) -> WireResult<El> {
+/// The parse proper. `version` receives the root's Version attribute as soon
+/// as the root's start tag is read, so that a 415 for it can win over a 400
+/// found before (a DOCTYPE) or after.
+fn build_tree(text: &str, root: &str, version: &mut Option<Option<String>>) -> WireResult<El> {
+    let mut doctype = false;
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     // Open elements; `None` marks one outside the namespace, skipped with its content.
@@ -846,9 +831,8 @@ fn build_tree(
         let (ns, event) = reader.read_resolved_event().map_err(xml_err)?;
         let ours = matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == NAMESPACE.as_bytes());
         match event {
-            Event::DocType(_) => {
-                early.get_or_insert(WireError::bad("a DOCTYPE is refused"));
-            }
+            Event::DocType(_) if version.is_none() => doctype = true,
+            Event::DocType(_) => return Err(WireError::bad("a DOCTYPE is refused")),
             Event::Decl(d) => {
                 if let Some(enc) = d.encoding() {
                     let enc = enc.map_err(xml_err)?;
@@ -887,8 +871,8 @@ fn build_tree(
                             .find(|(k, _)| k == "Version")
                             .map(|(_, v)| v.clone()),
                     );
-                    if early.is_some() {
-                        return Err(early.clone().unwrap_or_else(|| xml_err("")));
+                    if doctype {
+                        return Err(WireError::bad("a DOCTYPE is refused"));
                     }
                     Some(El {
                         path: local,

@@ -195,6 +195,8 @@ fn b9_doctype_refused_but_415_first() {
         )
     );
     refused(&s, 415, "Version");
+    let inside = doc("Accept", "<!DOCTYPE x []><Approver>C</Approver>");
+    assert_eq!(parse(&inside).unwrap_err().code, 400);
 }
 
 #[test]
@@ -713,4 +715,32 @@ fn b9_time_arithmetic_saturates_and_text_is_unique() {
     assert!(t - Duration::MAX < t);
     assert_eq!(UtcTime::parse("2026-02-30T10:00:00Z"), None);
     assert_eq!(UtcTime::parse("2026-11-27T24:00:00Z"), None);
+}
+
+proptest! {
+    /// Cut or byte-flipped documents are refused with 400 or 415, never a panic.
+    #[test]
+    fn b9_damaged_documents_are_refused_not_panicked(
+        payload in payload(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let m = DelegationMessage {
+            msg_id: MsgId::parse("6f1c2a90-5b1e-4c8e-a1c2-0d9e8f7a6b5c").unwrap(),
+            delegation_id: DelegationId::parse("0b7e7c1e-3a52-4c1e-9d7a-2f1c8e4b5a60").unwrap(),
+            sender: ServerId::parse("corp.example").unwrap(),
+            recipient: ServerId::parse("carrier.example").unwrap(),
+            sent: UtcTime::parse("2026-11-27T10:00:00Z").unwrap(),
+            payload,
+        };
+        let mut bytes = m.serialize();
+        let i = flip.index(bytes.len());
+        bytes[i] = byte;
+        bytes.truncate(cut.index(bytes.len() + 1));
+        if let Err(e) = DelegationMessage::parse(&bytes, CT) {
+            prop_assert!(e.code == 400 || e.code == 415);
+        }
+        let _ = DelegationStatus::parse(&bytes, CT);
+    }
 }
