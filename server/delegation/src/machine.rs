@@ -1422,6 +1422,48 @@ pub enum Delegation {
 }
 
 impl Delegation {
+    /// Proposes a delegation as the side the terms' Initiator names (B.3 step 1).
+    pub fn initiate(
+        id: DelegationId,
+        terms: Terms,
+        own_nonce: NonceB64,
+        deadlines: Deadlines,
+        now: UtcTime,
+    ) -> Result<(Self, Vec<Output>), Refused> {
+        Ok(match terms.initiator {
+            Initiator::Delegating => {
+                let (m, out) = Dms1::initiate(id, terms, own_nonce, deadlines, now)?;
+                (Self::Dms1(m), out)
+            }
+            Initiator::Delegated => {
+                let (m, out) = Dms2::initiate(id, terms, own_nonce, deadlines, now)?;
+                (Self::Dms2(m), out)
+            }
+        })
+    }
+
+    /// Answers a Notification for an unknown DelegationID as the side the
+    /// terms name for its Recipient (B.3 step 1, B.4); the server has made
+    /// its policy checks. `Err` is the 400 answer; no delegation is created.
+    pub fn accept_notification(
+        msg: &DelegationMessage,
+        own_nonce: NonceB64,
+        deadlines: Deadlines,
+        now: UtcTime,
+        keys: Keys<'_>,
+    ) -> Result<(Self, Step), DelegationStatus> {
+        match &msg.payload {
+            Payload::Notification { terms, .. } if terms.delegating == msg.recipient => {
+                let (m, step) = Dms1::accept_notification(msg, own_nonce, deadlines, now, keys)?;
+                Ok((Self::Dms1(m), step))
+            }
+            _ => {
+                let (m, step) = Dms2::accept_notification(msg, own_nonce, deadlines, now, keys)?;
+                Ok((Self::Dms2(m), step))
+            }
+        }
+    }
+
     /// What both sides keep.
     pub fn shared(&self) -> &Shared {
         match self {

@@ -1322,3 +1322,33 @@ fn machine_state_round_trips_through_json_in_every_state() {
         }
     }
 }
+
+#[test]
+fn delegation_picks_the_side_from_the_terms() {
+    let id = DelegationId::parse("0b7e7c1e-3a52-4c1e-9d7a-2f1c8e4b5a60").unwrap();
+    let d = Deadlines::default();
+    for initiator in [Side::One, Side::Two] {
+        let t = terms(initiator, partial(), temporary());
+        let (m, out) = Delegation::initiate(id.clone(), t, nonce(3), d, t0()).unwrap();
+        assert_eq!(m.shared().me, initiator.id());
+        assert_eq!(m.state_name(), "AwaitingAuthChallenge");
+        let Some(Output::Send(p)) = out.first().cloned() else {
+            panic!()
+        };
+        let mut w = World::new(initiator, partial(), temporary());
+        let msg = w.wrap(initiator, p);
+        let k = SigningKey::from_slice(&[5; 32]).unwrap();
+        let keys = Keys {
+            own: &k,
+            peer: w.k1.verifying_key(),
+        };
+        let (other, step) = Delegation::accept_notification(&msg, nonce(4), d, t0(), keys).unwrap();
+        assert_eq!(step.answer.code, 202);
+        assert_eq!(other.shared().me, initiator.other().id());
+        assert_eq!(other.expected(), Expected::Msg(MsgType::AuthResponse));
+        assert!(matches!(
+            (&other, initiator),
+            (Delegation::Dms1(_), Side::Two) | (Delegation::Dms2(_), Side::One)
+        ));
+    }
+}
