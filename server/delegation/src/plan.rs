@@ -9,7 +9,8 @@
 //! - [`judge_atomic`]: success or failure of an `Atomic` from the statuses
 //!   a client gave, and which nodes need restoring (B.6).
 
-use crate::terms::{Rights, Subtree};
+use crate::terms::Rights;
+use crate::wire::Scope;
 use handover_dm::tree::Property;
 use handover_dm::{
     Acl, AclCmd, AuthType, NewNode, Nonce, Op, Secret, ServerId, Target, Tree, TreeUri,
@@ -223,12 +224,6 @@ pub fn rotation_ops(account: &TreeUri, r: &Rotation) -> Vec<Op> {
     ]
 }
 
-/// What is delegated: the whole tree, or subtrees with rights (B.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    Full,
-    Partial(Vec<Subtree>),
-}
 
 /// One node's ACL in step 6 (B.6): the value read before, the value it
 /// inherited then (what is written back if a client refuses an empty

@@ -2,6 +2,7 @@
 //! run them (B.5, B.6).
 
 use super::*;
+use crate::terms::Subtree;
 use handover_dm::{DevId, DeviceInfo, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
