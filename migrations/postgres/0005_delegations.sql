@@ -37,6 +37,9 @@ CREATE TABLE delegations (
     machine       TEXT    NOT NULL,
     -- When the machine must be woken (deadline or expiry), if ever.
     wake_at       BIGINT,
+    -- The server's own progress on device work (accounts, stored ACL
+    -- values, retries), sealed like the machine.
+    work          TEXT    NOT NULL DEFAULT '',
     -- The device job the machine waits for, if any.
     job_id        BIGINT,
     created_at    BIGINT  NOT NULL,

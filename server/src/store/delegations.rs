@@ -171,25 +171,25 @@ pub async fn find(
     row.map(|r| r.try_get("id")).transpose()
 }
 
-/// The row and its sealed machine, locked until `tx` ends: the row on
-/// PostgreSQL, the database on SQLite (a write first takes the lock).
+/// The row with its sealed machine and work, locked until `tx` ends: the
+/// row on PostgreSQL, the database on SQLite (a write first takes the lock).
 pub async fn lock(
     db: &Db,
     tx: &mut Transaction<'static, Any>,
     id: i64,
-) -> Result<Option<(Delegation, String)>, sqlx::Error> {
+) -> Result<Option<(Delegation, String, String)>, sqlx::Error> {
     sqlx::query(&db.sql("UPDATE delegations SET state = state WHERE id = $1"))
         .bind(id)
         .execute(&mut **tx)
         .await?;
     let row = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS}, machine FROM delegations WHERE id = $1"
+        "SELECT {COLUMNS}, machine, work FROM delegations WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
     match row {
-        Some(r) => Ok(Some((from_row(&r)?, r.try_get("machine")?))),
+        Some(r) => Ok(Some((from_row(&r)?, r.try_get("machine")?, r.try_get("work")?))),
         None => Ok(None),
     }
 }
@@ -200,6 +200,7 @@ pub struct Saved<'a> {
     pub state: &'a str,
     pub outcome: &'a str,
     pub machine: &'a str,
+    pub work: &'a str,
     pub wake_at: Option<i64>,
     pub job_id: Option<i64>,
     pub approved_by: &'a str,
@@ -214,7 +215,7 @@ pub async fn save(
     let now = now_ms();
     sqlx::query(&db.sql(
         "UPDATE delegations SET state = $2, outcome = $3, machine = $4, wake_at = $5, \
-         job_id = $6, approved_by = $7, updated_at = $8, \
+         job_id = $6, approved_by = $7, updated_at = $8, work = $9, \
          ended_at = CASE WHEN $3 <> '' AND ended_at IS NULL THEN $8 ELSE ended_at END \
          WHERE id = $1",
     ))
@@ -226,6 +227,7 @@ pub async fn save(
     .bind(s.job_id)
     .bind(s.approved_by)
     .bind(now)
+    .bind(s.work)
     .execute(&mut **tx)
     .await?;
     Ok(())
