@@ -17,6 +17,11 @@ pub mod sign;
 pub mod terms;
 pub mod wire;
 
+pub use machine::{
+    Approver, Deadlines, Delegation, DeviceWork, Dms1, Dms2, End, Keys, Output, Refused, Step,
+};
+pub use wire::{DelegationId, DelegationMessage, DelegationStatus, MsgId, UtcTime, WireError};
+
 /// Serde for the identifier types of `handover-dm`, as their text.
 pub(crate) mod serde_str {
     use serde::{Deserialize, Deserializer, Serializer};
