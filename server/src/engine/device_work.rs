@@ -7,7 +7,7 @@ use crate::device::vault::Vault;
 use crate::store::jobs::{JobCommand, Value};
 use crate::store::{devices, now_ms, Db};
 use base64::Engine;
-use handover_delegation::wire::Grant;
+use handover_delegation::wire::BootstrapCredentials;
 use handover_dm::{Acl, NewNode, Op, Secret, Target, Timestamp, Tree, TreeUri};
 use sqlx::{Any, Transaction};
 
@@ -148,7 +148,7 @@ pub async fn provision_bootstrap(
     tx: &mut Transaction<'static, Any>,
     vault: &Vault,
     devid: &str,
-    grant: &Grant,
+    grant: &BootstrapCredentials,
     authority: &str,
 ) -> Result<(), sqlx::Error> {
     let auth = devices::auth_text(grant.auth_type);
