@@ -69,6 +69,10 @@ events! {
     CommandQueued = 2007, "device.command_queued";
     DeviceEnrolled = 2008, "device.enrolled";
     ApiTokenCreated = 2101, "api.token_created";
+    PeerAdded = 4001, "peer.added";
+    PeerRemoved = 4002, "peer.removed";
+    PeerUpdated = 4003, "peer.updated";
+    IdentityCreated = 4010, "identity.created";
 }
 
 #[cfg(test)]
@@ -95,5 +99,9 @@ mod tests {
         assert_eq!(Event::UserCreated.code(), 1101);
         assert_eq!(Event::DmAuthFailed.code(), 2002);
         assert_eq!(Event::DmAclChanged.code(), 2004);
+        assert_eq!(Event::PeerAdded.code(), 4001);
+        assert_eq!(Event::PeerRemoved.code(), 4002);
+        assert_eq!(Event::PeerUpdated.code(), 4003);
+        assert_eq!(Event::IdentityCreated.code(), 4010);
     }
 }

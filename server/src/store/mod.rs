@@ -9,6 +9,7 @@ pub mod api_tokens;
 pub mod devices;
 pub mod inventory;
 pub mod jobs;
+pub mod peers;
 pub mod settings;
 pub mod throttle;
 pub mod users;
