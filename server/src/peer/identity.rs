@@ -75,36 +75,34 @@ impl Identity {
     pub fn load_or_create(data_dir: &Path, server_id: &str) -> anyhow::Result<(Identity, Origin)> {
         let key_path = data_dir.join(KEY_FILE);
         let cert_path = data_dir.join(CERT_FILE);
+        let mut origin = Origin::Loaded;
         if !key_path.exists() {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                 .context("cannot generate the identity key")?;
-            let cert = issue(&key, server_id)?;
-            write_private(&key_path, key.serialize_pem().as_bytes())
-                .with_context(|| format!("cannot create {}", key_path.display()))?;
-            std::fs::write(&cert_path, cert.pem())
-                .with_context(|| format!("cannot write {}", cert_path.display()))?;
-            let identity = Identity::from_parts(
-                server_id,
-                cert.der().clone(),
-                PrivatePkcs8KeyDer::from(key.serialize_der()),
-            )?;
-            return Ok((identity, Origin::Created));
+            // Another process starting at the same moment may win; then its
+            // key is the identity.
+            if publish(&key_path, key.serialize_pem().as_bytes(), 0o600)
+                .with_context(|| format!("cannot create {}", key_path.display()))?
+            {
+                origin = Origin::Created;
+            }
         }
         let pkcs8 = PrivatePkcs8KeyDer::from_pem_file(&key_path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key_path.display()))?;
         if !cert_path.exists() {
-            // The key is the identity; a lost certificate is issued again for
-            // the same key, so the pin peers hold stays valid.
+            // The key is the identity: a new key gets its certificate here,
+            // and a lost certificate is issued again for the same key, so the
+            // pin peers hold stays valid.
             let key = rcgen::KeyPair::try_from(&pkcs8)
                 .with_context(|| format!("{} is not a usable key", key_path.display()))?;
             let cert = issue(&key, server_id)?;
-            std::fs::write(&cert_path, cert.pem())
+            publish(&cert_path, cert.pem().as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", cert_path.display()))?;
         }
         let cert = CertificateDer::from_pem_file(&cert_path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_path.display()))?;
         let identity = Identity::from_parts(server_id, cert, pkcs8)?;
-        Ok((identity, Origin::Loaded))
+        Ok((identity, origin))
     }
 
     fn from_parts(
@@ -253,28 +251,32 @@ fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` to `path` only if `path` does not exist yet, whole or not
+/// at all: it is written to a temporary file first and then linked into
+/// place. False when `path` already existed.
+fn publish(path: &Path, data: &[u8], mode: u32) -> std::io::Result<bool> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +302,28 @@ mod tests {
         assert_eq!(id.fingerprint().as_str().len(), 64);
         assert!(!format!("{id:?}").contains("signing"));
         assert_eq!(format!("{:?}", id.private_key()), "PrivateKey(..)");
+    }
+
+    // B.1: exactly one key, even when two starts race to make it.
+    #[test]
+    fn racing_first_starts_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let results: Vec<(Identity, Origin)> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| Identity::load_or_create(dir.path(), "corp.example").unwrap()))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let created = results
+            .iter()
+            .filter(|(_, o)| *o == Origin::Created)
+            .count();
+        assert_eq!(created, 1);
+        let (first, _) = Identity::load_or_create(dir.path(), "corp.example").unwrap();
+        for (id, _) in &results {
+            assert_eq!(id.fingerprint(), first.fingerprint());
+            assert_eq!(id.cert_der(), first.cert_der());
+        }
     }
 
     #[test]
