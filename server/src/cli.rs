@@ -129,6 +129,17 @@ pub enum PeerCommand {
         #[arg(long, value_name = "HEX")]
         fingerprint: String,
     },
+    /// Change a peer's URLs or pinned fingerprint (e.g. after it made a new key).
+    Update {
+        #[arg(long, value_name = "ID")]
+        server_id: String,
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        dm_url: Option<String>,
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
+    },
     /// List the configured peers.
     List,
     /// Stop trusting a peer; its connections are refused from now on.
@@ -352,7 +363,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .peer_addr
                         .unwrap_or_else(|| config::DEFAULT_PEER.parse().expect("default address"));
                     println!("ServerID:    {}", identity.server_id());
-                    println!("Peer URL:    https://{peer_addr}");
+                    let hint = if peer_addr.ip().is_unspecified() {
+                        " (use this host's name instead of the unspecified address)"
+                    } else {
+                        ""
+                    };
+                    println!("Peer URL:    https://{peer_addr}{hint}");
                     println!("Fingerprint: {}", identity.fingerprint());
                     Ok(0)
                 }
@@ -527,6 +543,41 @@ async fn peer_command(db: &Db, common: &Common, command: PeerCommand) -> anyhow:
             )
             .await?;
             println!("added peer {} ({})", peer.server_id, peer.fingerprint);
+        }
+        PeerCommand::Update {
+            server_id,
+            url,
+            dm_url,
+            fingerprint,
+        } => {
+            let Some(before) = peers::get(db, &server_id).await? else {
+                eprintln!("no peer {server_id}");
+                return Ok(1);
+            };
+            let mut peer = before.clone();
+            if let Some(u) = url {
+                peer.url = PeerUrl::parse(&u).map_err(|e| anyhow::anyhow!("--url: {e}"))?;
+            }
+            if let Some(u) = dm_url {
+                peer.dm_url = DmUrl::parse(&u).map_err(|e| anyhow::anyhow!("--dm-url: {e}"))?;
+            }
+            if let Some(f) = fingerprint {
+                peer.fingerprint =
+                    Fingerprint::parse(&f).map_err(|e| anyhow::anyhow!("--fingerprint: {e}"))?;
+            }
+            let peer = peers::update(db, &peer).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::PeerUpdated, os_user(), peer.server_id.as_str()).details(
+                    serde_json::json!({
+                        "url": [before.url.as_str(), peer.url.as_str()],
+                        "dm_url": [before.dm_url.as_str(), peer.dm_url.as_str()],
+                        "fingerprint": [before.fingerprint.as_str(), peer.fingerprint.as_str()],
+                    }),
+                ),
+            )
+            .await?;
+            println!("updated peer {} ({})", peer.server_id, peer.fingerprint);
         }
         PeerCommand::List => {
             for p in peers::list(db).await? {

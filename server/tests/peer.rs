@@ -441,8 +441,7 @@ async fn b1_pins_change_without_a_restart() {
     assert_eq!(at_b.inbox.count(), 1);
 }
 
-/// A server started by `handover serve`'s code, its identity, and the client
-/// side of another server `a.example`.
+/// Configures `a` as a peer in `db`.
 async fn peer_in_the_database(db: &Db, a: &Server) {
     peers::add(
         db,
@@ -586,6 +585,41 @@ async fn cli_identity_and_peers(tdb: TestDb) {
             upper.to_ascii_lowercase()
         )
     );
+    // One key belongs to one peer.
+    let same_key = admin(
+        &tdb,
+        &[
+            "peer",
+            "add",
+            "--server-id",
+            "other.example",
+            "--url",
+            "https://other.example",
+            "--dm-url",
+            "https://other.example/dm",
+            "--fingerprint",
+            upper,
+        ],
+    );
+    assert!(!same_key.status.success());
+    let new_key = "ab".repeat(32);
+    stdout(&admin(
+        &tdb,
+        &[
+            "peer",
+            "update",
+            "--server-id",
+            "carrier.example",
+            "--fingerprint",
+            &new_key,
+            "--url",
+            "https://peer.carrier.example",
+        ],
+    ));
+    assert_eq!(
+        stdout(&admin(&tdb, &["peer", "list"])),
+        format!("carrier.example\thttps://peer.carrier.example\thttps://dm.carrier.example/dm\t{new_key}\n")
+    );
     stdout(&admin(
         &tdb,
         &["peer", "remove", "--server-id", "carrier.example"],
@@ -605,7 +639,12 @@ async fn cli_identity_and_peers(tdb: TestDb) {
         .into_iter()
         .map(|e| e.code)
         .collect();
-    for e in [Event::IdentityCreated, Event::PeerAdded, Event::PeerRemoved] {
+    for e in [
+        Event::IdentityCreated,
+        Event::PeerAdded,
+        Event::PeerUpdated,
+        Event::PeerRemoved,
+    ] {
         assert_eq!(
             codes.iter().filter(|c| **c == e.code()).count(),
             1,
@@ -614,7 +653,95 @@ async fn cli_identity_and_peers(tdb: TestDb) {
     }
 }
 
+/// The `Fingerprint:` line of `handover admin identity`.
+fn fingerprint_shown(tdb: &TestDb, server_id: &str) -> String {
+    let out = stdout(&admin(tdb, &["identity", "--server-id", server_id]));
+    out.lines()
+        .find_map(|l| l.strip_prefix("Fingerprint: "))
+        .expect("a fingerprint line")
+        .to_owned()
+}
+
+// PROTOCOL B.1 end to end: two running servers, each told about the other by
+// its administrator with the command line; the connection test names what
+// is missing until both sides pinned each other.
+async fn two_servers_pinned_by_their_administrators(corp_db: TestDb) {
+    let carrier_db = common::fresh(corp_db.kind)
+        .await
+        .expect("a second database");
+    let corp_cfg = common::serve_config(&corp_db);
+    let mut carrier_cfg = common::serve_config(&carrier_db);
+    carrier_cfg.server_id = "carrier.example".into();
+    let (corp, corp_running) = common::start(corp_cfg).await;
+    let (carrier, carrier_running) = common::start(carrier_cfg).await;
+    let corp_fp = fingerprint_shown(&corp_db, "corp.example");
+    let carrier_fp = fingerprint_shown(&carrier_db, "carrier.example");
+    assert_ne!(corp_fp, carrier_fp);
+
+    let add = |tdb: &TestDb, id: &str, bound: &handover::serve::Bound, fp: &str| {
+        stdout(&admin(
+            tdb,
+            &[
+                "peer",
+                "add",
+                "--server-id",
+                id,
+                "--url",
+                &format!("https://{}", bound.peer),
+                "--dm-url",
+                &format!("http://{}/dm", bound.dm),
+                "--fingerprint",
+                fp,
+            ],
+        ));
+    };
+    let test_from_corp = || {
+        admin(
+            &corp_db,
+            &[
+                "peer",
+                "test",
+                "--server-id",
+                "carrier.example",
+                "--as",
+                "corp.example",
+            ],
+        )
+    };
+
+    add(&corp_db, "carrier.example", &carrier, &carrier_fp);
+    let out = test_from_corp();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("refused by the peer"), "{said}");
+
+    add(&carrier_db, "corp.example", &corp, &corp_fp);
+    let said = stdout(&test_from_corp());
+    assert!(said.starts_with("ok:"), "{said}");
+
+    // A wrong pin on our side is named as such.
+    stdout(&admin(
+        &corp_db,
+        &[
+            "peer",
+            "update",
+            "--server-id",
+            "carrier.example",
+            "--fingerprint",
+            &corp_fp,
+        ],
+    ));
+    let out = test_from_corp();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("fingerprint mismatch"), "{said}");
+
+    corp_running.stop().await;
+    carrier_running.stop().await;
+}
+
 on_both_databases! {
     serve_pins_peers => serve_pins_the_peers_of_the_database;
     cli_peers => cli_identity_and_peers;
+    two_servers => two_servers_pinned_by_their_administrators;
 }
