@@ -318,6 +318,37 @@ async fn b1_a_client_pinned_to_another_key_refuses_the_server() {
     assert_eq!(at_b.inbox.count(), 0);
 }
 
+// PROTOCOL B.1: TLS 1.3 only; a client that offers only TLS 1.2 does not
+// get through the handshake, even with a pinned certificate.
+#[tokio::test]
+async fn b1_tls_1_2_is_refused() {
+    let a = server("a.example");
+    let b = server("b.example");
+    let at_b = listen(&b, &[&a]).await;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer::new(
+            b.identity.fingerprint().clone(),
+            &provider,
+        )))
+        .with_client_auth_cert(
+            vec![a.identity.cert_der().clone()],
+            a.identity.private_key().tls_key(),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(at_b.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("b.example").unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("the handshake ends");
+    assert!(refused.is_err(), "TLS 1.2 must not be negotiated");
+    assert_eq!(at_b.inbox.count(), 0);
+}
+
 /// A plain HTTP client with `srv`'s certificate, pinned to `pin`.
 fn raw_client(srv: &Server, pin: &Fingerprint) -> reqwest::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
