@@ -14,6 +14,7 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// SHA-256 of a SubjectPublicKeyInfo as 64 lowercase hex digits.
@@ -70,8 +71,17 @@ pub fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
 /// next handshake, so adding or removing a peer needs no restart.
 #[derive(Clone, Default)]
 pub struct Pins {
-    current: Arc<RwLock<Arc<HashMap<Fingerprint, ServerId>>>>,
+    current: Arc<RwLock<Snapshot>>,
+    /// Numbers the reads of the database, so that a slow read finishing
+    /// after a newer one does not put older pins back.
+    reads: Arc<AtomicU64>,
     db: Option<Db>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    read: u64,
+    pins: Arc<HashMap<Fingerprint, ServerId>>,
 }
 
 impl std::fmt::Debug for Pins {
@@ -106,18 +116,29 @@ impl Pins {
     /// once.
     pub async fn reload(&self) -> Result<(), sqlx::Error> {
         let Some(db) = &self.db else { return Ok(()) };
+        let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
         let map = peers::list(db)
             .await?
             .into_iter()
             .map(|p| (p.fingerprint, p.server_id))
             .collect();
-        self.replace(map);
+        self.set(read, map);
         Ok(())
     }
 
     /// Replaces the set.
     pub fn replace(&self, pins: HashMap<Fingerprint, ServerId>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pins);
+        self.set(self.reads.fetch_add(1, Ordering::SeqCst) + 1, pins);
+    }
+
+    fn set(&self, read: u64, pins: HashMap<Fingerprint, ServerId>) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if read > current.read {
+            *current = Snapshot {
+                read,
+                pins: Arc::new(pins),
+            };
+        }
     }
 
     /// The ServerID pinned to `fingerprint`, if any.
@@ -129,12 +150,9 @@ impl Pins {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .pins
             .clone()
     }
-}
-
-fn schemes(provider: &rustls::crypto::CryptoProvider) -> WebPkiSupportedAlgorithms {
-    provider.signature_verification_algorithms
 }
 
 /// The listener's check of a client certificate: it must be presented, and
@@ -149,7 +167,7 @@ impl PinnedClients {
     pub fn new(pins: Pins, provider: &rustls::crypto::CryptoProvider) -> PinnedClients {
         PinnedClients {
             pins,
-            algorithms: schemes(provider),
+            algorithms: provider.signature_verification_algorithms,
         }
     }
 }
@@ -228,7 +246,7 @@ impl PinnedServer {
     pub fn new(expected: Fingerprint, provider: &rustls::crypto::CryptoProvider) -> PinnedServer {
         PinnedServer {
             expected,
-            algorithms: schemes(provider),
+            algorithms: provider.signature_verification_algorithms,
         }
     }
 }
@@ -290,6 +308,21 @@ mod tests {
         assert_eq!(fp.as_str(), upper.to_ascii_lowercase());
         assert!(Fingerprint::parse(&upper[..63]).is_err());
         assert!(Fingerprint::parse(&format!("{}g", &upper[..63])).is_err());
+    }
+
+    // PROTOCOL B.1: the pins are replaced as a whole; a read that started
+    // earlier cannot overwrite a later one.
+    #[test]
+    fn an_older_read_does_not_replace_a_newer_one() {
+        let fp = Fingerprint::parse(&"ab".repeat(32)).unwrap();
+        let id = ServerId::parse("a.example").unwrap();
+        let pins = Pins::default();
+        let older = pins.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        pins.replace([(fp.clone(), id.clone())].into());
+        pins.set(older, HashMap::new());
+        assert_eq!(pins.server_id(&fp), Some(id));
+        pins.replace(HashMap::new());
+        assert_eq!(pins.server_id(&fp), None);
     }
 
     // PROTOCOL B.9 test vector: the SPKI's SHA-256.
