@@ -6,7 +6,7 @@ use crate::device::vault::Vault;
 use crate::device::{notify, session, Runtime};
 use crate::portal::backend::check_user_name;
 use crate::portal::password::{self, Password};
-use crate::store::{api_tokens, devices, users, Db};
+use crate::store::{api_tokens, devices, peers, users, Db};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use handover_app::api::Role;
 use std::io::{BufRead, Write};
@@ -97,6 +97,63 @@ pub enum AdminCommand {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Show this server's identity for peers: ServerID, peer URL and the
+    /// fingerprint to give to their administrators (made at first use).
+    Identity {
+        /// This authority's ServerID (as for `serve`).
+        #[arg(long, value_name = "ID")]
+        server_id: Option<String>,
+    },
+    /// The peers this server trusts (PROTOCOL B.1).
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Trust a peer: its ServerID, peer URL, DM URL and the SHA-256 of its
+    /// public key, received out of band.
+    Add {
+        #[arg(long, value_name = "ID")]
+        server_id: String,
+        /// `https://host[:port]`, without query, fragment or trailing `/`.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Where devices reach the peer's DM endpoint.
+        #[arg(long, value_name = "URL")]
+        dm_url: String,
+        /// 64 hex digits, as `handover admin identity` prints them on the peer.
+        #[arg(long, value_name = "HEX")]
+        fingerprint: String,
+    },
+    /// Change a peer's URLs or pinned fingerprint (e.g. after it made a new key).
+    Update {
+        #[arg(long, value_name = "ID")]
+        server_id: String,
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        dm_url: Option<String>,
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
+    },
+    /// List the configured peers.
+    List,
+    /// Stop trusting a peer; its connections are refused from now on.
+    Remove {
+        #[arg(long, value_name = "ID")]
+        server_id: String,
+    },
+    /// Connect to a peer with mutual TLS and say whether it works.
+    Test {
+        #[arg(long, value_name = "ID")]
+        server_id: String,
+        /// This authority's ServerID (as for `serve`).
+        #[arg(long = "as", value_name = "ID")]
+        own_server_id: Option<String>,
     },
 }
 
@@ -216,6 +273,16 @@ impl Cli {
     }
 }
 
+/// This authority's ServerID from the flag, the file or the default.
+fn own_server_id(flag: Option<String>, file: &FileConfig) -> anyhow::Result<String> {
+    let id = flag
+        .or_else(|| file.server_id.clone())
+        .unwrap_or_else(|| "handover.localhost".to_owned());
+    handover_dm::types::ServerId::parse_strict(id.clone())
+        .map_err(|e| anyhow::anyhow!("--server-id: {e}"))?;
+    Ok(id)
+}
+
 fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Some(ms) = handover_app::pages::audit::date_to_ms(s) {
         return Ok(ms);
@@ -257,10 +324,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .peer_addr
                     .or(f.peer_addr)
                     .unwrap_or_else(|| parse(config::DEFAULT_PEER)),
-                server_id: args
-                    .server_id
-                    .or(f.server_id.clone())
-                    .unwrap_or_else(|| "handover.localhost".to_owned()),
+                server_id: own_server_id(args.server_id, f)?,
                 site_root: args
                     .site_root
                     .or(f.site_root.clone())
@@ -276,8 +340,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 data_dir: common.data_dir,
                 database_url: common.database_url,
             };
-            handover_dm::types::ServerId::parse_strict(cfg.server_id.clone())
-                .map_err(|e| anyhow::anyhow!("--server-id: {e}"))?;
             crate::serve::serve(cfg, crate::serve::shutdown_signal()).await?;
             Ok(0)
         }
@@ -292,6 +354,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     devices_command(&rt, command).await
                 }
                 AdminCommand::Token { command } => token_command(&db, command).await,
+                AdminCommand::Identity { server_id } => {
+                    let server_id = own_server_id(server_id, &common.file)?;
+                    let identity =
+                        crate::serve::load_identity(&db, &common.data_dir, &server_id).await?;
+                    let peer_addr = common
+                        .file
+                        .peer_addr
+                        .unwrap_or_else(|| config::DEFAULT_PEER.parse().expect("default address"));
+                    println!("ServerID:    {}", identity.server_id());
+                    let hint = if peer_addr.ip().is_unspecified() {
+                        " (use this host's name instead of the unspecified address)"
+                    } else {
+                        ""
+                    };
+                    println!("Peer URL:    https://{peer_addr}{hint}");
+                    println!("Fingerprint: {}", identity.fingerprint());
+                    Ok(0)
+                }
+                AdminCommand::Peer { command } => peer_command(&db, &common, command).await,
             }
         }
         Command::Sim(_) => unreachable!("handled above"),
@@ -424,6 +505,114 @@ async fn devices_command(rt: &Runtime, command: DevicesCommand) -> anyhow::Resul
             );
             let ids = session::queue_tree_read(rt, &devid, &os_user()).await?;
             println!("queued jobs {ids:?}");
+        }
+    }
+    Ok(0)
+}
+
+async fn peer_command(db: &Db, common: &Common, command: PeerCommand) -> anyhow::Result<i32> {
+    use crate::peer::{DmUrl, Fingerprint, Peer, PeerUrl};
+    match command {
+        PeerCommand::Add {
+            server_id,
+            url,
+            dm_url,
+            fingerprint,
+        } => {
+            let peer = Peer {
+                server_id: handover_dm::types::ServerId::parse_strict(server_id)
+                    .map_err(|e| anyhow::anyhow!("--server-id: {e}"))?,
+                url: PeerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?,
+                dm_url: DmUrl::parse(&dm_url).map_err(|e| anyhow::anyhow!("--dm-url: {e}"))?,
+                fingerprint: Fingerprint::parse(&fingerprint)
+                    .map_err(|e| anyhow::anyhow!("--fingerprint: {e}"))?,
+                auto_accept: None,
+                created_at: 0,
+                updated_at: 0,
+            };
+            let peer = peers::add(db, &peer).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::PeerAdded, os_user(), peer.server_id.as_str()).details(
+                    serde_json::json!({
+                        "url": peer.url.as_str(),
+                        "dm_url": peer.dm_url.as_str(),
+                        "fingerprint": peer.fingerprint.as_str(),
+                    }),
+                ),
+            )
+            .await?;
+            println!("added peer {} ({})", peer.server_id, peer.fingerprint);
+        }
+        PeerCommand::Update {
+            server_id,
+            url,
+            dm_url,
+            fingerprint,
+        } => {
+            let Some(before) = peers::get(db, &server_id).await? else {
+                eprintln!("no peer {server_id}");
+                return Ok(1);
+            };
+            let mut peer = before.clone();
+            if let Some(u) = url {
+                peer.url = PeerUrl::parse(&u).map_err(|e| anyhow::anyhow!("--url: {e}"))?;
+            }
+            if let Some(u) = dm_url {
+                peer.dm_url = DmUrl::parse(&u).map_err(|e| anyhow::anyhow!("--dm-url: {e}"))?;
+            }
+            if let Some(f) = fingerprint {
+                peer.fingerprint =
+                    Fingerprint::parse(&f).map_err(|e| anyhow::anyhow!("--fingerprint: {e}"))?;
+            }
+            let peer = peers::update(db, &peer).await?;
+            audit::append(
+                db,
+                NewEntry::new(Event::PeerUpdated, os_user(), peer.server_id.as_str()).details(
+                    serde_json::json!({
+                        "url": [before.url.as_str(), peer.url.as_str()],
+                        "dm_url": [before.dm_url.as_str(), peer.dm_url.as_str()],
+                        "fingerprint": [before.fingerprint.as_str(), peer.fingerprint.as_str()],
+                    }),
+                ),
+            )
+            .await?;
+            println!("updated peer {} ({})", peer.server_id, peer.fingerprint);
+        }
+        PeerCommand::List => {
+            for p in peers::list(db).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    p.server_id,
+                    p.url.as_str(),
+                    p.dm_url.as_str(),
+                    p.fingerprint
+                );
+            }
+        }
+        PeerCommand::Remove { server_id } => {
+            if !peers::remove(db, &server_id).await? {
+                eprintln!("no peer {server_id}");
+                return Ok(1);
+            }
+            audit::append(db, NewEntry::new(Event::PeerRemoved, os_user(), &server_id)).await?;
+            println!("removed peer {server_id}");
+        }
+        PeerCommand::Test {
+            server_id,
+            own_server_id: own,
+        } => {
+            let Some(peer) = peers::get(db, &server_id).await? else {
+                eprintln!("no peer {server_id}");
+                return Ok(1);
+            };
+            let own = own_server_id(own, &common.file)?;
+            let identity = crate::serve::load_identity(db, &common.data_dir, &own).await?;
+            let result = crate::peer::PeerClient::new(identity)
+                .test_connection(&peer)
+                .await;
+            println!("{}", result.describe());
+            return Ok(if result.is_ok() { 0 } else { 1 });
         }
     }
     Ok(0)

@@ -3,8 +3,9 @@
 //! Layout follows the architecture: `dm` is the sans-IO OMA DM core (its own
 //! crate), `store` the database, `audit` the hash-chained log, `portal` the
 //! web portal's listener and server functions, `ops` health and metrics,
-//! `serve` the listeners of one authority, `cli` the command line, `dmtool`
-//! its support-desk tools for DM messages.
+//! `peer` the mutually authenticated interface to other servers, `serve` the
+//! listeners of one authority, `cli` the command line, `dmtool` its
+//! support-desk tools for DM messages.
 
 pub use handover_dm as dm;
 
@@ -15,6 +16,7 @@ pub mod device;
 pub mod dmtool;
 pub mod engine;
 pub mod ops;
+pub mod peer;
 pub mod portal;
 pub mod secrets;
 pub mod serve;

@@ -1,15 +1,16 @@
 //! `handover serve`: the three listeners of one authority.
 
+use crate::audit::{self, Event, NewEntry};
 use crate::config::ServeConfig;
 use crate::device::vault::Vault;
 use crate::device::{endpoint, session, Runtime};
 use crate::ops::Metrics;
+use crate::peer::identity::{Identity, Origin};
+use crate::peer::{self, Pins};
 use crate::portal::backend::SETUP_TOKEN_KEY;
 use crate::portal::{self, sessions, Portal, PortalConfig};
 use crate::secrets;
 use crate::store::{settings, users, Db};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use std::future::Future;
@@ -80,9 +81,30 @@ fn leptos_options(cfg: &ServeConfig) -> LeptosOptions {
         .build()
 }
 
+/// This server's identity towards peers (PROTOCOL B.1), made and audited at
+/// first start.
+pub async fn load_identity(
+    db: &Db,
+    data_dir: &std::path::Path,
+    server_id: &str,
+) -> anyhow::Result<Arc<Identity>> {
+    let (identity, origin) = Identity::load_or_create(data_dir, server_id)?;
+    if origin == Origin::Created {
+        audit::append(
+            db,
+            NewEntry::new(Event::IdentityCreated, "system", server_id)
+                .details(serde_json::json!({ "fingerprint": identity.fingerprint().as_str() })),
+        )
+        .await?;
+        tracing::info!(fingerprint = %identity.fingerprint(), "created the server identity");
+    }
+    Ok(Arc::new(identity))
+}
+
 /// Opens the database, binds the listeners and starts serving.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     let db = Db::connect(&cfg.database_url).await?;
+    let identity = load_identity(&db, &cfg.data_dir, &cfg.server_id).await?;
     let vault = Vault::open(cfg.device_secrets_key.as_ref(), &cfg.data_dir)?;
     let mut dm = cfg.dm.clone();
     dm.enrolment.server_id = cfg.server_id.clone();
@@ -157,19 +179,16 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             }
         })
     };
-    let not_yet = |what: &'static str| {
-        Router::new().fallback(move || async move {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("The {what} endpoint is not enabled on this server.\n"),
-            )
-                .into_response()
-        })
-    };
+    // Until the delegation engine is plugged in, peers are told to retry later.
+    let peer_endpoint = peer::Endpoint::new(
+        &identity,
+        Pins::from_db(&db).await?,
+        Arc::new(peer::Unavailable),
+    )?;
     let mut tasks = vec![
         serve_one(portal_listener, portal_router),
         serve_one(dm_listener, endpoint::router(runtime)),
-        serve_one(peer_listener, not_yet("peer")),
+        tokio::spawn(peer_endpoint.serve(peer_listener, stop_rx.clone())),
     ];
     tasks.push(tokio::spawn(async move {
         let mut rx = stop_rx;

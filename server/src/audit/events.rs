@@ -86,6 +86,10 @@ events! {
     DelegationRevoked = 3033, "delegation.revoked";
     DelegationRelinquished = 3034, "delegation.relinquished";
     DelegationSecretsPurged = 3035, "delegation.secrets_purged";
+    PeerAdded = 4001, "peer.added";
+    PeerRemoved = 4002, "peer.removed";
+    PeerUpdated = 4003, "peer.updated";
+    IdentityCreated = 4010, "identity.created";
 }
 
 #[cfg(test)]
@@ -112,5 +116,9 @@ mod tests {
         assert_eq!(Event::UserCreated.code(), 1101);
         assert_eq!(Event::DmAuthFailed.code(), 2002);
         assert_eq!(Event::DmAclChanged.code(), 2004);
+        assert_eq!(Event::PeerAdded.code(), 4001);
+        assert_eq!(Event::PeerRemoved.code(), 4002);
+        assert_eq!(Event::PeerUpdated.code(), 4003);
+        assert_eq!(Event::IdentityCreated.code(), 4010);
     }
 }

@@ -10,6 +10,7 @@ pub mod delegations;
 pub mod devices;
 pub mod inventory;
 pub mod jobs;
+pub mod peers;
 pub mod settings;
 pub mod throttle;
 pub mod users;
