@@ -86,6 +86,8 @@ struct Device {
     client_nonce: Nonce,
     server_nonce: Nonce,
     tree: Option<Tree>,
+    /// Server answers that carried an `x-syncml-hmac` header (A.4).
+    signed_answers: usize,
 }
 
 impl Device {
@@ -97,6 +99,7 @@ impl Device {
             client_nonce: Nonce::from_b64(NONCE_C).unwrap(),
             server_nonce: Nonce::from_b64(NONCE_S).unwrap(),
             tree: Some(device_tree(devid)),
+            signed_answers: 0,
         }
     }
 
@@ -125,7 +128,8 @@ impl Device {
                 },
                 client_nonce: self.client_nonce.clone(),
                 srvcred: StoredCredential {
-                    auth_type: AuthType::Md5,
+                    // A.4: an HMAC device checks the server's HMAC header.
+                    auth_type: devices::server_auth(self.auth),
                     name: SERVER.into(),
                     secret: Secret::new(srv),
                 },
@@ -165,8 +169,13 @@ impl Device {
                 t.encoding.content_type(),
                 "answered in the encoding received"
             );
+            let hmac = res
+                .headers()
+                .get("x-syncml-hmac")
+                .map(|v| v.to_str().unwrap().to_owned());
+            self.signed_answers += usize::from(hmac.is_some());
             let body = res.bytes().await.unwrap();
-            c.handle_message(&body, NOW, &mut rng)
+            c.handle_response(&body, hmac.as_deref(), NOW, &mut rng)
                 .expect("server message");
             while let Some(e) = c.poll_event() {
                 match e {
@@ -182,6 +191,9 @@ impl Device {
                         }
                     }
                     ClientEvent::SessionEnded { reason } => end = Some(reason),
+                    ClientEvent::ServerAuthFailed { status } => {
+                        panic!("the server's credential was refused: {status:?}")
+                    }
                     _ => {}
                 }
             }
@@ -203,6 +215,12 @@ async fn import(t: &TestDb, db: &Db) {
     assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (2, 0));
     // Re-import updates.
     assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (0, 2));
+    // The authority managing an imported device is the ServerID its SRVCRED
+    // names: this server.
+    for id in ["IMEI:1", "IMEI:2"] {
+        let d = devices::get(db, id).await.unwrap().unwrap();
+        assert_eq!(d.authority, SERVER, "{id}");
+    }
 }
 
 async fn queue(db: &Db, devid: &str, c: serde_json::Value) -> i64 {
@@ -316,6 +334,18 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     let mut c = d.start("2", Encoding::Wbxml);
     assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
     assert_eq!(job(&db, get).await.state, "succeeded");
+    // A.4: the server signed every answer the device answered, and the
+    // device checked each MAC over the exact body (a bad one would have
+    // ended the session with ServerAuthRejected).
+    assert!(d.signed_answers >= 1, "{}", d.signed_answers);
+    let first = d.signed_answers;
+    // A second session with the nonces both sides moved on.
+    d.finish(c);
+    let again = queue(&db, "IMEI:2", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+    let mut c = d.start("4", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
+    assert!(d.signed_answers > first);
+    assert_eq!(job(&db, again).await.state, "succeeded");
 
     for (devid, auth, secret) in [
         ("IMEI:1", AuthType::Md5, "wrong"),
@@ -575,7 +605,43 @@ async fn api_and_push(t: TestDb) {
     running.stop().await;
 }
 
+// PROTOCOL A.2: a session idle for longer than the limit on the runtime's
+// clock has expired: the device's next message does not continue it, and a
+// command it was sent and never answered fails rather than run twice.
+async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let cfg = serve_config(&t);
+    let clock = cfg.dm.clock.clone();
+    let idle = std::time::Duration::from_millis(cfg.dm.idle_ms as u64);
+    let (bound, running) = start(cfg).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let add = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Add","target":"./Vendor/Late","data":"1"}),
+    )
+    .await;
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start("7", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 1).await, None);
+    assert_eq!(job(&db, add).await.state, "sent");
+
+    clock.advance(idle + std::time::Duration::from_secs(60));
+    assert_eq!(d.run(&mut c, &url, 10).await, Some(EndReason::Aborted));
+    let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
+    assert!(
+        hist.iter()
+            .any(|h| h.session_id == "7" && h.outcome == "expired"),
+        "{hist:?}"
+    );
+    let j = job(&db, add).await;
+    assert_eq!(j.state, "failed", "{j:?}");
+    running.stop().await;
+}
+
 on_both_databases! {
+    idle_clock => idle_session_expires_on_the_runtime_clock;
     md5_queue => md5_session_runs_the_queue;
     hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;
     restart => restart_mid_session;

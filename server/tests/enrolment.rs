@@ -110,6 +110,8 @@ async fn enrols_with_derived_credentials(t: TestDb) {
             let d = devices::get(&db, &id).await.unwrap().expect("enrolled");
             assert_eq!(d.client_name, id);
             assert_eq!(d.server_name, "corp.example");
+            // The Devices page shows who manages it: this server.
+            assert_eq!(d.authority, "corp.example");
             assert!(d.first_seen.is_some());
         }
         assert_eq!(enrolled_audits(&db).await, 2 * (i as i64 + 1));

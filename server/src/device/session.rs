@@ -8,12 +8,13 @@ use super::events::DeviceEvent;
 use super::{tree_cache, Runtime};
 use crate::audit::{self, Event, NewEntry};
 use crate::store::jobs::{self, Job, JobCommand};
-use crate::store::{devices, now_ms, throttle};
+use crate::store::{devices, throttle};
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::{
     DeviceAccount, EndReason, Incoming, ReceivedItem, ServerEvent, ServerSession,
 };
 use handover_dm::syncml::{self, Command};
+use handover_dm::tree::Timestamp;
 use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,8 +46,9 @@ pub const DM_POLICY: throttle::Policy = throttle::Policy {
 /// The answer to one request.
 #[derive(Debug)]
 pub enum Reply {
-    /// A SyncML message in the request's encoding.
-    Message(Vec<u8>),
+    /// A SyncML message in the request's encoding, with its
+    /// `x-syncml-hmac` header value when SRVCRED uses HMAC (A.4).
+    Message(Vec<u8>, Option<String>),
     /// No SyncML answer: an HTTP status and a reason for people.
     Refused(u16, &'static str),
 }
@@ -110,7 +112,7 @@ pub async fn handle(
             "missing or oversized DevId or SessionID",
         ));
     }
-    let now = now_ms();
+    let now = rt.settings.clock.now_ms();
     let th = throttle::get(db, &throttle_key(&devid)).await?;
     if th.wait_ms(&DM_POLICY, now).is_some() {
         audit::append(
@@ -212,7 +214,7 @@ pub async fn handle(
         hmac,
         tls: false,
     };
-    if candidate.is_some() && authenticates(&st.session, incoming, &account) {
+    if candidate.is_some() && authenticates(&st.session, incoming, &account, now) {
         enrol(rt, &mut tx, &devid, &account).await?;
         device = devices::get_in(db, &mut tx, &devid).await?;
         audits.push(
@@ -252,9 +254,9 @@ pub async fn handle(
         }
     }
 
-    if let Err(e) = st
-        .session
-        .handle_message(incoming, &account, &mut rand::rngs::OsRng)
+    if let Err(e) =
+        st.session
+            .handle_message_at(incoming, &account, timestamp(now), &mut rand::rngs::OsRng)
     {
         tracing::info!(devid, error = %e, "DM message refused");
         return Ok(Reply::Refused(400, "the message does not fit this session"));
@@ -474,17 +476,22 @@ pub async fn handle(
     }
     publish(rt, bus);
     Ok(match reply {
-        Some(t) => Reply::Message(t.bytes),
+        Some(t) => Reply::Message(t.bytes, t.hmac),
         None => Reply::Refused(500, "no answer"),
     })
 }
 
 /// Whether `incoming` authenticates against `account` in this session,
 /// judged on a copy so the session itself is untouched.
-fn authenticates(session: &ServerSession, incoming: Incoming<'_>, account: &DeviceAccount) -> bool {
+fn authenticates(
+    session: &ServerSession,
+    incoming: Incoming<'_>,
+    account: &DeviceAccount,
+    now: i64,
+) -> bool {
     let mut trial = session.clone();
     if trial
-        .handle_message(incoming, account, &mut rand::rngs::OsRng)
+        .handle_message_at(incoming, account, timestamp(now), &mut rand::rngs::OsRng)
         .is_err()
     {
         return false;
@@ -513,6 +520,11 @@ async fn enrol(
     };
     devices::insert_in(&rt.db, tx, &rt.vault, &line).await?;
     Ok(())
+}
+
+/// The runtime's milliseconds as the DM core's seconds.
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp((ms / 1000).max(0) as u64)
 }
 
 /// A client's first message of a session: MsgID 1 (A.2).
@@ -740,7 +752,7 @@ async fn close(
     bus: &mut Vec<DeviceEvent>,
 ) -> anyhow::Result<()> {
     let db = &rt.db;
-    let now = now_ms();
+    let now = rt.settings.clock.now_ms();
     let v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
     let s = &v["session"];
     let authenticated = s["authenticated"].as_bool().unwrap_or(false);
@@ -820,7 +832,7 @@ async fn close(
 /// how many.
 pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
     let db = &rt.db;
-    let cutoff = now_ms() - rt.settings.idle_ms;
+    let cutoff = rt.settings.clock.now_ms() - rt.settings.idle_ms;
     let rows = sqlx::query(
         &db.sql("SELECT devid, session_id FROM dm_sessions WHERE ended = 0 AND updated_at < $1"),
     )

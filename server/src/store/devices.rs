@@ -70,6 +70,16 @@ fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
     })
 }
 
+/// SRVCRED's scheme for a device whose CLCRED uses `client` (PROTOCOL A.4):
+/// HMAC with an HMAC client, so every answer carries `x-syncml-hmac`;
+/// otherwise an MD5 digest `Cred` (basic would need TLS).
+pub fn server_auth(client: AuthType) -> AuthType {
+    match client {
+        AuthType::Hmac => AuthType::Hmac,
+        AuthType::Md5 | AuthType::Basic => AuthType::Md5,
+    }
+}
+
 /// `md5 | hmac | basic` as the DM core's scheme.
 pub fn parse_auth(s: &str) -> Option<AuthType> {
     match s {
@@ -93,10 +103,8 @@ impl Device {
             },
             client_nonce: Nonce::from_b64(&self.client_nonce)
                 .map_err(|e| anyhow::anyhow!("client nonce: {e}"))?,
-            // The server authenticates with an MD5 digest Cred (A.4): its
-            // answers carry no x-syncml-hmac header, and basic needs TLS.
             server: StoredCredential {
-                auth_type: AuthType::Md5,
+                auth_type: server_auth(auth_type),
                 name: self.server_name.clone(),
                 secret: self.server_secret(vault)?,
             },
@@ -267,6 +275,9 @@ pub fn auth_text(a: AuthType) -> &'static str {
 }
 
 /// Inserts or updates every line in one transaction; returns (added, updated).
+/// A new device's authority is the SRVCRED name, this server's ServerID
+/// (PROTOCOL A.5); an update keeps the authority a device already has (it
+/// may have been handed over).
 pub async fn import(
     db: &Db,
     vault: &Vault,
@@ -281,7 +292,8 @@ pub async fn import(
         let res = sqlx::query(&db.sql(
             "UPDATE devices SET auth_type = $2, client_name = $3, client_secret_enc = $4, \
              client_nonce = $5, server_name = $6, server_secret_enc = $7, server_nonce = $8, \
-             push_address = $9 WHERE devid = $1",
+             push_address = $9, authority = CASE WHEN authority = '' THEN $6 ELSE authority END \
+             WHERE devid = $1",
         ))
         .bind(&l.devid)
         .bind(auth_text(l.auth))
@@ -300,8 +312,8 @@ pub async fn import(
         }
         sqlx::query(&db.sql(
             "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
-             server_name, server_secret_enc, server_nonce, push_address, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             server_name, server_secret_enc, server_nonce, push_address, created_at, authority) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)",
         ))
         .bind(&l.devid)
         .bind(auth_text(l.auth))
@@ -321,8 +333,8 @@ pub async fn import(
     Ok((added, updated))
 }
 
-/// Adds one device inside `tx` (auto-enrolment), secrets sealed as for
-/// an import.
+/// Adds one device inside `tx` (auto-enrolment), secrets sealed and the
+/// authority set as for an import.
 pub async fn insert_in(
     db: &Db,
     tx: &mut Transaction<'static, Any>,
@@ -331,8 +343,8 @@ pub async fn insert_in(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&db.sql(
         "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
-         server_name, server_secret_enc, server_nonce, push_address, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         server_name, server_secret_enc, server_nonce, push_address, created_at, authority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)",
     ))
     .bind(&l.devid)
     .bind(auth_text(l.auth))
