@@ -640,7 +640,147 @@ async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
     running.stop().await;
 }
 
+/// A free loopback port: bound, then let go, so nothing listens there yet.
+async fn free_port() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// An HTTP push receiver on `addr` that hands over each package 0.
+async fn push_receiver(addr: std::net::SocketAddr) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use axum::routing::post;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let app = axum::Router::new().route(
+        "/push",
+        post(move |b: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                tx.send(b.to_vec()).await.unwrap();
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    rx
+}
+
+async fn outbox(db: &Db, devid: &str) -> (String, i64) {
+    use sqlx::Row;
+    let r =
+        sqlx::query(&db.sql(
+            "SELECT state, attempts FROM notification_outbox WHERE devid = $1 ORDER BY id DESC",
+        ))
+        .bind(devid)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    (r.get("state"), r.get("attempts"))
+}
+
+// PROTOCOL A.5 delivery: an HTTP push that finds nobody listening is tried
+// again with backoff from the outbox, across a restart, until the device's
+// listener is up and it answers; one that never gets through is given up
+// after the last try and audited.
+async fn push_is_retried_with_backoff(t: TestDb) {
+    use handover::device::notify::{self, Backoff};
+    let db = Db::connect(&t.url).await.unwrap();
+    let late = free_port().await;
+    let dead = free_port().await;
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let mut lines = devices::parse_csv(&csv()).unwrap();
+    lines[0].push_address = format!("http://{late}/push");
+    lines[1].push_address = format!("http://{dead}/push");
+    devices::import(&db, &vault, &lines).await.unwrap();
+    let mut cfg = serve_config(&t);
+    cfg.dm.push_retry = Backoff {
+        first_ms: 200,
+        max_ms: 500,
+        attempts: 14,
+    };
+
+    // Notified from the command line while no server runs: the first try
+    // fails and the retry waits in the outbox.
+    let cli = handover::device::Runtime::new(db.clone(), vault.clone(), cfg.dm.clone());
+    let o = notify::notify(&cli, "IMEI:1", "test").await.unwrap();
+    assert_eq!(
+        (o.transport.as_str(), o.state.as_str()),
+        ("http", "retrying")
+    );
+    assert_eq!(outbox(&db, "IMEI:1").await, ("retrying".to_owned(), 1));
+
+    // A server tries again and fails too; then it restarts.
+    let (_, running) = start(cfg.clone()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while outbox(&db, "IMEI:1").await.1 < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("retried");
+    running.stop().await;
+
+    // The device's listener comes up; the restarted server gets through.
+    let mut rx = push_receiver(late).await;
+    let (bound, running) = start(cfg).await;
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
+        .await
+        .expect("pushed after all")
+        .unwrap();
+    let p = ParsedNotification::parse(&bytes).unwrap();
+    assert!(p.verify(
+        SERVER,
+        &Secret::new("serverpw"),
+        &Nonce::from_b64(NONCE_S).unwrap()
+    ));
+    assert_eq!(p.notification.session_id.to_string(), o.session_id);
+    // Recorded once the receiver's answer is in.
+    let (state, tries) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let row = outbox(&db, "IMEI:1").await;
+            if row.0 != "retrying" {
+                return row;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("recorded");
+    assert_eq!(state, "sent");
+    assert!(tries >= 3, "{tries}");
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start(&o.session_id, Encoding::Xml);
+    assert_eq!(
+        d.run(&mut c, &format!("http://{}/dm", bound.dm), 50).await,
+        Some(EndReason::Completed)
+    );
+
+    // Nobody ever listens for IMEI:2: failed after the last try, audited.
+    let o = notify::notify(&cli, "IMEI:2", "test").await.unwrap();
+    assert_eq!(o.state, "retrying");
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while outbox(&db, "IMEI:2").await.0 == "retrying" {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("given up in time");
+    assert_eq!(outbox(&db, "IMEI:2").await, ("failed".to_owned(), 14));
+    let failed = audit::count(
+        &db,
+        &audit::Filter {
+            code: Some(Event::DeviceNotifyFailed.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed, 1);
+    running.stop().await;
+}
+
 on_both_databases! {
+    push_retry => push_is_retried_with_backoff;
     idle_clock => idle_session_expires_on_the_runtime_clock;
     md5_queue => md5_session_runs_the_queue;
     hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;

@@ -30,6 +30,8 @@ pub struct Settings {
     pub enrolment: enrol::Policy,
     /// The time the DM runtime goes by.
     pub clock: Clock,
+    /// How a failed HTTP push is tried again.
+    pub push_retry: notify::Backoff,
 }
 
 /// The runtime's clock: the system's, moved on by [`Clock::advance`] so
@@ -61,6 +63,7 @@ impl Default for Settings {
             idle_ms: 10 * 60 * 1000,
             enrolment: enrol::Policy::default(),
             clock: Clock::default(),
+            push_retry: notify::Backoff::default(),
         }
     }
 }
