@@ -88,6 +88,8 @@ struct Device {
     tree: Option<Tree>,
     /// Server answers that carried an `x-syncml-hmac` header (A.4).
     signed_answers: usize,
+    /// SRVCRED's secret.
+    server_secret: String,
 }
 
 impl Device {
@@ -100,6 +102,12 @@ impl Device {
             server_nonce: Nonce::from_b64(NONCE_S).unwrap(),
             tree: Some(device_tree(devid)),
             signed_answers: 0,
+            server_secret: if devid == "IMEI:1" {
+                "serverpw"
+            } else {
+                "serverpw2"
+            }
+            .into(),
         }
     }
 
@@ -108,11 +116,6 @@ impl Device {
             "dev1"
         } else {
             "dev2"
-        };
-        let srv = if self.devid == "IMEI:1" {
-            "serverpw"
-        } else {
-            "serverpw2"
         };
         ClientSession::start(
             ClientConfig {
@@ -131,7 +134,7 @@ impl Device {
                     // A.4: an HMAC device checks the server's HMAC header.
                     auth_type: devices::server_auth(self.auth),
                     name: SERVER.into(),
-                    secret: Secret::new(srv),
+                    secret: Secret::new(self.server_secret.clone()),
                 },
                 server_nonce: self.server_nonce.clone(),
                 tls: false,
@@ -779,7 +782,49 @@ async fn push_is_retried_with_backoff(t: TestDb) {
     running.stop().await;
 }
 
+// PROTOCOL A.4: new secrets sent to a device whose confirmation never came
+// back (the session broke off after the Replace) are the device's once it
+// authenticates with them.
+async fn pending_secrets_taken_into_use(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    devices::set_pending_secrets(
+        &db,
+        &mut tx,
+        &vault,
+        "IMEI:1",
+        &Secret::new("clientpw-new"),
+        &Secret::new("serverpw-new"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (bound, running) = start(serve_config(&t)).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw-new");
+    d.server_secret = "serverpw-new".into();
+    let mut c = d.start("8", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
+    let dev = devices::get(&db, "IMEI:1").await.unwrap().unwrap();
+    let acc = dev.account(&vault).unwrap();
+    assert_eq!(acc.client.secret.expose(), "clientpw-new");
+    assert_eq!(acc.server.secret.expose(), "serverpw-new");
+    assert!(dev.pending_secrets(&vault).unwrap().is_none());
+    // The old secret is no longer accepted.
+    d.finish(c);
+    let mut old = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    old.client_nonce = d.client_nonce.clone();
+    let mut c = old.start("9", Encoding::Xml);
+    let _ = old.run(&mut c, &url, 10).await;
+    let hist = devices::sessions(&db, "IMEI:1", 1).await.unwrap();
+    assert_eq!(hist[0].outcome, "auth-failed");
+    running.stop().await;
+}
+
 on_both_databases! {
+    pending_secrets => pending_secrets_taken_into_use;
     push_retry => push_is_retried_with_backoff;
     idle_clock => idle_session_expires_on_the_runtime_clock;
     md5_queue => md5_session_runs_the_queue;

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod enrol;
 pub mod events;
 pub mod notify;
+pub mod rotate;
 pub mod session;
 pub mod tree_cache;
 pub mod vault;

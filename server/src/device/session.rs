@@ -5,7 +5,7 @@
 //! session and a restart loses nothing.
 
 use super::events::DeviceEvent;
-use super::{tree_cache, Runtime};
+use super::{rotate, tree_cache, Runtime};
 use crate::audit::{self, Event, NewEntry};
 use crate::store::jobs::{self, Job, JobCommand};
 use crate::store::{devices, throttle};
@@ -136,7 +136,7 @@ pub async fn handle(
         Some(_) => None,
         None => rt.settings.enrolment.account_for(&devid),
     };
-    let account = match (&device, &candidate) {
+    let mut account = match (&device, &candidate) {
         (Some(d), _) => d.account(&rt.vault)?,
         (None, Some(a)) => a.clone(),
         (None, None) => throwaway_account(),
@@ -214,8 +214,29 @@ pub async fn handle(
         hmac,
         tls: false,
     };
+    // A device that took new secrets (see `rotate`) whose confirmation never
+    // arrived, because the session broke off, authenticates with them: they
+    // are its secrets now. One that authenticates with its old ones never
+    // got them.
+    if let Some(pending) = device
+        .as_ref()
+        .map(|d| d.pending_secrets(&rt.vault))
+        .transpose()?
+        .flatten()
+    {
+        let mut with_pending = account.clone();
+        (with_pending.client.secret, with_pending.server.secret) = pending;
+        if authenticates(&st.session, incoming, &account, now) {
+            devices::settle_pending_secrets(db, &mut tx, &devid, false).await?;
+        } else if authenticates(&st.session, incoming, &with_pending, now) {
+            devices::settle_pending_secrets(db, &mut tx, &devid, true).await?;
+            account = with_pending;
+        }
+    }
     if candidate.is_some() && authenticates(&st.session, incoming, &account, now) {
         enrol(rt, &mut tx, &devid, &account).await?;
+        // The derived secrets were for first contact: this session replaces them.
+        rotate::start(rt, &mut tx, &devid).await?;
         device = devices::get_in(db, &mut tx, &devid).await?;
         audits.push(
             NewEntry::new(Event::DeviceEnrolled, format!("device:{devid}"), &devid)
@@ -229,6 +250,7 @@ pub async fn handle(
 
     if let Some(dev) = &device {
         expand_walks(rt, &mut tx, &devid, &sid, body).await?;
+        rotate::advance(rt, &mut tx, dev, &sid, body).await?;
         if dev.first_seen.is_none()
             && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
         {
@@ -242,7 +264,12 @@ pub async fn handle(
         }
         for j in jobs::take_queued(db, &mut tx, &devid, &sid).await? {
             if let Some(c) = j.command() {
-                st.session.push_command(c.to_server(j.id));
+                let cmd = if j.requested_by == rotate::REQUESTED_BY {
+                    rotate::command(rt, &mut tx, &j, &c).await?
+                } else {
+                    c.to_server(j.id)
+                };
+                st.session.push_command(cmd);
                 st.commands += 1;
                 bus.push(DeviceEvent::JobUpdated {
                     devid: devid.clone(),
@@ -419,6 +446,9 @@ pub async fn handle(
     for id in dirty {
         let j = &job_cache[&id];
         jobs::finish(db, &mut tx, j).await?;
+        if j.requested_by == rotate::REQUESTED_BY {
+            rotate::finish(rt, &mut tx, j).await?;
+        }
         if j.state != "sent" {
             audits.extend(change_audits(j));
         }

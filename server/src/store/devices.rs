@@ -32,6 +32,11 @@ pub struct Device {
     /// Base64 of the nonce the server uses next (Cred and package 0).
     pub server_nonce: String,
     pub push_address: String,
+    /// Sealed secrets sent to the device and not yet confirmed ('' when none).
+    #[serde(skip)]
+    pending_client_secret_enc: String,
+    #[serde(skip)]
+    pending_server_secret_enc: String,
     pub authority: String,
     pub state: String,
     /// JSON array of tree nodes, sorted by uri.
@@ -43,7 +48,7 @@ pub struct Device {
 
 const COLUMNS: &str = "devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
     client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, push_address, \
-    authority, state, tree, created_at, first_seen, last_seen";
+    pending_client_secret_enc, pending_server_secret_enc, authority, state, tree, created_at, first_seen, last_seen";
 
 fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -61,6 +66,8 @@ fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
         server_secret_enc: r.try_get("server_secret_enc")?,
         server_nonce: r.try_get("server_nonce")?,
         push_address: r.try_get("push_address")?,
+        pending_client_secret_enc: r.try_get("pending_client_secret_enc")?,
+        pending_server_secret_enc: r.try_get("pending_server_secret_enc")?,
         authority: r.try_get("authority")?,
         state: r.try_get("state")?,
         tree: r.try_get("tree")?,
@@ -111,6 +118,26 @@ impl Device {
             server_nonce: Nonce::from_b64(&self.server_nonce)
                 .map_err(|e| anyhow::anyhow!("server nonce: {e}"))?,
         })
+    }
+
+    /// The CLCRED and SRVCRED secrets sent to the device and not yet
+    /// confirmed, if any.
+    pub fn pending_secrets(&self, vault: &Vault) -> anyhow::Result<Option<(Secret, Secret)>> {
+        if self.pending_client_secret_enc.is_empty() || self.pending_server_secret_enc.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            vault.unseal(
+                &self.devid,
+                "client_secret",
+                &self.pending_client_secret_enc,
+            )?,
+            vault.unseal(
+                &self.devid,
+                "server_secret",
+                &self.pending_server_secret_enc,
+            )?,
+        )))
     }
 
     /// SRVCRED's secret (for package 0, A.5).
@@ -382,6 +409,51 @@ pub async fn set_secret(
     .bind(vault.seal(devid, field, secret))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Keeps new CLCRED and SRVCRED secrets, sealed, until the device confirms
+/// it has them ([`settle_pending_secrets`]).
+pub async fn set_pending_secrets(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    devid: &str,
+    client: &Secret,
+    server: &Secret,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql(
+        "UPDATE devices SET pending_client_secret_enc = $2, pending_server_secret_enc = $3 \
+         WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(vault.seal(devid, "client_secret", client))
+    .bind(vault.seal(devid, "server_secret", server))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The pending secrets become the device's (`confirmed`) or are dropped.
+pub async fn settle_pending_secrets(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    confirmed: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if confirmed {
+        "UPDATE devices SET client_secret_enc = pending_client_secret_enc, \
+         server_secret_enc = pending_server_secret_enc, pending_client_secret_enc = '', \
+         pending_server_secret_enc = '' \
+         WHERE devid = $1 AND pending_client_secret_enc <> '' AND pending_server_secret_enc <> ''"
+    } else {
+        "UPDATE devices SET pending_client_secret_enc = '', pending_server_secret_enc = '' \
+         WHERE devid = $1"
+    };
+    sqlx::query(&db.sql(sql))
+        .bind(devid)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
