@@ -5,9 +5,7 @@ use std::fmt;
 
 /// A set of the five DM rights, always written in the order Add, Delete,
 /// Exec, Get, Replace (B.9 canonical form, B.6 entry order).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Rights(u8);
 
 impl Rights {
@@ -46,10 +44,7 @@ impl Rights {
 
     /// The rights in B.6 order.
     pub fn cmds(self) -> Vec<AclCmd> {
-        AclCmd::ALL
-            .into_iter()
-            .filter(|c| self.contains(*c))
-            .collect()
+        AclCmd::ALL.into_iter().filter(|c| self.contains(*c)).collect()
     }
 
     /// Parses B.9 `Rights`: `,`-separated, no spaces, each right at most
