@@ -86,18 +86,18 @@ fn children(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Queues the next step from the answers in `body` to the steps sent in
-/// this session (before the session decides its next package).
+/// this session (`open`: the session's jobs still waiting for an answer),
+/// before the session decides its next package.
 pub async fn advance(
     rt: &Runtime,
     tx: &mut Transaction<'static, Any>,
     dev: &Device,
-    sid: &str,
+    open: &[Job],
     body: &[u8],
 ) -> anyhow::Result<()> {
     let db = &rt.db;
-    let asked: HashSet<String> = jobs::open_in_session(db, tx, &dev.devid, sid)
-        .await?
-        .into_iter()
+    let asked: HashSet<String> = open
+        .iter()
         .filter(|j| j.requested_by == REQUESTED_BY)
         .filter_map(|j| match j.command() {
             Some(JobCommand::Get { target, .. }) => Some(target),

@@ -249,8 +249,10 @@ pub async fn handle(
     }
 
     if let Some(dev) = &device {
-        expand_walks(rt, &mut tx, &devid, &sid, body).await?;
-        rotate::advance(rt, &mut tx, dev, &sid, body).await?;
+        // Both read the answers in this message to commands already sent.
+        let open = jobs::open_in_session(db, &mut tx, &devid, &sid).await?;
+        expand_walks(rt, &mut tx, &devid, &open, body).await?;
+        rotate::advance(rt, &mut tx, dev, &open, body).await?;
         if dev.first_seen.is_none()
             && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
         {
@@ -640,11 +642,10 @@ async fn expand_walks(
     rt: &Runtime,
     tx: &mut Transaction<'static, Any>,
     devid: &str,
-    sid: &str,
+    open: &[Job],
     body: &[u8],
 ) -> anyhow::Result<()> {
     let db = &rt.db;
-    let open = jobs::open_in_session(db, tx, devid, sid).await?;
     let walking: HashSet<String> = open
         .iter()
         .filter_map(|j| match j.command() {
