@@ -3,7 +3,7 @@
 use crate::audit::{self, Event, NewEntry};
 use crate::config::ServeConfig;
 use crate::device::vault::Vault;
-use crate::device::{endpoint, session, Runtime};
+use crate::device::{endpoint, notify, session, Runtime};
 use crate::ops::Metrics;
 use crate::peer::identity::{Identity, Origin};
 use crate::peer::{self, Pins};
@@ -164,6 +164,19 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         })
     };
 
+    let retrier = {
+        let rt = runtime.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Err(e) = notify::retry_due(&rt).await {
+                    tracing::error!(error = %e, "retrying push notifications failed");
+                }
+            }
+        })
+    };
+
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let serve_one = |listener: TcpListener, router: Router| {
         let mut rx = stop_rx.clone();
@@ -195,6 +208,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         let _ = rx.wait_for(|s| *s).await;
         cleanup.abort();
         sweeper.abort();
+        retrier.abort();
     }));
     Ok((bound, Running { stop, tasks }))
 }

@@ -86,6 +86,10 @@ struct Device {
     client_nonce: Nonce,
     server_nonce: Nonce,
     tree: Option<Tree>,
+    /// Server answers that carried an `x-syncml-hmac` header (A.4).
+    signed_answers: usize,
+    /// SRVCRED's secret.
+    server_secret: String,
 }
 
 impl Device {
@@ -97,6 +101,13 @@ impl Device {
             client_nonce: Nonce::from_b64(NONCE_C).unwrap(),
             server_nonce: Nonce::from_b64(NONCE_S).unwrap(),
             tree: Some(device_tree(devid)),
+            signed_answers: 0,
+            server_secret: if devid == "IMEI:1" {
+                "serverpw"
+            } else {
+                "serverpw2"
+            }
+            .into(),
         }
     }
 
@@ -105,11 +116,6 @@ impl Device {
             "dev1"
         } else {
             "dev2"
-        };
-        let srv = if self.devid == "IMEI:1" {
-            "serverpw"
-        } else {
-            "serverpw2"
         };
         ClientSession::start(
             ClientConfig {
@@ -125,9 +131,10 @@ impl Device {
                 },
                 client_nonce: self.client_nonce.clone(),
                 srvcred: StoredCredential {
-                    auth_type: AuthType::Md5,
+                    // A.4: an HMAC device checks the server's HMAC header.
+                    auth_type: devices::server_auth(self.auth),
                     name: SERVER.into(),
-                    secret: Secret::new(srv),
+                    secret: Secret::new(self.server_secret.clone()),
                 },
                 server_nonce: self.server_nonce.clone(),
                 tls: false,
@@ -165,8 +172,13 @@ impl Device {
                 t.encoding.content_type(),
                 "answered in the encoding received"
             );
+            let hmac = res
+                .headers()
+                .get("x-syncml-hmac")
+                .map(|v| v.to_str().unwrap().to_owned());
+            self.signed_answers += usize::from(hmac.is_some());
             let body = res.bytes().await.unwrap();
-            c.handle_message(&body, NOW, &mut rng)
+            c.handle_response(&body, hmac.as_deref(), NOW, &mut rng)
                 .expect("server message");
             while let Some(e) = c.poll_event() {
                 match e {
@@ -182,6 +194,9 @@ impl Device {
                         }
                     }
                     ClientEvent::SessionEnded { reason } => end = Some(reason),
+                    ClientEvent::ServerAuthFailed { status } => {
+                        panic!("the server's credential was refused: {status:?}")
+                    }
                     _ => {}
                 }
             }
@@ -203,6 +218,12 @@ async fn import(t: &TestDb, db: &Db) {
     assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (2, 0));
     // Re-import updates.
     assert_eq!(devices::import(db, &vault, &lines).await.unwrap(), (0, 2));
+    // The authority managing an imported device is the ServerID its SRVCRED
+    // names: this server.
+    for id in ["IMEI:1", "IMEI:2"] {
+        let d = devices::get(db, id).await.unwrap().unwrap();
+        assert_eq!(d.authority, SERVER, "{id}");
+    }
 }
 
 async fn queue(db: &Db, devid: &str, c: serde_json::Value) -> i64 {
@@ -316,6 +337,18 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     let mut c = d.start("2", Encoding::Wbxml);
     assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
     assert_eq!(job(&db, get).await.state, "succeeded");
+    // A.4: the server signed every answer the device answered, and the
+    // device checked each MAC over the exact body (a bad one would have
+    // ended the session with ServerAuthRejected).
+    assert!(d.signed_answers >= 1, "{}", d.signed_answers);
+    let first = d.signed_answers;
+    // A second session with the nonces both sides moved on.
+    d.finish(c);
+    let again = queue(&db, "IMEI:2", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+    let mut c = d.start("4", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
+    assert!(d.signed_answers > first);
+    assert_eq!(job(&db, again).await.state, "succeeded");
 
     for (devid, auth, secret) in [
         ("IMEI:1", AuthType::Md5, "wrong"),
@@ -575,7 +608,225 @@ async fn api_and_push(t: TestDb) {
     running.stop().await;
 }
 
+// PROTOCOL A.2: a session idle for longer than the limit on the runtime's
+// clock has expired: the device's next message does not continue it, and a
+// command it was sent and never answered fails rather than run twice.
+async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let cfg = serve_config(&t);
+    let clock = cfg.dm.clock.clone();
+    let idle = std::time::Duration::from_millis(cfg.dm.idle_ms as u64);
+    let (bound, running) = start(cfg).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let add = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Add","target":"./Vendor/Late","data":"1"}),
+    )
+    .await;
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start("7", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 1).await, None);
+    assert_eq!(job(&db, add).await.state, "sent");
+
+    clock.advance(idle + std::time::Duration::from_secs(60));
+    assert_eq!(d.run(&mut c, &url, 10).await, Some(EndReason::Aborted));
+    let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
+    assert!(
+        hist.iter()
+            .any(|h| h.session_id == "7" && h.outcome == "expired"),
+        "{hist:?}"
+    );
+    let j = job(&db, add).await;
+    assert_eq!(j.state, "failed", "{j:?}");
+    running.stop().await;
+}
+
+/// A free loopback port: bound, then let go, so nothing listens there yet.
+async fn free_port() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// An HTTP push receiver on `addr` that hands over each package 0.
+async fn push_receiver(addr: std::net::SocketAddr) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use axum::routing::post;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let app = axum::Router::new().route(
+        "/push",
+        post(move |b: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                tx.send(b.to_vec()).await.unwrap();
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    rx
+}
+
+async fn outbox(db: &Db, devid: &str) -> (String, i64) {
+    use sqlx::Row;
+    let r =
+        sqlx::query(&db.sql(
+            "SELECT state, attempts FROM notification_outbox WHERE devid = $1 ORDER BY id DESC",
+        ))
+        .bind(devid)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    (r.get("state"), r.get("attempts"))
+}
+
+// PROTOCOL A.5 delivery: an HTTP push that finds nobody listening is tried
+// again with backoff from the outbox, across a restart, until the device's
+// listener is up and it answers; one that never gets through is given up
+// after the last try and audited.
+async fn push_is_retried_with_backoff(t: TestDb) {
+    use handover::device::notify::{self, Backoff};
+    let db = Db::connect(&t.url).await.unwrap();
+    let late = free_port().await;
+    let dead = free_port().await;
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let mut lines = devices::parse_csv(&csv()).unwrap();
+    lines[0].push_address = format!("http://{late}/push");
+    lines[1].push_address = format!("http://{dead}/push");
+    devices::import(&db, &vault, &lines).await.unwrap();
+    let mut cfg = serve_config(&t);
+    cfg.dm.push_retry = Backoff {
+        first_ms: 200,
+        max_ms: 500,
+        attempts: 14,
+    };
+
+    // Notified from the command line while no server runs: the first try
+    // fails and the retry waits in the outbox.
+    let cli = handover::device::Runtime::new(db.clone(), vault.clone(), cfg.dm.clone());
+    let o = notify::notify(&cli, "IMEI:1", "test").await.unwrap();
+    assert_eq!(
+        (o.transport.as_str(), o.state.as_str()),
+        ("http", "retrying")
+    );
+    assert_eq!(outbox(&db, "IMEI:1").await, ("retrying".to_owned(), 1));
+
+    // A server tries again and fails too; then it restarts.
+    let (_, running) = start(cfg.clone()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while outbox(&db, "IMEI:1").await.1 < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("retried");
+    running.stop().await;
+
+    // The device's listener comes up; the restarted server gets through.
+    let mut rx = push_receiver(late).await;
+    let (bound, running) = start(cfg).await;
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
+        .await
+        .expect("pushed after all")
+        .unwrap();
+    let p = ParsedNotification::parse(&bytes).unwrap();
+    assert!(p.verify(
+        SERVER,
+        &Secret::new("serverpw"),
+        &Nonce::from_b64(NONCE_S).unwrap()
+    ));
+    assert_eq!(p.notification.session_id.to_string(), o.session_id);
+    // Recorded once the receiver's answer is in.
+    let (state, tries) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let row = outbox(&db, "IMEI:1").await;
+            if row.0 != "retrying" {
+                return row;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("recorded");
+    assert_eq!(state, "sent");
+    assert!(tries >= 3, "{tries}");
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start(&o.session_id, Encoding::Xml);
+    assert_eq!(
+        d.run(&mut c, &format!("http://{}/dm", bound.dm), 50).await,
+        Some(EndReason::Completed)
+    );
+
+    // Nobody ever listens for IMEI:2: failed after the last try, audited.
+    let o = notify::notify(&cli, "IMEI:2", "test").await.unwrap();
+    assert_eq!(o.state, "retrying");
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while outbox(&db, "IMEI:2").await.0 == "retrying" {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("given up in time");
+    assert_eq!(outbox(&db, "IMEI:2").await, ("failed".to_owned(), 14));
+    let failed = audit::count(
+        &db,
+        &audit::Filter {
+            code: Some(Event::DeviceNotifyFailed.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed, 1);
+    running.stop().await;
+}
+
+// PROTOCOL A.4: new secrets sent to a device whose confirmation never came
+// back (the session broke off after the Replace) are the device's once it
+// authenticates with them.
+async fn pending_secrets_taken_into_use(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let vault = Vault::open(None, t.dir.path()).unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    devices::set_pending_secrets(
+        &db,
+        &mut tx,
+        &vault,
+        "IMEI:1",
+        &Secret::new("clientpw-new"),
+        &Secret::new("serverpw-new"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (bound, running) = start(serve_config(&t)).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw-new");
+    d.server_secret = "serverpw-new".into();
+    let mut c = d.start("8", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 50).await, Some(EndReason::Completed));
+    let dev = devices::get(&db, "IMEI:1").await.unwrap().unwrap();
+    let acc = dev.account(&vault).unwrap();
+    assert_eq!(acc.client.secret.expose(), "clientpw-new");
+    assert_eq!(acc.server.secret.expose(), "serverpw-new");
+    assert!(dev.pending_secrets(&vault).unwrap().is_none());
+    // The old secret is no longer accepted.
+    d.finish(c);
+    let mut old = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    old.client_nonce = d.client_nonce.clone();
+    let mut c = old.start("9", Encoding::Xml);
+    let _ = old.run(&mut c, &url, 10).await;
+    let hist = devices::sessions(&db, "IMEI:1", 1).await.unwrap();
+    assert_eq!(hist[0].outcome, "auth-failed");
+    running.stop().await;
+}
+
 on_both_databases! {
+    pending_secrets => pending_secrets_taken_into_use;
+    push_retry => push_is_retried_with_backoff;
+    idle_clock => idle_session_expires_on_the_runtime_clock;
     md5_queue => md5_session_runs_the_queue;
     hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;
     restart => restart_mid_session;

@@ -165,7 +165,7 @@ async fn forward(
             req = req.header(name, v.as_bytes());
         }
     }
-    let (status, ct, response) = match req.send().await {
+    let (status, ct, hmac, response) = match req.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let ct = r
@@ -174,9 +174,21 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("text/plain")
                 .to_owned();
-            (status, ct, r.bytes().await.unwrap_or_default().to_vec())
+            // A.4: the server's MAC over the body goes to the device as is.
+            let hmac = r.headers().get("x-syncml-hmac").cloned();
+            (
+                status,
+                ct,
+                hmac,
+                r.bytes().await.unwrap_or_default().to_vec(),
+            )
         }
-        Err(_) => (502, "text/plain".to_owned(), b"server unreachable".to_vec()),
+        Err(_) => (
+            502,
+            "text/plain".to_owned(),
+            None,
+            b"server unreachable".to_vec(),
+        ),
     };
     st.log.lock().unwrap().push(Exchange {
         devid,
@@ -195,6 +207,9 @@ async fn forward(
         "content-type",
         axum::http::HeaderValue::from_str(&ct).unwrap(),
     );
+    if let Some(h) = hmac {
+        res.headers_mut().insert("x-syncml-hmac", h);
+    }
     res
 }
 

@@ -267,3 +267,69 @@ async fn bench_runs_both_phases() {
     assert_eq!(handover::sim::bench::run(args).await.unwrap(), 0);
     assert!(handover::sim::bench::vm_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
 }
+
+/// Between the simulator and the server: forwards each message and flips
+/// one character of the `mac` in the server's `x-syncml-hmac` header.
+async fn mac_tampering_proxy(target: String) -> String {
+    use axum::http::{HeaderMap, HeaderValue};
+    use axum::response::IntoResponse;
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/dm",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (http, target) = (http.clone(), target.clone());
+            async move {
+                let mut req = http.post(&target).body(body.to_vec());
+                for name in ["content-type", "x-syncml-hmac"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.as_bytes());
+                    }
+                }
+                let r = req.send().await.unwrap();
+                let ct = r.headers()["content-type"].clone();
+                let mac = r.headers().get("x-syncml-hmac").map(|v| {
+                    let v = v.to_str().unwrap();
+                    let (head, mac) = v.rsplit_once("mac=").unwrap();
+                    let flipped = if mac.starts_with('A') { "B" } else { "A" };
+                    format!("{head}mac={flipped}{}", &mac[1..])
+                });
+                let mut res = r.bytes().await.unwrap().to_vec().into_response();
+                res.headers_mut().insert("content-type", ct);
+                if let Some(m) = mac {
+                    res.headers_mut()
+                        .insert("x-syncml-hmac", HeaderValue::from_str(&m).unwrap());
+                }
+                res
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/dm", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+/// PROTOCOL A.4: with an HMAC SRVCRED the device checks the server's MAC
+/// over each answer's exact bytes; a wrong one is refused and ends the
+/// session before any command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_server_mac_ends_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RefServer::start("127.0.0.1:0".parse().unwrap(), &[], commands())
+        .await
+        .unwrap();
+    let mut cfg = SimConfig::new(3, mac_tampering_proxy(server.url()).await, dir.path());
+    cfg.auth = AuthType::Hmac;
+    cfg.request_timeout = Duration::from_secs(5);
+    let sim = Sim::start(cfg).await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join("devices.csv")).unwrap();
+    server.set_accounts(&csv::parse(&text).unwrap()).unwrap();
+    assert!(!sim.run_once().await);
+    let st = sim.stats();
+    assert_eq!((st.sessions_ok, st.server_auth_failures), (0, 3), "{st}");
+    for id in sim.dev_ids() {
+        assert_eq!(value(&sim.tree(&id).await.unwrap(), VPN), "false", "{id}");
+    }
+    sim.shutdown().await;
+    server.stop();
+}

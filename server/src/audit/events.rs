@@ -68,6 +68,7 @@ events! {
     DeviceNotified = 2006, "device.notified";
     CommandQueued = 2007, "device.command_queued";
     DeviceEnrolled = 2008, "device.enrolled";
+    DeviceNotifyFailed = 2009, "device.notify_failed";
     ApiTokenCreated = 2101, "api.token_created";
     DelegationRequested = 3001, "delegation.requested";
     DelegationApproved = 3002, "delegation.approved";

@@ -57,7 +57,7 @@ async fn dm(
     }
     let hmac = headers.get(HMAC_HEADER).and_then(|v| v.to_str().ok());
     match session::handle(&rt, &bytes, hmac, &peer.ip().to_string()).await {
-        Ok(Reply::Message(out)) => {
+        Ok(Reply::Message(out, out_hmac)) => {
             // Answer with the media type family the client used (DS or DM).
             let ct = if ct.to_ascii_lowercase().contains("vnd.syncml.dm") {
                 encoding.content_type().to_owned()
@@ -70,6 +70,11 @@ async fn dm(
                 HeaderValue::from_str(&ct)
                     .unwrap_or(HeaderValue::from_static(encoding.content_type())),
             );
+            // A.4: with an HMAC SRVCRED the server proves itself with a MAC
+            // over exactly these body bytes.
+            if let Some(v) = out_hmac.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                res.headers_mut().insert(HMAC_HEADER, v);
+            }
             res
         }
         Ok(Reply::Refused(code, why)) => refuse(code, why),

@@ -179,7 +179,7 @@ impl Policy {
             },
             client_nonce: d.client_nonce,
             server: StoredCredential {
-                auth_type: AuthType::Md5,
+                auth_type: crate::store::devices::server_auth(self.auth),
                 name: self.server_id.clone(),
                 secret: d.server_secret,
             },

@@ -6,13 +6,15 @@ pub mod endpoint;
 pub mod enrol;
 pub mod events;
 pub mod notify;
+pub mod rotate;
 pub mod session;
 pub mod tree_cache;
 pub mod vault;
 
-use crate::store::Db;
+use crate::store::{now_ms, Db};
 use events::EventBus;
 use notify::{HttpPush, Notifier};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use vault::Vault;
 
@@ -27,6 +29,31 @@ pub struct Settings {
     pub idle_ms: i64,
     /// Auto-enrolment of unknown devices (off by default).
     pub enrolment: enrol::Policy,
+    /// The time the DM runtime goes by.
+    pub clock: Clock,
+    /// How a failed HTTP push is tried again.
+    pub push_retry: notify::Backoff,
+}
+
+/// The runtime's clock: the system's, moved on by [`Clock::advance`] so
+/// tests can let sessions go idle without waiting (STYLE lesson 10). Clones
+/// share one offset.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and its clones) forward.
+    pub fn advance(&self, d: std::time::Duration) {
+        self.offset_ms
+            .fetch_add(d.as_millis() as i64, Ordering::Relaxed);
+    }
 }
 
 impl Default for Settings {
@@ -36,6 +63,8 @@ impl Default for Settings {
             max_messages: 200,
             idle_ms: 10 * 60 * 1000,
             enrolment: enrol::Policy::default(),
+            clock: Clock::default(),
+            push_retry: notify::Backoff::default(),
         }
     }
 }

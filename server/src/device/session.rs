@@ -5,15 +5,16 @@
 //! session and a restart loses nothing.
 
 use super::events::DeviceEvent;
-use super::{tree_cache, Runtime};
+use super::{rotate, tree_cache, Runtime};
 use crate::audit::{self, Event, NewEntry};
 use crate::store::jobs::{self, Job, JobCommand};
-use crate::store::{devices, now_ms, throttle};
+use crate::store::{devices, throttle};
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::{
     DeviceAccount, EndReason, Incoming, ReceivedItem, ServerEvent, ServerSession,
 };
 use handover_dm::syncml::{self, Command};
+use handover_dm::tree::Timestamp;
 use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,8 +46,9 @@ pub const DM_POLICY: throttle::Policy = throttle::Policy {
 /// The answer to one request.
 #[derive(Debug)]
 pub enum Reply {
-    /// A SyncML message in the request's encoding.
-    Message(Vec<u8>),
+    /// A SyncML message in the request's encoding, with its
+    /// `x-syncml-hmac` header value when SRVCRED uses HMAC (A.4).
+    Message(Vec<u8>, Option<String>),
     /// No SyncML answer: an HTTP status and a reason for people.
     Refused(u16, &'static str),
 }
@@ -110,7 +112,7 @@ pub async fn handle(
             "missing or oversized DevId or SessionID",
         ));
     }
-    let now = now_ms();
+    let now = rt.settings.clock.now_ms();
     let th = throttle::get(db, &throttle_key(&devid)).await?;
     if th.wait_ms(&DM_POLICY, now).is_some() {
         audit::append(
@@ -134,7 +136,7 @@ pub async fn handle(
         Some(_) => None,
         None => rt.settings.enrolment.account_for(&devid),
     };
-    let account = match (&device, &candidate) {
+    let mut account = match (&device, &candidate) {
         (Some(d), _) => d.account(&rt.vault)?,
         (None, Some(a)) => a.clone(),
         (None, None) => throwaway_account(),
@@ -212,8 +214,29 @@ pub async fn handle(
         hmac,
         tls: false,
     };
-    if candidate.is_some() && authenticates(&st.session, incoming, &account) {
+    // A device that took new secrets (see `rotate`) whose confirmation never
+    // arrived, because the session broke off, authenticates with them: they
+    // are its secrets now. One that authenticates with its old ones never
+    // got them.
+    if let Some(pending) = device
+        .as_ref()
+        .map(|d| d.pending_secrets(&rt.vault))
+        .transpose()?
+        .flatten()
+    {
+        let mut with_pending = account.clone();
+        (with_pending.client.secret, with_pending.server.secret) = pending;
+        if authenticates(&st.session, incoming, &account, now) {
+            devices::settle_pending_secrets(db, &mut tx, &devid, false).await?;
+        } else if authenticates(&st.session, incoming, &with_pending, now) {
+            devices::settle_pending_secrets(db, &mut tx, &devid, true).await?;
+            account = with_pending;
+        }
+    }
+    if candidate.is_some() && authenticates(&st.session, incoming, &account, now) {
         enrol(rt, &mut tx, &devid, &account).await?;
+        // The derived secrets were for first contact: this session replaces them.
+        rotate::start(rt, &mut tx, &devid).await?;
         device = devices::get_in(db, &mut tx, &devid).await?;
         audits.push(
             NewEntry::new(Event::DeviceEnrolled, format!("device:{devid}"), &devid)
@@ -226,7 +249,10 @@ pub async fn handle(
     }
 
     if let Some(dev) = &device {
-        expand_walks(rt, &mut tx, &devid, &sid, body).await?;
+        // Both read the answers in this message to commands already sent.
+        let open = jobs::open_in_session(db, &mut tx, &devid, &sid).await?;
+        expand_walks(rt, &mut tx, &devid, &open, body).await?;
+        rotate::advance(rt, &mut tx, dev, &open, body).await?;
         if dev.first_seen.is_none()
             && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
         {
@@ -240,7 +266,12 @@ pub async fn handle(
         }
         for j in jobs::take_queued(db, &mut tx, &devid, &sid).await? {
             if let Some(c) = j.command() {
-                st.session.push_command(c.to_server(j.id));
+                let cmd = if j.requested_by == rotate::REQUESTED_BY {
+                    rotate::command(rt, &mut tx, &j, &c).await?
+                } else {
+                    c.to_server(j.id)
+                };
+                st.session.push_command(cmd);
                 st.commands += 1;
                 bus.push(DeviceEvent::JobUpdated {
                     devid: devid.clone(),
@@ -252,9 +283,9 @@ pub async fn handle(
         }
     }
 
-    if let Err(e) = st
-        .session
-        .handle_message(incoming, &account, &mut rand::rngs::OsRng)
+    if let Err(e) =
+        st.session
+            .handle_message_at(incoming, &account, timestamp(now), &mut rand::rngs::OsRng)
     {
         tracing::info!(devid, error = %e, "DM message refused");
         return Ok(Reply::Refused(400, "the message does not fit this session"));
@@ -417,6 +448,9 @@ pub async fn handle(
     for id in dirty {
         let j = &job_cache[&id];
         jobs::finish(db, &mut tx, j).await?;
+        if j.requested_by == rotate::REQUESTED_BY {
+            rotate::finish(rt, &mut tx, j).await?;
+        }
         if j.state != "sent" {
             audits.extend(change_audits(j));
         }
@@ -474,17 +508,22 @@ pub async fn handle(
     }
     publish(rt, bus);
     Ok(match reply {
-        Some(t) => Reply::Message(t.bytes),
+        Some(t) => Reply::Message(t.bytes, t.hmac),
         None => Reply::Refused(500, "no answer"),
     })
 }
 
 /// Whether `incoming` authenticates against `account` in this session,
 /// judged on a copy so the session itself is untouched.
-fn authenticates(session: &ServerSession, incoming: Incoming<'_>, account: &DeviceAccount) -> bool {
+fn authenticates(
+    session: &ServerSession,
+    incoming: Incoming<'_>,
+    account: &DeviceAccount,
+    now: i64,
+) -> bool {
     let mut trial = session.clone();
     if trial
-        .handle_message(incoming, account, &mut rand::rngs::OsRng)
+        .handle_message_at(incoming, account, timestamp(now), &mut rand::rngs::OsRng)
         .is_err()
     {
         return false;
@@ -513,6 +552,11 @@ async fn enrol(
     };
     devices::insert_in(&rt.db, tx, &rt.vault, &line).await?;
     Ok(())
+}
+
+/// The runtime's milliseconds as the DM core's seconds.
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp((ms / 1000).max(0) as u64)
 }
 
 /// A client's first message of a session: MsgID 1 (A.2).
@@ -598,11 +642,10 @@ async fn expand_walks(
     rt: &Runtime,
     tx: &mut Transaction<'static, Any>,
     devid: &str,
-    sid: &str,
+    open: &[Job],
     body: &[u8],
 ) -> anyhow::Result<()> {
     let db = &rt.db;
-    let open = jobs::open_in_session(db, tx, devid, sid).await?;
     let walking: HashSet<String> = open
         .iter()
         .filter_map(|j| match j.command() {
@@ -740,7 +783,7 @@ async fn close(
     bus: &mut Vec<DeviceEvent>,
 ) -> anyhow::Result<()> {
     let db = &rt.db;
-    let now = now_ms();
+    let now = rt.settings.clock.now_ms();
     let v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
     let s = &v["session"];
     let authenticated = s["authenticated"].as_bool().unwrap_or(false);
@@ -820,7 +863,7 @@ async fn close(
 /// how many.
 pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
     let db = &rt.db;
-    let cutoff = now_ms() - rt.settings.idle_ms;
+    let cutoff = rt.settings.clock.now_ms() - rt.settings.idle_ms;
     let rows = sqlx::query(
         &db.sql("SELECT devid, session_id FROM dm_sessions WHERE ended = 0 AND updated_at < $1"),
     )

@@ -212,9 +212,7 @@ impl DeviceState {
                 },
                 client_nonce,
                 srvcred: StoredCredential {
-                    // The server proves itself with a digest (A.4); HMAC has
-                    // no server Cred and basic needs TLS.
-                    auth_type: AuthType::Md5,
+                    auth_type: crate::store::devices::server_auth(new.auth),
                     name: sid.to_owned(),
                     secret: server_secret,
                 },

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
+use handover_dm::auth::{Nonce, Secret, StoredCredential, HMAC_HEADER};
 use handover_dm::notification::{Notification, SessionId, UiMode};
 use handover_dm::session::{
     CommandKind, DeviceAccount, EndReason, Incoming, ServerCommand, ServerEvent, ServerSession,
@@ -62,7 +62,7 @@ fn account(r: &DeviceRecord) -> anyhow::Result<Account> {
             },
             client_nonce: Nonce::from_b64(&r.client_nonce)?,
             server: StoredCredential {
-                auth_type: AuthType::Md5,
+                auth_type: crate::store::devices::server_auth(r.auth),
                 name: r.server_name.clone(),
                 secret: Secret::new(r.server_secret.clone()),
             },
@@ -164,7 +164,7 @@ impl RefServer {
 
 async fn dm(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
     let hmac = headers
-        .get("x-syncml-hmac")
+        .get(HMAC_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let Ok((devid, session_id)) = ServerSession::peek(&body) else {
@@ -234,11 +234,17 @@ async fn dm(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) ->
         sessions.remove(&key);
     }
     match tx {
-        Some(tx) => (
-            [(header::CONTENT_TYPE, tx.encoding.content_type())],
-            tx.bytes,
-        )
-            .into_response(),
+        Some(tx) => {
+            let mut res = (
+                [(header::CONTENT_TYPE, tx.encoding.content_type())],
+                tx.bytes,
+            )
+                .into_response();
+            if let Some(v) = tx.hmac.and_then(|h| header::HeaderValue::from_str(&h).ok()) {
+                res.headers_mut().insert(HMAC_HEADER, v);
+            }
+            res
+        }
         None => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use handover_dm::auth::HMAC_HEADER;
 use handover_dm::notification::Notification;
 use handover_dm::session::{ClientConfig, ClientEvent, ClientSession, ClientTransmit, EndReason};
 use handover_dm::syncml::Command;
@@ -27,6 +28,12 @@ pub(crate) enum PostError {
     Transport(#[from] reqwest::Error),
 }
 
+/// The server's answer: the body and its `x-syncml-hmac` header (A.4).
+pub(crate) struct Answer {
+    pub body: Vec<u8>,
+    pub hmac: Option<String>,
+}
+
 /// POSTs one message (A.1) with its content type and, for HMAC, the
 /// `x-syncml-hmac` header (A.4). Only failures where the server cannot have
 /// seen the message (connect errors, 502–504) are retried: a SyncML message
@@ -35,7 +42,7 @@ pub(crate) async fn post(
     http: &reqwest::Client,
     url: &str,
     tx: &ClientTransmit,
-) -> Result<Vec<u8>, PostError> {
+) -> Result<Answer, PostError> {
     let mut attempt = 0;
     loop {
         let mut req = http
@@ -43,10 +50,18 @@ pub(crate) async fn post(
             .header(reqwest::header::CONTENT_TYPE, tx.encoding.content_type())
             .body(tx.bytes.clone());
         if let Some(h) = &tx.hmac {
-            req = req.header("x-syncml-hmac", h);
+            req = req.header(HMAC_HEADER, h);
         }
         let retry = match req.send().await {
-            Ok(r) if r.status().is_success() => return Ok(r.bytes().await?.to_vec()),
+            Ok(r) if r.status().is_success() => {
+                let hmac = r
+                    .headers()
+                    .get(HMAC_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = r.bytes().await?.to_vec();
+                return Ok(Answer { body, hmac });
+            }
             Ok(r) if matches!(r.status().as_u16(), 502..=504) => {
                 PostError::Status(r.status().as_u16())
             }
@@ -160,7 +175,7 @@ async fn run_inner(
         let Some(tx) = session.poll_transmit() else {
             break;
         };
-        let reply = match post(&fleet.http, &acc.addr, &tx).await {
+        let answer = match post(&fleet.http, &acc.addr, &tx).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(dev = %dev.dev_id, error = %e, "DM request failed");
@@ -168,6 +183,7 @@ async fn run_inner(
                 break;
             }
         };
+        let reply = answer.body;
         if let Some(r) = record.as_deref_mut() {
             r.push((tx, reply.clone()));
         }
@@ -178,7 +194,10 @@ async fn run_inner(
         if let Ok(m) = handover_dm::decode(&reply) {
             commands += count_commands(&m.body);
         }
-        if let Err(e) = session.handle_message(&reply, now, &mut rng) {
+        // A.4: with an HMAC SRVCRED the session checks the server's MAC
+        // over these exact bytes; a bad or missing one ends the session
+        // (ServerAuthRejected).
+        if let Err(e) = session.handle_response(&reply, answer.hmac.as_deref(), now, &mut rng) {
             tracing::debug!(dev = %dev.dev_id, error = %e, "bad server message");
             break;
         }

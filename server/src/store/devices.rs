@@ -32,6 +32,11 @@ pub struct Device {
     /// Base64 of the nonce the server uses next (Cred and package 0).
     pub server_nonce: String,
     pub push_address: String,
+    /// Sealed secrets sent to the device and not yet confirmed ('' when none).
+    #[serde(skip)]
+    pending_client_secret_enc: String,
+    #[serde(skip)]
+    pending_server_secret_enc: String,
     pub authority: String,
     pub state: String,
     /// JSON array of tree nodes, sorted by uri.
@@ -43,7 +48,7 @@ pub struct Device {
 
 const COLUMNS: &str = "devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
     client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, push_address, \
-    authority, state, tree, created_at, first_seen, last_seen";
+    pending_client_secret_enc, pending_server_secret_enc, authority, state, tree, created_at, first_seen, last_seen";
 
 fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -61,6 +66,8 @@ fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
         server_secret_enc: r.try_get("server_secret_enc")?,
         server_nonce: r.try_get("server_nonce")?,
         push_address: r.try_get("push_address")?,
+        pending_client_secret_enc: r.try_get("pending_client_secret_enc")?,
+        pending_server_secret_enc: r.try_get("pending_server_secret_enc")?,
         authority: r.try_get("authority")?,
         state: r.try_get("state")?,
         tree: r.try_get("tree")?,
@@ -68,6 +75,16 @@ fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
         first_seen: opt_i64(r, "first_seen")?,
         last_seen: opt_i64(r, "last_seen")?,
     })
+}
+
+/// SRVCRED's scheme for a device whose CLCRED uses `client` (PROTOCOL A.4):
+/// HMAC with an HMAC client, so every answer carries `x-syncml-hmac`;
+/// otherwise an MD5 digest `Cred` (basic would need TLS).
+pub fn server_auth(client: AuthType) -> AuthType {
+    match client {
+        AuthType::Hmac => AuthType::Hmac,
+        AuthType::Md5 | AuthType::Basic => AuthType::Md5,
+    }
 }
 
 /// `md5 | hmac | basic` as the DM core's scheme.
@@ -93,16 +110,34 @@ impl Device {
             },
             client_nonce: Nonce::from_b64(&self.client_nonce)
                 .map_err(|e| anyhow::anyhow!("client nonce: {e}"))?,
-            // The server authenticates with an MD5 digest Cred (A.4): its
-            // answers carry no x-syncml-hmac header, and basic needs TLS.
             server: StoredCredential {
-                auth_type: AuthType::Md5,
+                auth_type: server_auth(auth_type),
                 name: self.server_name.clone(),
                 secret: self.server_secret(vault)?,
             },
             server_nonce: Nonce::from_b64(&self.server_nonce)
                 .map_err(|e| anyhow::anyhow!("server nonce: {e}"))?,
         })
+    }
+
+    /// The CLCRED and SRVCRED secrets sent to the device and not yet
+    /// confirmed, if any.
+    pub fn pending_secrets(&self, vault: &Vault) -> anyhow::Result<Option<(Secret, Secret)>> {
+        if self.pending_client_secret_enc.is_empty() || self.pending_server_secret_enc.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            vault.unseal(
+                &self.devid,
+                "client_secret",
+                &self.pending_client_secret_enc,
+            )?,
+            vault.unseal(
+                &self.devid,
+                "server_secret",
+                &self.pending_server_secret_enc,
+            )?,
+        )))
     }
 
     /// SRVCRED's secret (for package 0, A.5).
@@ -267,6 +302,9 @@ pub fn auth_text(a: AuthType) -> &'static str {
 }
 
 /// Inserts or updates every line in one transaction; returns (added, updated).
+/// A new device's authority is the SRVCRED name, this server's ServerID
+/// (PROTOCOL A.5); an update keeps the authority a device already has (it
+/// may have been handed over).
 pub async fn import(
     db: &Db,
     vault: &Vault,
@@ -281,7 +319,8 @@ pub async fn import(
         let res = sqlx::query(&db.sql(
             "UPDATE devices SET auth_type = $2, client_name = $3, client_secret_enc = $4, \
              client_nonce = $5, server_name = $6, server_secret_enc = $7, server_nonce = $8, \
-             push_address = $9 WHERE devid = $1",
+             push_address = $9, authority = CASE WHEN authority = '' THEN $6 ELSE authority END \
+             WHERE devid = $1",
         ))
         .bind(&l.devid)
         .bind(auth_text(l.auth))
@@ -300,8 +339,8 @@ pub async fn import(
         }
         sqlx::query(&db.sql(
             "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
-             server_name, server_secret_enc, server_nonce, push_address, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             server_name, server_secret_enc, server_nonce, push_address, created_at, authority) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)",
         ))
         .bind(&l.devid)
         .bind(auth_text(l.auth))
@@ -321,8 +360,8 @@ pub async fn import(
     Ok((added, updated))
 }
 
-/// Adds one device inside `tx` (auto-enrolment), secrets sealed as for
-/// an import.
+/// Adds one device inside `tx` (auto-enrolment), secrets sealed and the
+/// authority set as for an import.
 pub async fn insert_in(
     db: &Db,
     tx: &mut Transaction<'static, Any>,
@@ -331,8 +370,8 @@ pub async fn insert_in(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&db.sql(
         "INSERT INTO devices (devid, auth_type, client_name, client_secret_enc, client_nonce, \
-         server_name, server_secret_enc, server_nonce, push_address, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         server_name, server_secret_enc, server_nonce, push_address, created_at, authority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)",
     ))
     .bind(&l.devid)
     .bind(auth_text(l.auth))
@@ -370,6 +409,51 @@ pub async fn set_secret(
     .bind(vault.seal(devid, field, secret))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Keeps new CLCRED and SRVCRED secrets, sealed, until the device confirms
+/// it has them ([`settle_pending_secrets`]).
+pub async fn set_pending_secrets(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    vault: &Vault,
+    devid: &str,
+    client: &Secret,
+    server: &Secret,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&db.sql(
+        "UPDATE devices SET pending_client_secret_enc = $2, pending_server_secret_enc = $3 \
+         WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(vault.seal(devid, "client_secret", client))
+    .bind(vault.seal(devid, "server_secret", server))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The pending secrets become the device's (`confirmed`) or are dropped.
+pub async fn settle_pending_secrets(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    confirmed: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if confirmed {
+        "UPDATE devices SET client_secret_enc = pending_client_secret_enc, \
+         server_secret_enc = pending_server_secret_enc, pending_client_secret_enc = '', \
+         pending_server_secret_enc = '' \
+         WHERE devid = $1 AND pending_client_secret_enc <> '' AND pending_server_secret_enc <> ''"
+    } else {
+        "UPDATE devices SET pending_client_secret_enc = '', pending_server_secret_enc = '' \
+         WHERE devid = $1"
+    };
+    sqlx::query(&db.sql(sql))
+        .bind(devid)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
