@@ -430,13 +430,23 @@ async fn b1_the_listener_serves_exactly_one_endpoint() {
 
     let res = http
         .post(format!("{base}/dm-delegation"))
+        .header("Content-Type", MEDIA_TYPE)
+        .body(vec![b' '; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "exactly 64 KiB is accepted");
+    assert_eq!(at_b.inbox.count(), 1);
+
+    let res = http
+        .post(format!("{base}/dm-delegation"))
         .header("Content-Type", format!("{MEDIA_TYPE}; charset=utf-8"))
         .body(DOC)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    assert_eq!(at_b.inbox.count(), 1);
+    assert_eq!(at_b.inbox.count(), 2);
 }
 
 // PROTOCOL B.1: the pins are live — a peer added or removed counts from the

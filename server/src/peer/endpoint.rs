@@ -88,7 +88,7 @@ pub fn status_document(code: u16, text: &str) -> Vec<u8> {
 /// The TLS side of the listener: our identity as server certificate, TLS
 /// 1.3 only, client certificates checked against `pins`, no resumption (so
 /// every connection shows its certificate to the current pins).
-pub fn server_tls(identity: &Identity, pins: Pins) -> anyhow::Result<Arc<ServerConfig>> {
+fn server_tls(identity: &Identity, pins: Pins) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedClients::new(pins, &provider));
     let mut config = ServerConfig::builder_with_provider(provider)
