@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub device_secrets_key: Option<crate::device::vault::KeyText>,
     /// Limits of the DM endpoint.
     pub dm: crate::device::Settings,
+    /// Deadlines and delivery of delegations.
+    pub delegation: crate::engine::Settings,
 }
 
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3000";

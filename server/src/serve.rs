@@ -4,6 +4,7 @@ use crate::audit::{self, Event, NewEntry};
 use crate::config::ServeConfig;
 use crate::device::vault::Vault;
 use crate::device::{endpoint, notify, session, Runtime};
+use crate::engine::Engine;
 use crate::ops::Metrics;
 use crate::peer::identity::{Identity, Origin};
 use crate::peer::{self, Pins};
@@ -149,7 +150,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             idle_timeout: time::Duration::seconds(cfg.session_idle_secs),
         },
     );
-    let portal_router = portal_router.merge(portal::api::router(runtime.clone()));
+    let engine = Engine::new(runtime.clone(), identity.clone(), cfg.delegation.clone());
+    let portal_router = portal_router
+        .merge(portal::api::router(runtime.clone()))
+        .merge(portal::delegations_api::router(
+            runtime.clone(),
+            engine.clone(),
+        ));
     let cleanup = store.spawn_cleanup(Duration::from_secs(60));
     let sweeper = {
         let rt = runtime.clone();
@@ -192,17 +199,17 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             }
         })
     };
-    // Until the delegation engine is plugged in, peers are told to retry later.
     let peer_endpoint = peer::Endpoint::new(
         &identity,
         Pins::from_db(&db).await?,
-        Arc::new(peer::Unavailable),
+        Arc::new(engine.clone()),
     )?;
     let mut tasks = vec![
         serve_one(portal_listener, portal_router),
         serve_one(dm_listener, endpoint::router(runtime)),
         tokio::spawn(peer_endpoint.serve(peer_listener, stop_rx.clone())),
     ];
+    tasks.extend(engine.spawn(stop_rx.clone()));
     tasks.push(tokio::spawn(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;

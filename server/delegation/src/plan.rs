@@ -224,7 +224,6 @@ pub fn rotation_ops(account: &TreeUri, r: &Rotation) -> Vec<Op> {
     ]
 }
 
-
 /// One node's ACL in step 6 (B.6): the value read before, the value it
 /// inherited then (what is written back if a client refuses an empty
 /// value), and the value written.

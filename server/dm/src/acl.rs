@@ -236,8 +236,8 @@ impl Acl {
                 let mut ids = ids.to_vec();
                 if rights.contains(&cmd)
                     && !ids
-                    .iter()
-                    .any(|i| matches!(i, AclId::Any) || i.matches(server))
+                        .iter()
+                        .any(|i| matches!(i, AclId::Any) || i.matches(server))
                 {
                     ids.push(AclId::Server(server.clone()));
                 }

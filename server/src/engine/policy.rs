@@ -71,8 +71,7 @@ impl AutoAccept {
             Term::Permanent => "permanent",
             Term::Temporary { .. } => "temporary",
         };
-        if !any_or(&self.roles, role) || !any_or(&self.types, kind) || !any_or(&self.terms, term)
-        {
+        if !any_or(&self.roles, role) || !any_or(&self.types, kind) || !any_or(&self.terms, term) {
             return false;
         }
         if let Scope::Partial(subtrees) = &terms.scope {

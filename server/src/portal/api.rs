@@ -6,7 +6,7 @@ use crate::audit::{self, Event, NewEntry};
 use crate::device::{notify, Runtime};
 use crate::store::jobs::{self, JobCommand};
 use crate::store::{api_tokens, devices};
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,14 +35,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
         }
     }
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "API internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,15 +68,20 @@ impl IntoResponse for ApiError {
 
 /// The user a valid bearer token acts for.
 pub struct ApiCaller {
-    name: String,
-    roles: Vec<Role>,
-    source: String,
+    pub(crate) name: String,
+    pub(crate) roles: Vec<Role>,
+    pub(crate) source: String,
 }
 
-impl FromRequestParts<Runtime> for ApiCaller {
+impl<S> FromRequestParts<S> for ApiCaller
+where
+    S: Send + Sync,
+    Runtime: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, rt: &Runtime) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let rt = &Runtime::from_ref(state);
         let unauth = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -110,7 +115,12 @@ impl FromRequestParts<Runtime> for ApiCaller {
 
 impl ApiCaller {
     /// Passes when the caller holds one of `roles`; otherwise an audited 403.
-    async fn require(&self, rt: &Runtime, roles: &[Role], action: &str) -> Result<(), ApiError> {
+    pub(crate) async fn require(
+        &self,
+        rt: &Runtime,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<(), ApiError> {
         if roles.iter().any(|r| self.roles.contains(r)) {
             return Ok(());
         }
@@ -130,7 +140,7 @@ impl ApiCaller {
     }
 }
 
-const READ: &[Role] = &[Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
+pub(crate) const READ: &[Role] = &[Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
 const WRITE: &[Role] = &[Role::Operator];
 
 #[derive(Debug, serde::Deserialize)]

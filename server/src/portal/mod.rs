@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod delegations_api;
 pub mod devices;
 pub mod password;
 pub mod sessions;

@@ -100,6 +100,7 @@ pub fn serve_config(db: &TestDb) -> ServeConfig {
         session_idle_secs: 1800,
         device_secrets_key: None,
         dm: Default::default(),
+        delegation: Default::default(),
     }
 }
 
