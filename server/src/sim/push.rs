@@ -87,13 +87,24 @@ async fn push(
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "unparsable package 0"),
     };
     let n = parsed.notification.clone();
-    let verified = dev
-        .srv
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .find(|c| c.server_id == n.server_id)
-        .is_some_and(|c| parsed.verify(&c.cred.name, &c.cred.secret, &c.nonce));
+    let check = |dev: &super::Device| {
+        dev.srv
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .find(|c| c.server_id == n.server_id)
+            .is_some_and(|c| parsed.verify(&c.cred.name, &c.cred.secret, &c.nonce))
+    };
+    let mut verified = check(&dev);
+    if !verified {
+        // A session still running may be adding this very account (a new
+        // DMAcc written in it, PROTOCOL B.5): like a real client, look
+        // again once that session is over.
+        let st = dev.state.lock().await;
+        dev.refresh_srv(&st);
+        drop(st);
+        verified = check(&dev);
+    }
     if !verified {
         return refuse(StatusCode::UNAUTHORIZED, "digest");
     }
