@@ -112,10 +112,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     let runtime = Runtime::new(db.clone(), vault, dm);
     let store = sessions::Store::open(&db).await?;
     let metrics = Arc::new(Metrics::default());
+    let engine = Engine::new(runtime.clone(), identity.clone(), cfg.delegation.clone());
     let portal_state = Portal {
         db: db.clone(),
         server_id: cfg.server_id.clone(),
         metrics,
+        engine: engine.clone(),
     };
     let portal_listener = TcpListener::bind(cfg.portal_addr)
         .await
@@ -150,7 +152,6 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             idle_timeout: time::Duration::seconds(cfg.session_idle_secs),
         },
     );
-    let engine = Engine::new(runtime.clone(), identity.clone(), cfg.delegation.clone());
     let portal_router = portal_router
         .merge(portal::api::router(runtime.clone()))
         .merge(portal::delegations_api::router(

@@ -38,6 +38,8 @@ pub struct Portal {
     pub db: Db,
     pub server_id: String,
     pub metrics: Arc<Metrics>,
+    /// The delegation engine: requests, decisions, live events.
+    pub engine: crate::engine::Engine,
 }
 
 /// Settings of the portal listener.
