@@ -106,8 +106,8 @@ pub async fn count_requests(
 
 pub fn router(db: Db, metrics: Arc<Metrics>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz).with_state(db))
-        .route("/metrics", get(render).with_state(metrics))
+        .route("/healthz", get(healthz).with_state(db.clone()))
+        .route("/metrics", get(render).with_state((db, metrics)))
 }
 
 async fn healthz(State(db): State<Db>) -> Response {
@@ -118,10 +118,56 @@ async fn healthz(State(db): State<Db>) -> Response {
     }
 }
 
-async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
+async fn render(State((db, metrics)): State<(Db, Arc<Metrics>)>) -> Response {
+    let mut out = metrics.render();
+    if let Err(e) = delegation_metrics(&db, &mut out).await {
+        tracing::warn!(error = %e, "delegation metrics unavailable");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Delegations by state, and the peer documents by answer code and still
+/// waiting for a retry — read from the database, so every instance sharing
+/// it reports the same.
+async fn delegation_metrics(db: &Db, out: &mut String) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let rows =
+        sqlx::query("SELECT state, COUNT(*) AS n FROM delegations GROUP BY state ORDER BY state")
+            .fetch_all(db.pool())
+            .await?;
+    out.push_str("# HELP handover_delegations Delegations by state.\n");
+    out.push_str("# TYPE handover_delegations gauge\n");
+    for r in rows {
+        let state: String = r.try_get("state")?;
+        let n: i64 = r.try_get("n")?;
+        let _ = writeln!(
+            out,
+            "handover_delegations{{state=\"{}\"}} {n}",
+            escape(&state)
+        );
+    }
+    let rows = sqlx::query(
+        "SELECT code, COUNT(*) AS n FROM delegation_messages \
+         WHERE direction = 'out' AND code IS NOT NULL GROUP BY code ORDER BY code",
     )
-        .into_response()
+    .fetch_all(db.pool())
+    .await?;
+    out.push_str("# HELP handover_peer_documents_total Documents sent to peers, by the peer's answer code.\n");
+    out.push_str("# TYPE handover_peer_documents_total counter\n");
+    for r in rows {
+        let code: i64 = r.try_get("code")?;
+        let n: i64 = r.try_get("n")?;
+        let _ = writeln!(out, "handover_peer_documents_total{{code=\"{code}\"}} {n}");
+    }
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n FROM delegation_messages \
+         WHERE delivery = 'queued' AND attempts > 0",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let n: i64 = r.try_get("n")?;
+    out.push_str("# HELP handover_peer_documents_retrying Documents a peer has not yet answered after a failed attempt.\n");
+    out.push_str("# TYPE handover_peer_documents_retrying gauge\n");
+    let _ = writeln!(out, "handover_peer_documents_retrying {n}");
+    Ok(())
 }

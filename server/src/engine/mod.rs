@@ -94,7 +94,7 @@ impl Default for Settings {
 }
 
 /// Something the portal shows live.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LiveEvent {
     pub delegation: i64,
     pub devid: String,
@@ -120,6 +120,8 @@ struct Inner {
     wake_outbox: Notify,
     wake_timers: Notify,
     live: broadcast::Sender<LiveEvent>,
+    /// Tells this instance's own live events from others' on PostgreSQL.
+    instance: String,
 }
 
 /// A delegation's sealed column: a request not yet approved (nothing sent
@@ -266,6 +268,7 @@ impl Engine {
             wake_outbox: Notify::new(),
             wake_timers: Notify::new(),
             live: broadcast::channel(4096).0,
+            instance: fresh_uuid(),
         }))
     }
 
@@ -623,6 +626,9 @@ impl Engine {
         }
         self.0.wake_timers.notify_one();
         for e in after.live {
+            if self.db().dialect() == crate::store::Dialect::Postgres {
+                self.publish_shared(&e).await;
+            }
             let _ = self.0.live.send(e);
         }
         for devid in after.notify {
@@ -1079,11 +1085,79 @@ impl Engine {
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
+        let mut tasks = vec![
             tokio::spawn(self.clone().outbox_worker(stop.clone())),
             tokio::spawn(self.clone().timer_worker(stop.clone())),
-            tokio::spawn(self.clone().job_worker(stop)),
-        ]
+        ];
+        if self.db().dialect() == crate::store::Dialect::Postgres {
+            tasks.push(tokio::spawn(
+                self.clone().shared_live_listener(stop.clone()),
+            ));
+        }
+        tasks.push(tokio::spawn(self.clone().job_worker(stop)));
+        tasks
+    }
+
+    /// PostgreSQL: tells the other instances sharing the database about a
+    /// live event, so their portals show it too (PRODUCT: several
+    /// instances see each other's live events).
+    async fn publish_shared(&self, e: &LiveEvent) {
+        let mut e = e.clone();
+        e.text = e.text.chars().take(1000).collect();
+        let payload = serde_json::json!({ "instance": self.0.instance, "event": e }).to_string();
+        if let Err(err) = sqlx::query("SELECT pg_notify('handover_live', $1)")
+            .bind(payload)
+            .execute(self.db().pool())
+            .await
+        {
+            tracing::warn!(error = %err, "sharing a live event failed");
+        }
+    }
+
+    /// PostgreSQL: re-broadcasts the live events of the other instances.
+    async fn shared_live_listener(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        #[derive(serde::Deserialize)]
+        struct Shared {
+            instance: String,
+            event: LiveEvent,
+        }
+        let mut delay = Duration::from_millis(200);
+        while !*stop.borrow() {
+            let mut listener = match sqlx::postgres::PgListener::connect(self.db().url()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for other instances' events failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => break,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            if listener.listen("handover_live").await.is_err() {
+                continue;
+            }
+            delay = Duration::from_millis(200);
+            loop {
+                tokio::select! {
+                    n = listener.recv() => match n {
+                        Ok(n) => {
+                            if let Ok(s) = serde_json::from_str::<Shared>(n.payload()) {
+                                if s.instance != self.0.instance {
+                                    let _ = self.0.live.send(s.event);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the event listener lost its connection");
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }
     }
 
     async fn outbox_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {
