@@ -3,3 +3,4 @@
 //! command queue and the peers.
 
 pub mod device_work;
+pub mod policy;
