@@ -68,17 +68,34 @@ pub fn Peers() -> impl IntoView {
         .chain(form_level(update_error.get()))
         .next()
     });
-    let done = Signal::derive(move || {
-        if matches!(update.value().get(), Some(Ok(()))) {
-            Some(
-                "Peer saved. The peer listener uses the new settings from the next connection."
-                    .to_owned(),
-            )
-        } else if matches!(remove.value().get(), Some(Ok(()))) {
-            Some("Peer removed. Its connections are refused from now on.".to_owned())
-        } else {
-            None
+    // The outcome of the latest edit or removal. Without JavaScript only one
+    // of them can have a value (the form was sent by the browser itself).
+    const SAVED: &str =
+        "Peer saved. The peer listener uses the new settings from the next connection.";
+    const REMOVED: &str = "Peer removed. Its connections are refused from now on.";
+    // Outer `None`: no action has finished in this page yet.
+    let (latest, set_latest) = signal(None::<Option<&'static str>>);
+    Effect::new(move |_| {
+        if let Some(r) = update.value().get() {
+            set_latest.set(Some(r.ok().map(|()| SAVED)));
         }
+    });
+    Effect::new(move |_| {
+        if let Some(r) = remove.value().get() {
+            set_latest.set(Some(r.ok().map(|()| REMOVED)));
+        }
+    });
+    let done = Signal::derive(move || {
+        let shown = latest.get().unwrap_or_else(|| {
+            if matches!(update.value().get(), Some(Ok(()))) {
+                Some(SAVED)
+            } else if matches!(remove.value().get(), Some(Ok(()))) {
+                Some(REMOVED)
+            } else {
+                None
+            }
+        });
+        shown.map(str::to_owned)
     });
     view! {
         <leptos_meta::Title text="Peers"/>
@@ -158,7 +175,7 @@ fn ThisServerCard(this: ThisServer) -> impl IntoView {
                         class="block flex-1 select-all break-all rounded-md border border-slate-200 bg-slate-50 px-3 py-2 font-mono text-sm text-slate-900">
                         {this.fingerprint}
                     </code>
-                    <button type="button" class=BUTTON_QUIET on:click=on_copy prop:disabled=move || !ready.get()
+                    <button type="button" class=BUTTON_QUIET on:click=on_copy disabled=move || !ready.get()
                         aria-describedby="copy-status" title="Copy the fingerprint to the clipboard">
                         "Copy fingerprint"
                     </button>
@@ -267,7 +284,7 @@ fn AddPeerForm(add: ServerAction<AddPeer>) -> impl IntoView {
                     <label for="add-fingerprint" class="block text-sm font-medium text-slate-700">"Fingerprint"</label>
                     <input id="add-fingerprint" name="fingerprint" type="text" required autocomplete="off" spellcheck="false"
                         aria-invalid=invalid("fingerprint") aria-describedby="add-fingerprint-hint add-fingerprint-error" class=format!("{FIELD} font-mono")/>
-                    <p id="add-fingerprint-hint" class="mt-1 text-xs text-slate-500">"64 hex digits, as the peer's portal or `handover admin identity` shows them."</p>
+                    <p id="add-fingerprint-hint" class="mt-1 text-xs text-slate-500">"64 hex digits, as shown on the peer's Peers page or by its command handover admin identity."</p>
                     <FieldError id="add-fingerprint-error" message=msg("fingerprint")/>
                 </div>
                 <div>
@@ -384,7 +401,7 @@ fn PeerRowView(
                 <div class="flex flex-col items-end gap-2">
                     <ActionForm action=test>
                         <input type="hidden" name="server_id" value=test_id/>
-                        <button type="submit" class=BUTTON_QUIET prop:disabled=move || test.pending().get()>
+                        <button type="submit" class=format!("{BUTTON_QUIET} whitespace-nowrap") prop:disabled=move || test.pending().get()>
                             "Test connection" <span class="sr-only">{test_name}</span>
                         </button>
                     </ActionForm>
@@ -409,7 +426,7 @@ fn PeerRowView(
             <td class="break-all px-4 py-3 align-top font-mono text-xs">{p.url.clone()}</td>
             <td class="break-all px-4 py-3 align-top font-mono text-xs">{p.dm_url.clone()}</td>
             <td class="px-4 py-3 align-top">
-                <code class="font-mono text-xs" title=p.fingerprint.clone()>{short(&p.fingerprint)}</code>
+                <code class="whitespace-nowrap font-mono text-xs" title=p.fingerprint.clone()>{short(&p.fingerprint)}</code>
                 <span class="sr-only">{format!(" (full: {})", p.fingerprint)}</span>
             </td>
             <td class="px-4 py-3 align-top text-slate-600">
