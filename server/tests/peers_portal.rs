@@ -448,7 +448,87 @@ async fn only_admins_change_peers(t: TestDb) {
     running.stop().await;
 }
 
+/// Before the page is interactive its forms are plain posts: the refusal
+/// comes back beside the field; a viewer's page has no controls.
+async fn forms_work_without_javascript(t: TestDb) {
+    let (bound, running) = start(serve_config(&t)).await;
+    let db = Db::connect(&t.url).await.unwrap();
+    create_user(&db, "admin", &[Role::Admin]).await;
+    create_user(&db, "viewer", &[Role::Viewer]).await;
+    let mut admin = Portal::new(&bound);
+    admin.sign_in("admin").await;
+    let (status, location) = admin
+        .post_page_form(
+            "peers/add",
+            "/peers",
+            &[
+                ("server_id", "carrier.example"),
+                ("url", "https://127.0.0.1:1"),
+                ("dm_url", "https://carrier.example/dm"),
+                ("fingerprint", "abc123"),
+            ],
+        )
+        .await;
+    assert!((300..400).contains(&status), "{status}");
+    let path = location
+        .strip_prefix(&admin.base)
+        .unwrap_or(&location)
+        .to_owned();
+    assert!(path.starts_with("/peers?"), "{location}");
+    let (status, html) = admin.get(&path).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(r#"id="add-fingerprint" name="fingerprint""#)
+            && html.contains(r#"aria-invalid="true" aria-describedby="add-fingerprint-hint add-fingerprint-error""#),
+        "the fingerprint field is marked invalid"
+    );
+    assert!(
+        html.contains("SHA-256 of the peer&#x27;s public key: 64 hex digits")
+            || html.contains("SHA-256 of the peer's public key: 64 hex digits")
+    );
+
+    let fingerprint = "ab".repeat(32);
+    let (status, _) = admin
+        .post_page_form(
+            "peers/add",
+            "/peers",
+            &[
+                ("server_id", "carrier.example"),
+                ("url", "https://127.0.0.1:1"),
+                ("dm_url", "https://carrier.example/dm"),
+                ("fingerprint", &fingerprint),
+            ],
+        )
+        .await;
+    assert!((300..400).contains(&status), "{status}");
+    let (_, html) = admin.get("/peers").await;
+    assert!(html.contains("carrier.example") && html.contains("Add a peer"));
+    assert!(html.contains("Test connection"));
+
+    let mut viewer = Portal::new(&bound);
+    viewer.sign_in("viewer").await;
+    let (status, html) = viewer.get("/peers").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("carrier.example") && html.contains("abababab…abab"));
+    for control in [
+        "Add a peer",
+        "Test connection",
+        "Edit",
+        "Remove…",
+        "Copy fingerprint",
+    ] {
+        let present = html.contains(control);
+        assert_eq!(
+            present,
+            control == "Copy fingerprint",
+            "{control} on a viewer's page"
+        );
+    }
+    running.stop().await;
+}
+
 on_both_databases! {
     admin_manages_peers => admin_manages_peers;
     only_admins_change_peers => only_admins_change_peers;
+    forms_work_without_javascript => forms_work_without_javascript;
 }
