@@ -1,7 +1,7 @@
-import { startServer, saveState } from "./servers";
+import { startServer, saveState, PORT } from "./servers";
 
 export default async function globalSetup() {
-  const { child, dataDir } = await startServer(3400, "corp.example");
+  const { child, dataDir } = await startServer(PORT, "corp.example");
   saveState({ pid: child.pid, dataDir });
   child.unref();
 }

@@ -1,4 +1,5 @@
 import { defineConfig } from "@playwright/test";
+import { PORT } from "./servers";
 
 export default defineConfig({
   testDir: "./tests",
@@ -12,7 +13,7 @@ export default defineConfig({
   globalSetup: "./global-setup.ts",
   globalTeardown: "./global-teardown.ts",
   use: {
-    baseURL: "http://127.0.0.1:3400",
+    baseURL: `http://127.0.0.1:${PORT}`,
     trace: "off",
     launchOptions: {
       executablePath: "/usr/bin/chromium",

@@ -7,7 +7,9 @@ import { join, resolve } from "node:path";
 
 export const ROOT = resolve(__dirname, "..");
 export const BIN = join(ROOT, "target", "debug", "handover");
-export const STATE_FILE = join(tmpdir(), "handover-e2e-state.json");
+// E2E_PORT lets two runs on one machine use their own server and state file.
+export const PORT = Number(process.env.E2E_PORT ?? 3400);
+export const STATE_FILE = join(tmpdir(), `handover-e2e-state-${PORT}.json`);
 
 export const PASSWORD = "correct horse battery staple";
 export const USERS: Record<string, string[]> = {

@@ -40,6 +40,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::Home/>
                     <Route path=path!("/devices") view=pages::devices::Devices/>
                     <Route path=path!("/devices/:devid") view=pages::device::Device/>
+                    <Route path=path!("/peers") view=pages::peers::Peers/>
                     <Route path=path!("/users") view=pages::users::Users/>
                     <Route path=path!("/audit") view=pages::audit::Audit/>
                 </ParentRoute>

@@ -4,6 +4,7 @@
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
+use crate::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
 use http::request::Parts;
@@ -47,4 +48,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn devices_list(&self, req: &Parts, query: DeviceQuery) -> Result<DevicePage, AppError>;
     async fn devices_facets(&self, req: &Parts) -> Result<DeviceFacets, AppError>;
     async fn device_get(&self, req: &Parts, devid: String) -> Result<DeviceDetail, AppError>;
+
+    async fn peers_overview(&self, req: &Parts) -> Result<PeersPage, AppError>;
+    async fn peer_add(&self, req: &Parts, form: PeerForm) -> Result<(), AppError>;
+    async fn peer_update(&self, req: &Parts, form: PeerForm) -> Result<(), AppError>;
+    async fn peer_remove(&self, req: &Parts, server_id: String) -> Result<(), AppError>;
+    async fn peer_test(&self, req: &Parts, server_id: String)
+        -> Result<ConnectionReport, AppError>;
 }

@@ -9,7 +9,7 @@ use crate::ops::Metrics;
 use crate::peer::identity::{Identity, Origin};
 use crate::peer::{self, Pins};
 use crate::portal::backend::SETUP_TOKEN_KEY;
-use crate::portal::{self, sessions, Portal, PortalConfig};
+use crate::portal::{self, sessions, Peering, Portal, PortalConfig};
 use crate::secrets;
 use crate::store::{settings, users, Db};
 use axum::Router;
@@ -19,6 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How long the portal's connection test waits for a peer: an administrator
+/// is watching, so less than the 30 s a document gets.
+const PORTAL_TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 pub async fn shutdown_signal() {
@@ -113,12 +117,6 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
     let store = sessions::Store::open(&db).await?;
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::new(runtime.clone(), identity.clone(), cfg.delegation.clone());
-    let portal_state = Portal {
-        db: db.clone(),
-        server_id: cfg.server_id.clone(),
-        metrics,
-        engine: engine.clone(),
-    };
     let portal_listener = TcpListener::bind(cfg.portal_addr)
         .await
         .map_err(|e| anyhow::anyhow!("portal address {}: {e}", cfg.portal_addr))?;
@@ -132,6 +130,23 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         portal: portal_listener.local_addr()?,
         dm: dm_listener.local_addr()?,
         peer: peer_listener.local_addr()?,
+    };
+
+    // The portal and the peer listener share the pins, so a change in the
+    // portal counts from the listener's next handshake.
+    let pins = Pins::from_db(&db).await?;
+    let portal_state = Portal {
+        db: db.clone(),
+        server_id: cfg.server_id.clone(),
+        metrics,
+        engine: engine.clone(),
+        peering: Peering {
+            identity: identity.clone(),
+            peer_url: format!("https://{}", bound.peer),
+            dm_url: format!("http://{}/dm", bound.dm),
+            pins: pins.clone(),
+            client: peer::PeerClient::new(identity.clone()).with_timeout(PORTAL_TEST_TIMEOUT),
+        },
     };
 
     if users::count(&db).await? == 0 {
@@ -200,11 +215,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
             }
         })
     };
-    let peer_endpoint = peer::Endpoint::new(
-        &identity,
-        Pins::from_db(&db).await?,
-        Arc::new(engine.clone()),
-    )?;
+    let peer_endpoint = peer::Endpoint::new(&identity, pins, Arc::new(engine.clone()))?;
     let mut tasks = vec![
         serve_one(portal_listener, portal_router),
         serve_one(dm_listener, endpoint::router(runtime)),

@@ -42,13 +42,15 @@ fn urlencode(s: &str) -> String {
 fn Frame(me: Me) -> impl IntoView {
     provide_context(me.clone());
     let sign_out = ServerAction::<SignOut>::new();
+    // Each link shows for holders of any of its roles.
     let links: Vec<(&str, &str)> = [
-        (Some(Role::Viewer), "/devices", "Devices"),
-        (Some(Role::Admin), "/users", "Users"),
-        (Some(Role::Auditor), "/audit", "Audit"),
+        (&[Role::Viewer][..], "/devices", "Devices"),
+        (&[Role::Viewer, Role::Admin][..], "/peers", "Peers"),
+        (&[Role::Admin][..], "/users", "Users"),
+        (&[Role::Auditor][..], "/audit", "Audit"),
     ]
     .into_iter()
-    .filter(|(role, _, _)| role.is_none_or(|r| me.has(r)))
+    .filter(|(roles, _, _)| roles.iter().any(|r| me.has(*r)))
     .map(|(_, href, label)| (href, label))
     .collect();
     let roles = me

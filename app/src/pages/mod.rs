@@ -5,6 +5,7 @@ pub mod device;
 pub mod devices;
 pub mod home;
 pub mod not_found;
+pub mod peers;
 pub mod setup;
 pub mod sign_in;
 pub mod users;

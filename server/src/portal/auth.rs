@@ -1,7 +1,7 @@
 //! Who is calling, and what they may do.
 //!
 //! A handler that needs a role takes a guard ([`Admin`], [`Auditor`],
-//! [`Viewer`]) that only [`Portal::require`] can make, and it makes one only
+//! [`Viewer`], [`PeerReader`]) that only [`Portal::require`] can make, and it makes one only
 //! for a signed-in, enabled user holding that role. Everything else is denied, and every denial
 //! is audited.
 
@@ -71,6 +71,17 @@ guard!(
     Role::Auditor
 );
 
+/// Proof that the caller may see the peers: a viewer, or an administrator
+/// (who manages them).
+#[derive(Debug, Clone)]
+pub struct PeerReader(Caller);
+
+impl PeerReader {
+    pub fn caller(&self) -> &Caller {
+        &self.0
+    }
+}
+
 /// The request's source address, as the listener saw it.
 pub fn source_of(parts: &Parts) -> String {
     parts
@@ -112,15 +123,30 @@ impl Portal {
 
     /// The caller, if they hold `role`; otherwise an audited 403.
     async fn require(&self, parts: &Parts, role: Role, action: &str) -> Result<Caller, AppError> {
+        self.require_any(parts, &[role], action).await
+    }
+
+    /// The caller, if they hold one of `roles`; otherwise an audited 403.
+    async fn require_any(
+        &self,
+        parts: &Parts,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<Caller, AppError> {
         let caller = self.caller(parts).await?;
-        if caller.has(role) {
+        if roles.iter().any(|r| caller.has(*r)) {
             return Ok(caller);
         }
+        let needs = roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ");
         let entry = NewEntry::new(Event::AccessDenied, &caller.name, action)
             .source(&caller.source)
-            .details(serde_json::json!({ "needs": role.as_str(), "path": parts.uri.path() }));
+            .details(serde_json::json!({ "needs": needs, "path": parts.uri.path() }));
         audit::append(&self.db, entry).await.map_err(internal)?;
-        tracing::info!(user = %caller.name, action, needs = role.as_str(), "access denied");
+        tracing::info!(user = %caller.name, action, %needs, "access denied");
         Err(AppError::Forbidden(action.to_owned()))
     }
 
@@ -130,6 +156,12 @@ impl Portal {
 
     pub async fn viewer(&self, parts: &Parts, action: &str) -> Result<Viewer, AppError> {
         self.require(parts, Viewer::ROLE, action).await.map(Viewer)
+    }
+
+    pub async fn peer_reader(&self, parts: &Parts, action: &str) -> Result<PeerReader, AppError> {
+        self.require_any(parts, &[Role::Viewer, Role::Admin], action)
+            .await
+            .map(PeerReader)
     }
 
     pub async fn auditor(&self, parts: &Parts, action: &str) -> Result<Auditor, AppError> {

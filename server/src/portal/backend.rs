@@ -9,6 +9,7 @@ use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
+use handover_app::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use handover_app::api::users::UserRow;
 use handover_app::api::{AppError, Me, Role};
 use handover_app::backend::Backend;
@@ -46,7 +47,7 @@ fn user_error(e: UserError) -> AppError {
 pub const SETUP_TOKEN_KEY: &str = "setup_token_sha256";
 
 impl Portal {
-    async fn audit(&self, entry: NewEntry) -> Result<(), AppError> {
+    pub(super) async fn audit(&self, entry: NewEntry) -> Result<(), AppError> {
         audit::append(&self.db, entry)
             .await
             .map(|_| ())
@@ -454,5 +455,29 @@ impl Backend for Portal {
 
     async fn device_get(&self, req: &Parts, devid: String) -> Result<DeviceDetail, AppError> {
         self.device_detail(req, devid).await
+    }
+
+    async fn peers_overview(&self, req: &Parts) -> Result<PeersPage, AppError> {
+        self.peers_overview_of(req).await
+    }
+
+    async fn peer_add(&self, req: &Parts, form: PeerForm) -> Result<(), AppError> {
+        self.add_peer(req, form).await
+    }
+
+    async fn peer_update(&self, req: &Parts, form: PeerForm) -> Result<(), AppError> {
+        self.update_peer(req, form).await
+    }
+
+    async fn peer_remove(&self, req: &Parts, server_id: String) -> Result<(), AppError> {
+        self.remove_peer(req, server_id).await
+    }
+
+    async fn peer_test(
+        &self,
+        req: &Parts,
+        server_id: String,
+    ) -> Result<ConnectionReport, AppError> {
+        self.test_peer(req, server_id).await
     }
 }

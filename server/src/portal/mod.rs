@@ -7,6 +7,7 @@ pub mod backend;
 pub mod delegations_api;
 pub mod devices;
 pub mod password;
+pub mod peers;
 pub mod sessions;
 
 use crate::audit::{self, export, Event, NewEntry};
@@ -40,6 +41,22 @@ pub struct Portal {
     pub metrics: Arc<Metrics>,
     /// The delegation engine: requests, decisions, live events.
     pub engine: crate::engine::Engine,
+    pub peering: Peering,
+}
+
+/// What the Peers page needs from the peer interface: our identity and
+/// where peers reach us, the live pins of the peer listener, and a client
+/// for connection tests.
+#[derive(Clone)]
+pub struct Peering {
+    pub identity: Arc<crate::peer::Identity>,
+    /// Our peer URL (B.1), as a peer's administrator would enter it.
+    pub peer_url: String,
+    /// Where devices reach our DM endpoint.
+    pub dm_url: String,
+    /// The pins the peer listener checks; reloaded after every change.
+    pub pins: crate::peer::Pins,
+    pub client: crate::peer::PeerClient,
 }
 
 /// Settings of the portal listener.

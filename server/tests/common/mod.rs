@@ -179,6 +179,34 @@ impl Portal {
         (status, res.text().await.unwrap_or_default())
     }
 
+    /// Posts a form as a browser without JavaScript does: it asks for HTML
+    /// and names the page it came from. Returns status and `Location`.
+    pub async fn post_page_form(
+        &mut self,
+        endpoint: &str,
+        from: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut req = self
+            .http
+            .post(format!("{}/api/{endpoint}", self.base))
+            .header("Accept", "text/html")
+            .header("Referer", format!("{}{from}", self.base))
+            .form(form);
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let res = req.send().await.expect("request");
+        self.keep_cookie(&res);
+        let location = res
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (res.status().as_u16(), location)
+    }
+
     pub fn cookie_value(&self) -> Option<String> {
         self.cookie.clone()
     }
