@@ -497,8 +497,8 @@ async fn peer_in_the_database(db: &Db, a: &Server) {
 }
 
 // PROTOCOL B.1 through `serve`: the peer listener pins the peers of the
-// database, and one added while it runs counts at once; until the delegation
-// engine runs, documents are answered 503 (B.3: retried).
+// database, and one added while it runs counts at once; the delegation
+// engine answers what it receives (B.9: a document without MsgType is 400).
 async fn serve_pins_the_peers_of_the_database(tdb: TestDb) {
     let cfg = common::serve_config(&tdb);
     let (bound, running) = common::start(cfg).await;
@@ -518,10 +518,10 @@ async fn serve_pins_the_peers_of_the_database(tdb: TestDb) {
         ConnectionTest::Ok { status: 415 }
     );
     let answer = client(&a).post(&us, Bytes::from_static(DOC)).await.unwrap();
-    assert_eq!(answer.status, 503);
+    assert_eq!(answer.status, 400);
     assert!(std::str::from_utf8(&answer.body)
         .unwrap()
-        .contains("<Code>503</Code>"));
+        .contains("<Code>400</Code>"));
 
     assert!(peers::remove(&db, "a.example").await.unwrap());
     assert_eq!(
