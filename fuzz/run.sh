@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-30}"
 sanitizer="${SANITIZER:-none}"
-targets=(xml wbxml notification acl uri)
+targets=(xml wbxml notification acl uri delegation)
 
 cargo fuzz build -s "$sanitizer"
 for t in "${targets[@]}"; do

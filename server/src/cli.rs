@@ -337,7 +337,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     enrolment: f.enrolment.clone().unwrap_or_default().resolve()?,
                     ..Default::default()
                 },
-                delegation: Default::default(),
+                delegation: f.delegation.clone().unwrap_or_default().resolve()?,
                 data_dir: common.data_dir,
                 database_url: common.database_url,
             };
