@@ -326,7 +326,7 @@ impl Engine {
         } else {
             self.unseal(&row, "work", &work)?
         };
-        let peer = peers::get(self.db(), &row.peer).await?;
+        let peer = peers::get_in(self.db(), tx, &row.peer).await?;
         Ok(Current {
             row,
             stored,
