@@ -152,8 +152,16 @@ pub async fn provision_bootstrap(
     authority: &str,
 ) -> Result<(), sqlx::Error> {
     let auth = devices::auth_text(grant.auth_type);
-    let cs = vault.seal(devid, "client_secret", &Secret::new(grant.client_secret.expose()));
-    let ss = vault.seal(devid, "server_secret", &Secret::new(grant.server_secret.expose()));
+    let cs = vault.seal(
+        devid,
+        "client_secret",
+        &Secret::new(grant.client_secret.expose()),
+    );
+    let ss = vault.seal(
+        devid,
+        "server_secret",
+        &Secret::new(grant.server_secret.expose()),
+    );
     let push = grant.push_address.clone().unwrap_or_default();
     let updated = sqlx::query(&db.sql(
         "UPDATE devices SET auth_type = $2, client_name = $3, client_secret_enc = $4, \

@@ -161,13 +161,12 @@ pub async fn find(
     peer: &str,
     delegation_id: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(&db.sql(
-        "SELECT id FROM delegations WHERE peer = $1 AND delegation_id = $2",
-    ))
-    .bind(peer)
-    .bind(delegation_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row =
+        sqlx::query(&db.sql("SELECT id FROM delegations WHERE peer = $1 AND delegation_id = $2"))
+            .bind(peer)
+            .bind(delegation_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     row.map(|r| r.try_get("id")).transpose()
 }
 
@@ -189,7 +188,11 @@ pub async fn lock(
     .fetch_optional(&mut **tx)
     .await?;
     match row {
-        Some(r) => Ok(Some((from_row(&r)?, r.try_get("machine")?, r.try_get("work")?))),
+        Some(r) => Ok(Some((
+            from_row(&r)?,
+            r.try_get("machine")?,
+            r.try_get("work")?,
+        ))),
         None => Ok(None),
     }
 }
@@ -420,12 +423,7 @@ pub async fn next_outbox_time(db: &Db) -> Result<Option<i64>, sqlx::Error> {
 }
 
 /// A failed attempt: try again at `next_at`.
-pub async fn retry_later(
-    db: &Db,
-    id: i64,
-    error: &str,
-    next_at: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn retry_later(db: &Db, id: i64, error: &str, next_at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(&db.sql(
         "UPDATE delegation_messages SET attempts = attempts + 1, last_error = $2, \
          next_attempt_at = $3 WHERE id = $1 AND delivery = 'queued'",
@@ -517,9 +515,9 @@ pub async fn stored_answer(
     sender: &str,
     msg_id: &str,
 ) -> Result<Option<(u16, Vec<u8>)>, sqlx::Error> {
-    let row = sqlx::query(&db.sql(
-        "SELECT code, body FROM delegation_answers WHERE sender = $1 AND msg_id = $2",
-    ))
+    let row = sqlx::query(
+        &db.sql("SELECT code, body FROM delegation_answers WHERE sender = $1 AND msg_id = $2"),
+    )
     .bind(sender)
     .bind(msg_id)
     .fetch_optional(&mut **tx)
