@@ -112,7 +112,7 @@ impl DemoConfig {
             poll: Some(Duration::from_secs(60)),
             site_root: PathBuf::from("target/site"),
             reset_passwords: false,
-            concurrency: 16,
+            concurrency: 4,
         })
     }
 }
@@ -159,7 +159,8 @@ impl Side {
 
 /// The users each side gets: one per role, plus a second approver so that
 /// four eyes can be shown (an operator requests, either approver approves).
-/// Everyone but the viewer also holds viewer, to see what they act on.
+/// Everyone but the viewer also holds viewer, to see what they act on; the
+/// role a user is named after comes first.
 pub fn demo_users(side: Side) -> Vec<(String, Vec<Role>)> {
     let p = side.user_prefix();
     [
@@ -171,10 +172,7 @@ pub fn demo_users(side: Side) -> Vec<(String, Vec<Role>)> {
         ("viewer", vec![Role::Viewer]),
     ]
     .into_iter()
-    .map(|(n, mut roles)| {
-        roles.sort();
-        (format!("{p}-{n}"), roles)
-    })
+    .map(|(n, roles)| (format!("{p}-{n}"), roles))
     .collect()
 }
 
@@ -441,9 +439,18 @@ impl Demo {
         }
         let _ = writeln!(
             s,
-            "\n  Each trusts the other as a peer by its pinned fingerprint:\n    {}  {}\n    {}  {}",
-            OPERATOR_ID, self.operator.fingerprint, ENTERPRISE_ID, self.enterprise.fingerprint
+            "\n  Each trusts the other as a peer by its pinned fingerprint:"
         );
+        for a in [&self.operator, &self.enterprise] {
+            let _ = writeln!(
+                s,
+                "    {:<26} {}  peer {}  DM {}",
+                a.server_id,
+                a.fingerprint,
+                a.peer_url(),
+                a.dm_url()
+            );
+        }
         if self.credentials.is_empty() {
             let _ = writeln!(
                 s,

@@ -119,7 +119,10 @@ async fn demo_starts_and_restarts_as_the_same_demo() {
         assert_eq!(users::count(&a.db).await.unwrap(), 6);
         for (name, roles) in demo_users(side) {
             let u = users::by_name(&a.db, &name).await.unwrap().unwrap();
-            assert_eq!(u.roles, roles, "{name}");
+            let (mut have, mut want) = (u.roles.clone(), roles.clone());
+            have.sort();
+            want.sort();
+            assert_eq!(have, want, "{name}");
             let c = demo
                 .credentials
                 .iter()
