@@ -345,16 +345,30 @@ impl Demo {
             Ok(n) => n,
             Err(e) => return Err((e.into(), operator, enterprise)),
         };
+        // A demo stopped during the first sessions left some reads half done.
+        let reread = match requeue_cut_short_reads(&operator).await {
+            Ok(n) => n,
+            Err(e) => return Err((e, operator, enterprise)),
+        };
+        let catch_up = unseen > 0 || reread > 0;
 
         let (stop_fleet, mut stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, first_sessions) = tokio::sync::watch::channel(None);
         let fleet_task = {
             let sim = sim.clone();
             tokio::spawn(async move {
-                if unseen > 0 {
+                if catch_up {
                     let started = std::time::Instant::now();
+                    let once = sim.run_once();
+                    tokio::pin!(once);
+                    let stopped = {
+                        let mut rx = stop_rx.clone();
+                        async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        }
+                    };
                     tokio::select! {
-                        _ = sim.run_once() => {
+                        _ = &mut once => {
                             let stats = sim.stats();
                             println!(
                                 "Fleet: first sessions done in {:.0} s: {} ok, {} failed.",
@@ -364,7 +378,13 @@ impl Demo {
                             );
                             let _ = done_tx.send(Some(stats));
                         }
-                        _ = stop_rx.wait_for(|s| *s) => return,
+                        _ = stopped => {
+                            // Sessions under way end normally; the rest
+                            // wait for the next start.
+                            sim.stop_sessions();
+                            once.await;
+                            return;
+                        }
                     }
                 } else {
                     let _ = done_tx.send(Some(sim.stats()));
@@ -719,6 +739,89 @@ async fn import_fleet(operator: &Authority, sim: &Sim) -> anyhow::Result<usize> 
     Ok(added)
 }
 
+/// Who queues the children of a full tree read (`device::session`).
+const TREE_READ_CHILDREN: &str = "system:tree-read";
+
+/// One job as [`read_cut_short`] needs it.
+#[derive(Debug, Clone)]
+pub struct ReadJob {
+    pub requested_by: String,
+    pub command: String,
+    pub state: String,
+    pub status: Option<i64>,
+}
+
+impl ReadJob {
+    fn is_demo_root_read(&self) -> bool {
+        self.requested_by == ACTOR
+            && matches!(
+                serde_json::from_str::<crate::store::jobs::JobCommand>(&self.command),
+                Ok(crate::store::jobs::JobCommand::Get { ref target, walk: true }) if target == "."
+            )
+    }
+}
+
+/// True when the latest full tree read the demo queued for a device was
+/// cut short: one of its jobs went out in a session that ended before the
+/// device answered (the process was killed) or that failed authentication
+/// (a device cut off mid-session is out of step until its next session).
+/// `jobs` is the device's jobs, newest first.
+pub fn read_cut_short(jobs: &[ReadJob]) -> bool {
+    let Some(root) = jobs.iter().position(ReadJob::is_demo_root_read) else {
+        return false;
+    };
+    jobs[..=root].iter().any(|j| {
+        (j.requested_by == ACTOR || j.requested_by == TREE_READ_CHILDREN)
+            && (j.state == "sent"
+                || (j.state == "failed" && matches!(j.status, None | Some(401) | Some(407))))
+    })
+}
+
+/// Queues a full tree read again for every operator device whose last one
+/// was cut short; returns how many.
+async fn requeue_cut_short_reads(operator: &Authority) -> anyhow::Result<usize> {
+    use sqlx::Row;
+    let db = &operator.db;
+    let rows = sqlx::query(&db.sql(
+        "SELECT devid, requested_by, command, state, status FROM jobs \
+         WHERE requested_by IN ($1, $2) ORDER BY devid, id DESC",
+    ))
+    .bind(ACTOR)
+    .bind(TREE_READ_CHILDREN)
+    .fetch_all(db.pool())
+    .await?;
+    let mut by_device: std::collections::BTreeMap<String, Vec<ReadJob>> = Default::default();
+    for r in &rows {
+        by_device
+            .entry(r.try_get("devid")?)
+            .or_default()
+            .push(ReadJob {
+                requested_by: r.try_get("requested_by")?,
+                command: r.try_get("command")?,
+                state: r.try_get("state")?,
+                status: crate::store::opt_i64(r, "status")?,
+            });
+    }
+    let cut: Vec<&String> = by_device
+        .iter()
+        .filter(|(_, jobs)| read_cut_short(jobs))
+        .map(|(d, _)| d)
+        .collect();
+    if cut.is_empty() {
+        return Ok(0);
+    }
+    let vault = Vault::open(None, &operator.data_dir)?;
+    let rt = Runtime::new(db.clone(), vault, Default::default());
+    for devid in &cut {
+        session::queue_tree_read(&rt, devid, ACTOR).await?;
+    }
+    tracing::info!(
+        devices = cut.len(),
+        "tree reads cut short by the last stop queued again"
+    );
+    Ok(cut.len())
+}
+
 /// How many of the operator's devices never had a session.
 async fn never_seen(db: &Db) -> Result<i64, sqlx::Error> {
     use sqlx::Row;
@@ -757,6 +860,69 @@ mod tests {
                 .count();
             assert!(approvers >= 2, "four eyes need a second approver");
         }
+    }
+
+    impl ReadJob {
+        fn failed(mut self, status: i64) -> Self {
+            self.state = "failed".into();
+            self.status = Some(status);
+            self
+        }
+    }
+
+    #[test]
+    fn reads_cut_short_are_found() {
+        let job = |by: &str, command: &str, state: &str, status: Option<i64>| ReadJob {
+            requested_by: by.into(),
+            command: command.into(),
+            state: state.into(),
+            status,
+        };
+        let root = job(
+            ACTOR,
+            r#"{"cmd":"Get","target":".","walk":true}"#,
+            "succeeded",
+            Some(200),
+        );
+        let acl = job(
+            ACTOR,
+            r#"{"cmd":"Get","target":".?prop=ACL"}"#,
+            "succeeded",
+            Some(200),
+        );
+        let child = |state: &str, status: Option<i64>| {
+            job(
+                TREE_READ_CHILDREN,
+                r#"{"cmd":"Get","target":"./DevInfo","walk":true}"#,
+                state,
+                status,
+            )
+        };
+        // Newest first.
+        let done = [
+            child("succeeded", Some(200)),
+            child("failed", Some(405)),
+            acl.clone(),
+            root.clone(),
+        ];
+        assert!(!read_cut_short(&done));
+        let aborted = [child("failed", None), acl.clone(), root.clone()];
+        assert!(read_cut_short(&aborted));
+        let unanswered = [child("sent", None), acl.clone(), root.clone()];
+        assert!(read_cut_short(&unanswered));
+        let refused = [acl.clone().failed(401), root.clone().failed(401)];
+        assert!(read_cut_short(&refused));
+        // A newer read queued after the aborted one: wait for it.
+        let again = [
+            acl.clone(),
+            root.clone(),
+            child("failed", None),
+            acl.clone(),
+            root.clone(),
+        ];
+        assert!(!read_cut_short(&again));
+        // Jobs the demo did not queue are not its business.
+        assert!(!read_cut_short(&[child("failed", None)]));
     }
 
     #[test]
