@@ -332,8 +332,15 @@ impl Demo {
                 return Err((e, operator, enterprise));
             }
         };
-        let imported = match import_fleet(&operator, &sim).await {
-            Ok(n) => n,
+        let prepared = async {
+            let imported = import_fleet(&operator, &sim).await?;
+            let unseen = never_seen(&operator.db).await?;
+            // A demo killed during its first sessions left some reads half done.
+            let reread = requeue_cut_short_reads(&operator).await?;
+            anyhow::Ok((imported, unseen > 0 || reread > 0))
+        };
+        let (imported, catch_up) = match prepared.await {
+            Ok(v) => v,
             Err(e) => {
                 if let Ok(sim) = Arc::try_unwrap(sim) {
                     sim.shutdown().await;
@@ -341,16 +348,6 @@ impl Demo {
                 return Err((e, operator, enterprise));
             }
         };
-        let unseen = match never_seen(&operator.db).await {
-            Ok(n) => n,
-            Err(e) => return Err((e.into(), operator, enterprise)),
-        };
-        // A demo stopped during the first sessions left some reads half done.
-        let reread = match requeue_cut_short_reads(&operator).await {
-            Ok(n) => n,
-            Err(e) => return Err((e, operator, enterprise)),
-        };
-        let catch_up = unseen > 0 || reread > 0;
 
         let (stop_fleet, mut stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, first_sessions) = tokio::sync::watch::channel(None);
