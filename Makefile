@@ -1,6 +1,7 @@
-# Two commands: `make run` (install what is missing, build, start Handover on
-# an embedded SQLite in ./data) and `make test` (install what is missing, run
-# every check and test). Each install step is skipped when already done.
+# Two commands: `make run` (install what is missing, build, start the demo:
+# two Handover authorities on embedded SQLite in ./data/demo with a simulated
+# fleet) and `make test` (install what is missing, run every check and test).
+# Each install step is skipped when already done.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -50,7 +51,7 @@ postgres: apt
 
 run: tools
 	cargo leptos build --release
-	./target/release/handover --data-dir data serve --server-id handover.localhost --site-root target/site
+	./target/release/handover demo --dir data/demo --site-root target/site
 
 test: test-tools postgres
 	cargo fmt --all -- --check

@@ -60,6 +60,42 @@ pub enum Command {
     },
     /// Simulated DM clients against any DM server, and the load benchmark.
     Sim(crate::sim::cli::SimArgs),
+    /// Two authorities on this machine (a mobile operator and an enterprise
+    /// IT department, each other's peers) with a simulated fleet and users
+    /// for every role, ready to click through.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where both authorities and the fleet keep their state; a second start
+    /// with the same directory is the same demo.
+    #[arg(long, value_name = "DIR", default_value = "data/demo")]
+    pub dir: PathBuf,
+    /// Devices in the fleet (at the first start; a saved fleet is reused).
+    #[arg(long, default_value_t = 200)]
+    pub devices: usize,
+    /// The operator's portal listens on this port, the enterprise's on the next.
+    #[arg(long, value_name = "PORT", default_value_t = 3000)]
+    pub base_port: u16,
+    /// The operator's DM endpoint port; the enterprise's is the next.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub dm_port: u16,
+    /// The operator's peer endpoint port; the enterprise's is the next.
+    #[arg(long, value_name = "PORT", default_value_t = 8443)]
+    pub peer_port: u16,
+    /// The simulated devices' push listener.
+    #[arg(long, value_name = "PORT", default_value_t = 9090)]
+    pub push_port: u16,
+    /// Every device calls in every SECS seconds (±10 %); 0 for never.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub poll: u64,
+    /// The built site (CSS, WebAssembly); defaults to `$LEPTOS_SITE_ROOT` or `target/site`.
+    #[arg(long, value_name = "DIR")]
+    pub site_root: Option<PathBuf>,
+    /// Give every demo user a new password and print them.
+    #[arg(long)]
+    pub reset_passwords: bool,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +340,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let cli = match cli.command {
         Command::Dm { command } => return Ok(crate::dmtool::run(&command)),
         Command::Sim(args) => return crate::sim::cli::run(args).await,
+        Command::Demo(args) => return run_demo(args).await,
         command => Cli { command, ..cli },
     };
     let common = cli.common()?;
@@ -376,7 +413,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 AdminCommand::Peer { command } => peer_command(&db, &common, command).await,
             }
         }
-        Command::Sim(_) => unreachable!("handled above"),
+        Command::Sim(_) | Command::Demo(_) => unreachable!("handled above"),
         Command::Audit { command } => {
             let db = Db::connect(&common.database_url).await?;
             match command {
@@ -408,6 +445,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Dm { .. } => unreachable!("run before the data directory is set up"),
     }
+}
+
+/// `handover demo`: starts everything, prints the portals (and the users at
+/// the first start), runs until Ctrl-C or SIGTERM, then stops cleanly.
+async fn run_demo(args: DemoArgs) -> anyhow::Result<i32> {
+    let mut cfg = crate::demo::DemoConfig::on_ports(
+        &args.dir,
+        args.devices,
+        args.base_port,
+        args.dm_port,
+        args.peer_port,
+        args.push_port,
+    )?;
+    cfg.poll = (args.poll > 0).then(|| std::time::Duration::from_secs(args.poll));
+    cfg.reset_passwords = args.reset_passwords;
+    cfg.site_root = args
+        .site_root
+        .or_else(|| std::env::var_os("LEPTOS_SITE_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target/site"));
+    let demo = crate::demo::Demo::start(cfg).await?;
+    // The one place passwords are shown: standard output, once.
+    print!("{}", demo.summary(&args.dir));
+    std::io::stdout().flush()?;
+    crate::serve::shutdown_signal().await;
+    eprintln!("stopping the demo…");
+    let stats = demo.stop().await;
+    eprintln!("stopped; fleet: {stats}");
+    Ok(0)
 }
 
 fn os_user() -> String {

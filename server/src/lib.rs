@@ -12,6 +12,7 @@ pub use handover_dm as dm;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod device;
 pub mod dmtool;
 pub mod engine;

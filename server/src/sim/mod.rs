@@ -376,20 +376,37 @@ impl Sim {
             }
         }
         shutdown.await;
+        // Running sessions finish (a device cut off mid-session would be
+        // out of step with its server); no new one starts.
+        self.stop_sessions();
+        self.wait_idle(Duration::from_secs(10)).await;
         pollers.shutdown().await;
     }
 
-    /// Stops the push listener and waits (up to 10 s) for running sessions.
-    pub async fn shutdown(mut self) -> StatsSnapshot {
-        if let Some(p) = self.push.take() {
-            p.stop().await;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    /// From now on no session starts (push, polling, [`Sim::run_once`]);
+    /// running ones go on to their end.
+    pub fn stop_sessions(&self) {
+        self.fleet.permits.close();
+    }
+
+    /// Waits (up to `limit`) until no session is running.
+    async fn wait_idle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         while self.fleet.in_flight.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Stops starting sessions and the push listener, and waits (up to
+    /// 10 s) for running sessions.
+    pub async fn shutdown(mut self) -> StatsSnapshot {
+        self.stop_sessions();
+        if let Some(p) = self.push.take() {
+            p.stop().await;
+        }
+        self.wait_idle(Duration::from_secs(10)).await;
         self.fleet.snapshot()
     }
 }

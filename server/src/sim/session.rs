@@ -126,9 +126,21 @@ pub(crate) async fn run_recorded(
     notification: Option<Notification>,
     record: Option<&mut Transcript>,
 ) -> bool {
+    // A stopping fleet starts no session (`Sim::stop_sessions`).
+    let Ok(_permit) = fleet.permits.acquire().await else {
+        return false;
+    };
+    /// Counts the session in flight until it ends or is cancelled.
+    struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     fleet.in_flight.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight(&fleet.in_flight);
     let ok = run_inner(fleet, dev, server_id, notification, record).await;
-    fleet.in_flight.fetch_sub(1, Ordering::Relaxed);
+    drop(guard);
     let c = if ok {
         &fleet.stats.sessions_ok
     } else {
@@ -145,9 +157,6 @@ async fn run_inner(
     notification: Option<Notification>,
     mut record: Option<&mut Transcript>,
 ) -> bool {
-    let Ok(_permit) = fleet.permits.acquire().await else {
-        return false;
-    };
     let mut st = dev.state.lock().await;
     let Some(acc) = st
         .accounts()

@@ -457,6 +457,21 @@ pub async fn settle_pending_secrets(
     Ok(())
 }
 
+/// Changes where package 0 is pushed to (a simulator listening elsewhere
+/// after a restart); true when the device exists.
+pub async fn set_push_address(
+    db: &Db,
+    devid: &str,
+    push_address: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(&db.sql("UPDATE devices SET push_address = $2 WHERE devid = $1"))
+        .bind(devid)
+        .bind(push_address)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 /// Marks an authenticated contact: first/last seen, `active`.
 pub async fn seen(
     db: &Db,
