@@ -624,6 +624,7 @@ async fn launch(cfg: &DemoConfig, listen: Listen, p: &Prepared) -> anyhow::Resul
         session_idle_secs: 30 * 60,
         device_secrets_key: None,
         dm: Default::default(),
+        delegation: Default::default(),
     };
     let (bound, running) = serve::start(serve_cfg).await.map_err(|e| {
         anyhow::anyhow!(
