@@ -607,7 +607,7 @@ impl Engine {
         actor: &str,
         f: impl FnOnce(&mut Current, i64) -> Result<(R, Vec<Output>), EngineError>,
     ) -> Result<R, EngineError> {
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let mut cur = self.load(&mut tx, id).await?;
         let now = now_ms();
         let (r, outputs) = f(&mut cur, now)?;
@@ -732,7 +732,7 @@ impl Engine {
                 Scope::Partial(s.clone())
             }
         };
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let mut problems = Vec::new();
         let mut drafts = Vec::new();
         for devid in &req.devices {
@@ -1268,7 +1268,7 @@ impl Engine {
         };
         let msg_type = MsgType::parse(&m.msg_type).expect("stored MsgTypes are valid");
         let res = async {
-            let mut tx = self.db().pool().begin().await?;
+            let mut tx = self.db().begin_write().await?;
             if !store::answered(self.db(), &mut tx, m.id, code, "delivered").await? {
                 return Ok::<_, EngineError>(());
             }
@@ -1311,7 +1311,7 @@ impl Engine {
             .ended_at
             .is_some_and(|t| now_ms() - t > 24 * 3600 * 1000);
         if ended_long_ago {
-            let mut tx = match self.db().pool().begin().await {
+            let mut tx = match self.db().begin_write().await {
                 Ok(tx) => tx,
                 Err(_) => return,
             };

@@ -338,7 +338,7 @@ impl Engine {
 
     /// Queues the current work again after a failed attempt.
     pub(super) async fn retry_work(&self, id: i64) -> Result<(), EngineError> {
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let mut cur = self.load(&mut tx, id).await?;
         let mut after = After::default();
         let outputs = match cur.work.phase {
@@ -374,7 +374,7 @@ impl Engine {
 
     /// A device job the delegation waited for finished.
     pub(super) async fn job_done(&self, id: i64) -> Result<(), EngineError> {
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.db().begin_write().await?;
         let mut cur = self.load(&mut tx, id).await?;
         let Some(job_id) = cur.work.job else {
             return Ok(());
