@@ -8,9 +8,12 @@
 #   server/benches/load.sh BIN N DURATION WORKDIR [server wrapper...]
 #
 # With a wrapper (e.g. `valgrind --tool=callgrind`), the server runs under
-# it for the bench only (set-up and enrolment run without it).
+# it for the bench only (set-up and enrolment run without it). SIM_BIN=path
+# runs the simulator from another build than the server (e.g. an older
+# server against this simulator).
 set -euo pipefail
 B=$1 N=$2 D=$3 W=$4
+S=${SIM_BIN:-$B}
 shift 4
 rm -rf "$W" && mkdir -p "$W"
 DM=$((20000 + RANDOM % 20000)) PORTAL=$((DM + 1))
@@ -45,7 +48,7 @@ if [ $# -gt 0 ]; then
 fi
 ${BEFORE_BENCH:+eval "$BEFORE_BENCH $(cat "$W/server.pid")"}
 uptime
-HANDOVER_API_TOKEN=$TOKEN "$B" sim bench --server "http://127.0.0.1:$DM/dm" \
+HANDOVER_API_TOKEN=$TOKEN "$S" sim bench --server "http://127.0.0.1:$DM/dm" \
   --api "http://127.0.0.1:$PORTAL" --state "$W/sim" --server-pid "$(cat "$W/server.pid")" \
   --duration "$D" --devices "$N"
 uptime

@@ -287,6 +287,9 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     cfg.auth = a.auth.into();
     cfg.server_id = ServerId::parse_strict(a.server_id.clone())?;
     cfg.concurrency = a.devices.max(1);
+    // The simulator's own bookkeeping stays out of the measured loop: the
+    // fleet is saved once, after the run.
+    cfg.save_each_session = false;
     if reference.is_some() {
         // Both ends of every connection are ours.
         cfg.concurrency = cfg.concurrency.min(fd_budget().max(1));
@@ -397,6 +400,7 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     }
     if transcripts.is_empty() {
         println!("no session succeeded: no canned baseline");
+        sim.save_all().await?;
         sim.shutdown().await;
         return Ok(1);
     }
@@ -470,6 +474,9 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
             "server pid {pid} VmRSS: before {b} kB, after {a} kB ({:.1} kB per session in flight)",
             (a.saturating_sub(b)) as f64 / in_flight.min(fleet.devices.len()).max(1) as f64
         );
+    }
+    if let Err(e) = sim.save_all().await {
+        println!("cannot save the fleet: {e:#}");
     }
     let stats = sim.shutdown().await;
     println!("{stats}");
