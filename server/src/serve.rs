@@ -241,6 +241,8 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 lim.rlim_cur = lim.rlim_max;
             }
         }
+        // `rlim_t` is not 64 bits on every Unix.
+        #[allow(clippy::unnecessary_cast)]
         Some(lim.rlim_cur as u64)
     }
     #[cfg(not(unix))]
