@@ -53,6 +53,11 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Every device in a session holds a connection: many more than a
+    // default soft limit of 1 024 descriptors.
+    if let Some(n) = raise_open_files_limit() {
+        tracing::debug!(limit = n, "open files");
+    }
     let (bound, running) = start(cfg).await?;
     tracing::info!(portal = %bound.portal, dm = %bound.dm, peer = %bound.peer, "listening");
     shutdown.await;
@@ -230,4 +235,37 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<(Bound, Running)> {
         retrier.abort();
     }));
     Ok((bound, Running { stop, tasks }))
+}
+
+/// Raises this process's soft limit of open files to its hard limit;
+/// returns the soft limit now in force (`None` where it cannot be read).
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit for the duration of both calls.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above; a refusal leaves the old limit in force.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        // `rlim_t` is not 64 bits on every Unix.
+        #[allow(clippy::unnecessary_cast)]
+        Some(lim.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }

@@ -263,6 +263,9 @@ async fn bench_runs_both_phases() {
         wbxml: true,
         auth: handover::sim::cli::AuthArg::Hmac,
         server_id: "handover.localhost".into(),
+        api: None,
+        api_token: None,
+        api_concurrency: 64,
     };
     assert_eq!(handover::sim::bench::run(args).await.unwrap(), 0);
     assert!(handover::sim::bench::vm_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));

@@ -107,7 +107,7 @@ static APPEND_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let _guard = APPEND_LOCK.lock().await;
     for _ in 0..50 {
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         match append_in(db, &mut tx, &entry).await {
             Ok(seq) => {
                 tx.commit().await?;

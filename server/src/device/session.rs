@@ -78,6 +78,21 @@ fn throwaway_account() -> DeviceAccount {
     }
 }
 
+/// A session as `dm_sessions.state` keeps it.
+#[derive(serde::Deserialize)]
+struct StoredState {
+    session: ServerSession,
+    #[serde(default)]
+    commands_sent: i64,
+}
+
+/// The same, written without an intermediate JSON value.
+#[derive(serde::Serialize)]
+struct StateRef<'a> {
+    session: &'a ServerSession,
+    commands_sent: i64,
+}
+
 struct Stored {
     session: ServerSession,
     messages: i64,
@@ -103,9 +118,12 @@ pub async fn handle(
     source: &str,
 ) -> anyhow::Result<Reply> {
     let db = &rt.db;
-    let Ok((devid, sid)) = ServerSession::peek(body) else {
+    // Decoded once: the DevId and SessionID find the account and the
+    // stored session (A.2), and the session handles the same message.
+    let Ok(msg) = syncml::decode(body) else {
         return Ok(Reply::Refused(400, "not a SyncML DM message"));
     };
+    let (devid, sid) = (msg.hdr.source.loc_uri.clone(), msg.hdr.session_id.clone());
     if devid.is_empty() || devid.len() > 255 || sid.is_empty() || sid.len() > 32 {
         return Ok(Reply::Refused(
             400,
@@ -128,7 +146,7 @@ pub async fn handle(
         ));
     }
 
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let mut device = devices::lock(db, &mut tx, &devid).await?;
     // An unknown device the enrolment policy admits is judged against its
     // derived credentials; it is only stored once it authenticates.
@@ -166,7 +184,7 @@ pub async fn handle(
                 &mut bus,
             )
             .await?;
-        } else if !ended && messages > 0 && starts_a_session(body) {
+        } else if !ended && messages > 0 && msg.hdr.msg_id.get() == 1 {
             // The device started over with the same SessionID (e.g. it
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
@@ -186,13 +204,12 @@ pub async fn handle(
                 publish(rt, bus);
                 return Ok(Reply::Refused(429, "too many messages in this session"));
             }
-            let v: serde_json::Value = serde_json::from_str(&state)?;
-            let commands = v.get("commands_sent").and_then(|c| c.as_i64()).unwrap_or(0);
+            let s: StoredState = serde_json::from_str(&state)?;
             stored = Some(Stored {
-                session: serde_json::from_value(v["session"].clone())?,
+                session: s.session,
                 messages,
                 started_at,
-                commands,
+                commands: s.commands_sent,
                 fresh: false,
             });
         }
@@ -226,14 +243,14 @@ pub async fn handle(
     {
         let mut with_pending = account.clone();
         (with_pending.client.secret, with_pending.server.secret) = pending;
-        if authenticates(&st.session, incoming, &account, now) {
+        if authenticates(&st.session, incoming, &msg, &account, now) {
             devices::settle_pending_secrets(db, &mut tx, &devid, false).await?;
-        } else if authenticates(&st.session, incoming, &with_pending, now) {
+        } else if authenticates(&st.session, incoming, &msg, &with_pending, now) {
             devices::settle_pending_secrets(db, &mut tx, &devid, true).await?;
             account = with_pending;
         }
     }
-    if candidate.is_some() && authenticates(&st.session, incoming, &account, now) {
+    if candidate.is_some() && authenticates(&st.session, incoming, &msg, &account, now) {
         enrol(rt, &mut tx, &devid, &account).await?;
         // The derived secrets were for first contact: this session replaces them.
         rotate::start(rt, &mut tx, &devid).await?;
@@ -248,11 +265,15 @@ pub async fn handle(
         );
     }
 
+    // The session's jobs waiting for an answer, read once: the answers in
+    // this message update them (see `cached`).
+    let mut job_cache: BTreeMap<i64, Job> = BTreeMap::new();
     if let Some(dev) = &device {
         // Both read the answers in this message to commands already sent.
         let open = jobs::open_in_session(db, &mut tx, &devid, &sid).await?;
         expand_walks(rt, &mut tx, &devid, &open, body).await?;
         rotate::advance(rt, &mut tx, dev, &open, body).await?;
+        job_cache.extend(open.into_iter().map(|j| (j.id, j)));
         if dev.first_seen.is_none()
             && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
         {
@@ -283,21 +304,24 @@ pub async fn handle(
         }
     }
 
-    if let Err(e) =
-        st.session
-            .handle_message_at(incoming, &account, timestamp(now), &mut rand::rngs::OsRng)
-    {
+    if let Err(e) = st.session.handle_decoded_at(
+        incoming,
+        msg,
+        &account,
+        timestamp(now),
+        &mut rand::rngs::OsRng,
+    ) {
         tracing::info!(devid, error = %e, "DM message refused");
         return Ok(Reply::Refused(400, "the message does not fit this session"));
     }
     st.messages += 1;
 
-    let mut job_cache: BTreeMap<i64, Job> = BTreeMap::new();
     let mut dirty: HashSet<i64> = HashSet::new();
     let mut auth_failed = false;
     let mut authenticated = false;
     let mut ended = None;
     let mut inventory_items: Vec<ReceivedItem> = Vec::new();
+    let (mut client_nonce, mut server_nonce) = (None, None);
     while let Some(ev) = st.session.poll_event() {
         match ev {
             ServerEvent::Authenticated => authenticated = true,
@@ -359,14 +383,8 @@ pub async fn handle(
                 client_next,
                 server_next,
             } if device.is_some() => {
-                devices::set_nonces(
-                    db,
-                    &mut tx,
-                    &devid,
-                    client_next.as_ref(),
-                    server_next.as_ref(),
-                )
-                .await?;
+                client_nonce = client_next.or(client_nonce);
+                server_nonce = server_next.or(server_nonce);
             }
             ServerEvent::CommandStatus { job, cmd, status } => {
                 let top = jobs::top_job(job);
@@ -417,29 +435,47 @@ pub async fn handle(
             _ => {}
         }
     }
+    devices::set_nonces_seen(
+        db,
+        &mut tx,
+        &devid,
+        client_nonce.as_ref(),
+        server_nonce.as_ref(),
+        authenticated.then_some(now),
+    )
+    .await?;
     if authenticated {
-        devices::seen(db, &mut tx, &devid, now).await?;
         bus.push(DeviceEvent::SessionStarted {
             devid: devid.clone(),
             session_id: sid.clone(),
         });
     }
     if !inventory_items.is_empty() {
-        if let Some(d) = devices::get_in(db, &mut tx, &devid).await? {
+        // The row read under the lock: nothing in this message changed its
+        // tree or DevDetail.
+        if let Some(d) = &device {
             let (tree, dd) = tree_cache::merge(&d.tree, &inventory_items);
-            let mut detail: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&d.devdetail).unwrap_or_default();
-            for (k, v) in dd {
-                detail.insert(k, serde_json::Value::String(v));
+            let detail = if dd.is_empty() {
+                None
+            } else {
+                let mut detail: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&d.devdetail).unwrap_or_default();
+                for (k, v) in dd {
+                    detail.insert(k, serde_json::Value::String(v));
+                }
+                Some(serde_json::Value::Object(detail).to_string())
+            };
+            // Values read again and unchanged (a routine Get): no write.
+            if tree != d.tree || detail.as_ref().is_some_and(|t| *t != d.devdetail) {
+                devices::set_inventory(
+                    db,
+                    &mut tx,
+                    &devid,
+                    detail.as_deref().unwrap_or(&d.devdetail),
+                    &tree,
+                )
+                .await?;
             }
-            devices::set_inventory(
-                db,
-                &mut tx,
-                &devid,
-                &serde_json::Value::Object(detail).to_string(),
-                &tree,
-            )
-            .await?;
             bus.push(DeviceEvent::InventoryUpdated {
                 devid: devid.clone(),
             });
@@ -463,8 +499,10 @@ pub async fn handle(
     }
 
     let reply = st.session.poll_transmit();
-    let state = serde_json::json!({ "session": st.session, "commands_sent": st.commands });
-    let state = state.to_string();
+    let state = serde_json::to_string(&StateRef {
+        session: &st.session,
+        commands_sent: st.commands,
+    })?;
     if let Some(reason) = ended {
         close(
             rt,
@@ -518,12 +556,19 @@ pub async fn handle(
 fn authenticates(
     session: &ServerSession,
     incoming: Incoming<'_>,
+    msg: &syncml::Message,
     account: &DeviceAccount,
     now: i64,
 ) -> bool {
     let mut trial = session.clone();
     if trial
-        .handle_message_at(incoming, account, timestamp(now), &mut rand::rngs::OsRng)
+        .handle_decoded_at(
+            incoming,
+            msg.clone(),
+            account,
+            timestamp(now),
+            &mut rand::rngs::OsRng,
+        )
         .is_err()
     {
         return false;
@@ -557,11 +602,6 @@ async fn enrol(
 /// The runtime's milliseconds as the DM core's seconds.
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp((ms / 1000).max(0) as u64)
-}
-
-/// A client's first message of a session: MsgID 1 (A.2).
-fn starts_a_session(body: &[u8]) -> bool {
-    syncml::decode(body).is_ok_and(|m| m.hdr.msg_id.get() == 1)
 }
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {
@@ -733,14 +773,13 @@ async fn save(
     fresh: bool,
 ) -> Result<(), sqlx::Error> {
     if fresh {
-        sqlx::query(&db.sql("DELETE FROM dm_sessions WHERE devid = $1 AND session_id = $2"))
-            .bind(devid)
-            .bind(sid)
-            .execute(&mut **tx)
-            .await?;
+        // A row left by an earlier session with this id is replaced.
         sqlx::query(&db.sql(
             "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+             VALUES ($1, $2, $3, $4, $5, $6, 0) \
+             ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
+             messages = excluded.messages, started_at = excluded.started_at, \
+             updated_at = excluded.updated_at, ended = 0",
         ))
         .bind(devid)
         .bind(sid)
@@ -874,7 +913,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
     for r in rows {
         let devid: String = r.try_get("devid")?;
         let sid: String = r.try_get("session_id")?;
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         devices::lock(db, &mut tx, &devid).await?;
         let row = sqlx::query(&db.sql(
             "SELECT state, messages, started_at FROM dm_sessions \

@@ -18,8 +18,9 @@ pub struct CachedNode {
     pub acl: String,
 }
 
-/// Merges Get results into the cached tree; returns the new JSON, and the
-/// DevDetail leaves seen (relative names → values).
+/// Merges Get results into the cached tree; returns the new JSON (the
+/// given text itself when nothing changed), and the DevDetail leaves seen
+/// (relative names → values).
 pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<String, String>) {
     let mut nodes: BTreeMap<String, CachedNode> =
         serde_json::from_str::<Vec<CachedNode>>(tree_json)
@@ -28,6 +29,7 @@ pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<Strin
             .map(|n| (n.uri.clone(), n))
             .collect();
     let mut devdetail = BTreeMap::new();
+    let mut changed = false;
     for item in items {
         let Some(source) = item.source.as_deref() else {
             continue;
@@ -37,11 +39,15 @@ pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<Strin
             Some((u, p)) => (u, Some(p)),
             None => (source, None),
         };
-        let node = nodes.entry(uri.to_owned()).or_insert_with(|| CachedNode {
-            uri: uri.to_owned(),
-            kind: "leaf".into(),
-            ..CachedNode::default()
+        let node = nodes.entry(uri.to_owned()).or_insert_with(|| {
+            changed = true;
+            CachedNode {
+                uri: uri.to_owned(),
+                kind: "leaf".into(),
+                ..CachedNode::default()
+            }
         });
+        let before = node.clone();
         match prop {
             Some(p) if p.eq_ignore_ascii_case("ACL") => node.acl = text,
             Some(_) => {}
@@ -61,6 +67,10 @@ pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<Strin
                 }
             }
         }
+        changed |= *node != before;
+    }
+    if !changed {
+        return (tree_json.to_owned(), devdetail);
     }
     let list: Vec<CachedNode> = nodes.into_values().collect();
     (
@@ -98,5 +108,10 @@ mod tests {
         assert_eq!(nodes[0].acl, "Get=*");
         assert_eq!(nodes[1].value, "1.0");
         assert_eq!(dd["FwV"], "1.0");
+        // The same values again: the same text back, not re-serialized.
+        let (again, _) = merge(&t, &[item("./DevDetail/FwV", "chr", "1.0")]);
+        assert_eq!(again, t);
+        let (moved, _) = merge(&t, &[item("./DevDetail/FwV", "chr", "1.1")]);
+        assert_ne!(moved, t);
     }
 }

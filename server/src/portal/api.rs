@@ -244,7 +244,7 @@ async fn commands(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device"))?;
     let mut ids = Vec::new();
-    let mut tx = rt.db.pool().begin().await.map_err(ApiError::internal)?;
+    let mut tx = rt.db.begin_write().await.map_err(ApiError::internal)?;
     for c in &body.commands {
         let id = jobs::enqueue(&rt.db, &mut *tx, &devid, c, &caller.name, body.notify)
             .await

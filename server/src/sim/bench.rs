@@ -4,11 +4,20 @@
 //! against a canned-reply endpoint on loopback that does no protocol work.
 //! The ratio real/canned is what the DM protocol costs over bare HTTP.
 //!
+//! Every session carries a Get of `./DevInfo` and a Replace of a leaf.
 //! Without `--server` the built-in reference server
-//! ([`super::refserver::RefServer`]) is started on loopback and queues a
-//! Get of `./DevInfo` and a Replace of a leaf in every session. With
-//! `--server URL`, `--state DIR` names a fleet that server has imported
-//! (`DIR/devices.csv`); the server decides what each session carries.
+//! ([`super::refserver::RefServer`]) is started on loopback and queues both
+//! in every session. With `--server URL`, `--state DIR` names a fleet that
+//! server has imported (`DIR/devices.csv`), and `--api URL` with
+//! `--api-token` queues both commands through the server's JSON API before
+//! each session (one `POST .../commands` per session, part of the measured
+//! cycle and of the canned replay). Without `--api` the server decides what
+//! each session carries.
+//!
+//! Descriptors: the simulator's soft limit is raised to its hard limit; a
+//! phase whose client and server sockets both live in this process (the
+//! reference server, the canned endpoint) keeps at most as many sessions in
+//! flight as the remaining descriptors allow, and says so.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +61,107 @@ pub struct BenchArgs {
     pub auth: AuthArg,
     #[arg(long, value_name = "ID", default_value = "handover.localhost")]
     pub server_id: String,
+    /// The server's portal (JSON API) base URL, e.g. http://127.0.0.1:8443:
+    /// the bench's Get and Replace are queued there before every session.
+    #[arg(long, value_name = "URL", requires = "server")]
+    pub api: Option<String>,
+    /// A bearer token of the API with write access (see `admin token create`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HANDOVER_API_TOKEN",
+        requires = "api"
+    )]
+    pub api_token: Option<String>,
+    /// API requests in flight at once (an operator's tool, not a device).
+    #[arg(long, default_value_t = 64)]
+    pub api_concurrency: usize,
+}
+
+/// The bench's commands as the JSON API takes them.
+fn bench_commands_json() -> serde_json::Value {
+    serde_json::json!({ "commands": [
+        { "cmd": "Get", "target": "./DevInfo" },
+        { "cmd": "Replace", "target": "./Vendor/Corp/Apps/Mail/Server",
+          "data": "mail2.corp.example", "format": "chr", "type": "text/plain" },
+    ]})
+}
+
+/// One HTTP exchange of a measured cycle, replayed against the canned endpoint.
+#[derive(Clone)]
+struct Exchange {
+    content_type: &'static str,
+    body: Vec<u8>,
+    hmac: Option<String>,
+    reply_type: &'static str,
+    reply: Vec<u8>,
+}
+
+/// Queues the bench's commands through the server's API.
+struct Queuer {
+    http: reqwest::Client,
+    api: String,
+    token: String,
+    body: Vec<u8>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Queuer {
+    fn new(api: &str, token: &str, concurrency: usize) -> anyhow::Result<Self> {
+        let n = concurrency.max(1);
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(n)
+                .build()?,
+            api: api.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            body: serde_json::to_vec(&bench_commands_json())?,
+            permits: tokio::sync::Semaphore::new(n),
+        })
+    }
+
+    /// Queues the commands for `devid`; the exchange as sent and answered.
+    async fn queue(&self, devid: &str) -> anyhow::Result<Exchange> {
+        let _permit = self.permits.acquire().await?;
+        let url = format!(
+            "{}/api/v1/devices/{}/commands",
+            self.api,
+            super::csv::url_encode(devid)
+        );
+        let r = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(self.body.clone())
+            .send()
+            .await?;
+        let status = r.status();
+        let reply = r.bytes().await?.to_vec();
+        anyhow::ensure!(
+            status.is_success(),
+            "queueing for {devid}: HTTP {status}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        Ok(Exchange {
+            content_type: "application/json",
+            body: self.body.clone(),
+            hmac: None,
+            reply_type: "application/json",
+            reply,
+        })
+    }
+}
+
+/// Sessions this process can keep in flight when it holds both ends of
+/// every connection (two descriptors each), after what is open already,
+/// with room to spare: a client may open a new connection before the one a
+/// finished request used is back in its pool.
+fn fd_budget() -> usize {
+    let limit = crate::serve::raise_open_files_limit().unwrap_or(1024) as usize;
+    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+    limit.saturating_sub(open + 1024) / 3
 }
 
 /// The commands the reference server queues per session.
@@ -77,6 +187,8 @@ pub struct Phase {
     pub per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// From the start until the last session in flight at the deadline ended.
+    pub elapsed: Duration,
 }
 
 impl Phase {
@@ -93,6 +205,7 @@ impl Phase {
             per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
             p50: pct(0.50),
             p99: pct(0.99),
+            elapsed,
         }
     }
 }
@@ -122,6 +235,18 @@ pub fn vm_rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// CPU time (user + system) a process has used so far, in milliseconds.
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1000 / hz)
+}
+
 /// Runs the benchmark and prints its numbers; exit code 1 when no session succeeded.
 pub async fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let mut tmp = None;
@@ -143,6 +268,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<i32> {
 }
 
 async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
+    let limit = crate::serve::raise_open_files_limit();
     let reference = match &a.server {
         Some(_) => None,
         None => Some(RefServer::start("127.0.0.1:0".parse()?, &[], bench_commands()).await?),
@@ -152,6 +278,11 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
         .clone()
         .or_else(|| reference.as_ref().map(RefServer::url))
         .expect("one of them");
+    let queuer = match (&a.api, &a.api_token) {
+        (Some(api), Some(token)) => Some(Arc::new(Queuer::new(api, token, a.api_concurrency)?)),
+        (Some(_), None) => anyhow::bail!("--api needs --api-token (or HANDOVER_API_TOKEN)"),
+        _ => None,
+    };
     let mut cfg = SimConfig::new(a.devices, url.clone(), state);
     cfg.encoding = if a.wbxml {
         handover_dm::syncml::Encoding::Wbxml
@@ -161,12 +292,35 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     cfg.auth = a.auth.into();
     cfg.server_id = ServerId::parse_strict(a.server_id.clone())?;
     cfg.concurrency = a.devices.max(1);
+    // The simulator's own bookkeeping stays out of the measured loop: the
+    // fleet is saved once, after the run.
+    cfg.save_each_session = false;
+    if reference.is_some() {
+        // Both ends of every connection are ours.
+        cfg.concurrency = cfg.concurrency.min(fd_budget().max(1));
+    }
+    let in_flight = cfg.concurrency;
     let sim = Sim::start(cfg).await?;
     if let Some(r) = &reference {
         r.set_accounts(&sim.records().await)?;
     }
     let duration = Duration::from_secs(a.duration.max(1));
+    println!(
+        "{} devices, {} sessions in flight, open files limit {}; each session: {}",
+        sim.fleet.devices.len(),
+        in_flight.min(sim.fleet.devices.len()),
+        limit.map_or("unknown".into(), |l| l.to_string()),
+        match (&reference, &queuer) {
+            (Some(_), _) => "Get ./DevInfo and Replace a leaf, queued by the reference server",
+            (None, Some(_)) =>
+                "Get ./DevInfo and Replace a leaf, queued through the API before the session",
+            (None, None) => "whatever the server has queued (no --api)",
+        }
+    );
     let rss_before = a.server_pid.and_then(vm_rss_kb);
+    let cpu_before = a.server_pid.and_then(cpu_ms);
+    let own_cpu_before = cpu_ms(std::process::id());
+    let commands_before = sim.stats().commands_executed;
 
     // Phase 1: full sessions against the server.
     let fleet = sim.fleet.clone();
@@ -175,16 +329,38 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     let deadline = start + duration;
     let mut set = tokio::task::JoinSet::new();
     for dev in fleet.devices.clone() {
-        let (fleet, server_id) = (fleet.clone(), server_id.clone());
+        let (fleet, server_id, queuer) = (fleet.clone(), server_id.clone(), queuer.clone());
         set.spawn(async move {
             let (mut lat, mut failed, mut transcript) = (Vec::new(), 0, None);
             while Instant::now() < deadline {
                 let mut t = Transcript::new();
                 let t0 = Instant::now();
+                let queued = match &queuer {
+                    Some(q) => match q.queue(&dev.dev_id).await {
+                        Ok(x) => Some(x),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot queue the bench's commands");
+                            failed += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let ok = session::run_recorded(&fleet, &dev, &server_id, None, Some(&mut t)).await;
                 if ok {
                     lat.push(t0.elapsed());
-                    transcript.get_or_insert(t);
+                    transcript.get_or_insert_with(|| {
+                        let mut x: Vec<Exchange> = queued.into_iter().collect();
+                        x.extend(t.into_iter().map(|(tx, reply)| Exchange {
+                            content_type: tx.encoding.content_type(),
+                            body: tx.bytes,
+                            hmac: tx.hmac,
+                            reply_type: tx.encoding.content_type(),
+                            reply,
+                        }));
+                        x
+                    });
                 } else {
                     failed += 1;
                     // A failing server is not hammered in a tight loop.
@@ -203,43 +379,76 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     }
     let real = Phase::of(lat, failed, start.elapsed());
     let rss_after = a.server_pid.and_then(vm_rss_kb);
+    let cpu_after = a.server_pid.and_then(cpu_ms);
+    let own_cpu_after = cpu_ms(std::process::id());
+    let commands = sim.stats().commands_executed - commands_before;
     println!("server {url}: {real}");
+    println!(
+        "  commands executed by the devices: {commands} ({:.2} per successful session); HTTP round trips per session: {}",
+        commands as f64 / real.sessions.max(1) as f64,
+        transcripts.first().map_or(0, Vec::len)
+    );
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        println!(
+            "  server CPU time: {} ms ({:.3} ms per session, {:.2} cores busy)",
+            a - b,
+            (a - b) as f64 / real.sessions.max(1) as f64,
+            (a - b) as f64 / 1e3 / real.elapsed.as_secs_f64()
+        );
+    }
+    if let (Some(b), Some(a)) = (own_cpu_before, own_cpu_after) {
+        println!(
+            "  simulator CPU time: {} ms ({:.3} ms per session)",
+            a - b,
+            (a - b) as f64 / real.sessions.max(1) as f64
+        );
+    }
     if transcripts.is_empty() {
         println!("no session succeeded: no canned baseline");
+        sim.save_all().await?;
         sim.shutdown().await;
         return Ok(1);
     }
 
-    // Phase 2: the same round trips against canned replies.
-    let replies: Vec<Vec<Vec<u8>>> = transcripts
+    // Phase 2: the same round trips against canned replies, with a client
+    // of its own (the real phase's idle connections stay open meanwhile).
+    let canned_in_flight = fleet.devices.len().min(fd_budget().max(1));
+    let replies: Vec<Vec<(&'static str, Vec<u8>)>> = transcripts
         .iter()
-        .map(|t| t.iter().map(|(_, r)| r.clone()).collect())
+        .map(|t| t.iter().map(|x| (x.reply_type, x.reply.clone())).collect())
         .collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let canned_addr = listener.local_addr()?;
-    let encoding = transcripts[0][0].0.encoding;
     let app = Router::new()
         .route("/canned/{dev}/{msg}", post(canned))
-        .with_state(Arc::new((replies, encoding.content_type())));
+        .with_state(Arc::new(replies));
     let server_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let http = fleet.http.clone();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(canned_in_flight)
+        .build()?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(canned_in_flight));
     let start = Instant::now();
     let deadline = start + duration;
     let mut set = tokio::task::JoinSet::new();
     for i in 0..fleet.devices.len() {
         let t = Arc::new(transcripts[i % transcripts.len()].clone());
         let d = i % transcripts.len();
-        let http = http.clone();
+        let (http, permits) = (http.clone(), permits.clone());
         set.spawn(async move {
             let (mut lat, mut failed) = (Vec::new(), 0);
             while Instant::now() < deadline {
+                let Ok(_permit) = permits.acquire().await else {
+                    break;
+                };
                 let t0 = Instant::now();
                 let mut ok = true;
-                for (m, (tx, _)) in t.iter().enumerate() {
+                for (m, x) in t.iter().enumerate() {
                     let url = format!("http://{canned_addr}/canned/{d}/{m}");
-                    ok &= session::post(&http, &url, tx).await.is_ok();
+                    ok &= canned_post(&http, &url, x).await.is_ok();
                 }
                 if ok {
                     lat.push(t0.elapsed());
@@ -258,7 +467,7 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     }
     let canned = Phase::of(lat, failed, start.elapsed());
     server_task.abort();
-    println!("canned http://{canned_addr}: {canned}");
+    println!("canned http://{canned_addr} ({canned_in_flight} sessions in flight): {canned}");
     println!(
         "ratio real/canned: throughput {:.3}, p50 latency {:.2}, p99 latency {:.2}",
         real.per_sec / canned.per_sec,
@@ -266,7 +475,13 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
         real.p99.as_secs_f64() / canned.p99.as_secs_f64().max(1e-9)
     );
     if let (Some(pid), Some(b), Some(a)) = (a.server_pid, rss_before, rss_after) {
-        println!("server pid {pid} VmRSS: before {b} kB, after {a} kB");
+        println!(
+            "server pid {pid} VmRSS: before {b} kB, after {a} kB ({:.1} kB per session in flight)",
+            (a.saturating_sub(b)) as f64 / in_flight.min(fleet.devices.len()).max(1) as f64
+        );
+    }
+    if let Err(e) = sim.save_all().await {
+        println!("cannot save the fleet: {e:#}");
     }
     let stats = sim.shutdown().await;
     println!("{stats}");
@@ -276,16 +491,30 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The recorded replies, per device and message, and their content type.
-type Canned = Arc<(Vec<Vec<Vec<u8>>>, &'static str)>;
+/// One canned round trip: the same request bytes and headers as the real one.
+async fn canned_post(http: &reqwest::Client, url: &str, x: &Exchange) -> anyhow::Result<Vec<u8>> {
+    let mut req = http
+        .post(url)
+        .header(header::CONTENT_TYPE, x.content_type)
+        .body(x.body.clone());
+    if let Some(h) = &x.hmac {
+        req = req.header(handover_dm::auth::HMAC_HEADER, h);
+    }
+    let r = req.send().await?;
+    anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
+    Ok(r.bytes().await?.to_vec())
+}
+
+/// The recorded replies (content type and body), per device and exchange.
+type Canned = Arc<Vec<Vec<(&'static str, Vec<u8>)>>>;
 
 async fn canned(
     State(s): State<Canned>,
     Path((dev, msg)): Path<(usize, usize)>,
     _body: Bytes,
 ) -> Response {
-    match s.0.get(dev).and_then(|t| t.get(msg)) {
-        Some(r) => ([(header::CONTENT_TYPE, s.1)], r.clone()).into_response(),
+    match s.get(dev).and_then(|t| t.get(msg)) {
+        Some((ct, r)) => ([(header::CONTENT_TYPE, *ct)], r.clone()).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -62,6 +62,9 @@ pub struct SimConfig {
     /// New devices get credentials derived from this factory key (the
     /// server's auto-enrolment) instead of random ones.
     pub enrol_key: Option<crate::device::enrol::EnrolKey>,
+    /// Each device is saved after each of its sessions; when false (the
+    /// load benchmark), only by [`Sim::save_all`].
+    pub save_each_session: bool,
 }
 
 impl SimConfig {
@@ -79,6 +82,7 @@ impl SimConfig {
             concurrency: 256,
             request_timeout: Duration::from_secs(30),
             enrol_key: None,
+            save_each_session: true,
         }
     }
 }
@@ -338,6 +342,17 @@ impl Sim {
         let p = path.clone();
         tokio::task::spawn_blocking(move || write_atomic(&p, text.as_bytes())).await??;
         Ok(path)
+    }
+
+    /// Saves every device's state (after sessions run without
+    /// `save_each_session`).
+    pub async fn save_all(&self) -> anyhow::Result<()> {
+        for d in &self.fleet.devices {
+            let bytes = serde_json::to_vec(&*d.state.lock().await)?;
+            let path = d.path.clone();
+            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await??;
+        }
+        Ok(())
     }
 
     /// One client-initiated session (Alert 1201) per device and account;

@@ -260,6 +260,9 @@ async fn run_inner(
         st.counters.sessions_failed += 1;
     }
     dev.refresh_srv(&st);
+    if !fleet.cfg.save_each_session {
+        return ok;
+    }
     match serde_json::to_vec(&*st) {
         Ok(bytes) => {
             let path = dev.path.clone();

@@ -167,20 +167,22 @@ pub async fn get_in(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The device, read inside `tx` after locking its row (PostgreSQL) or the
-/// database (SQLite) so sessions of one device run one message at a time.
+/// The device, read inside `tx` (from [`Db::begin_write`]) with its row
+/// locked until commit, so sessions of one device run one message at a
+/// time: on SQLite the transaction holds the database's write lock already;
+/// on PostgreSQL `FOR UPDATE` locks the row.
 pub async fn lock(
     db: &Db,
     tx: &mut Transaction<'static, Any>,
     devid: &str,
 ) -> Result<Option<Device>, sqlx::Error> {
-    // A write first: SQLite takes its write lock now instead of failing to
-    // upgrade later; PostgreSQL locks the row until commit.
-    sqlx::query(&db.sql("UPDATE devices SET state = state WHERE devid = $1"))
-        .bind(devid)
-        .execute(&mut **tx)
-        .await?;
-    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
+    let sql = match db.dialect() {
+        super::Dialect::Postgres => {
+            format!("SELECT {COLUMNS} FROM devices WHERE devid = $1 FOR UPDATE")
+        }
+        super::Dialect::Sqlite => format!("SELECT {COLUMNS} FROM devices WHERE devid = $1"),
+    };
+    let row = sqlx::query(&db.sql(&sql))
         .bind(devid)
         .fetch_optional(&mut **tx)
         .await?;
@@ -485,6 +487,36 @@ pub async fn seen(
     ))
     .bind(devid)
     .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores the nonces both sides use next (when given) and, with `seen`,
+/// marks an authenticated contact as [`seen`] does: one statement.
+pub async fn set_nonces_seen(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+    client_next: Option<&Nonce>,
+    server_next: Option<&Nonce>,
+    seen: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    if client_next.is_none() && server_next.is_none() && seen.is_none() {
+        return Ok(());
+    }
+    sqlx::query(&db.sql(
+        "UPDATE devices SET client_nonce = COALESCE($2, client_nonce), \
+         server_nonce = COALESCE($3, server_nonce), \
+         first_seen = CASE WHEN $4 IS NULL THEN first_seen ELSE COALESCE(first_seen, $4) END, \
+         last_seen = COALESCE($4, last_seen), \
+         state = CASE WHEN $4 IS NOT NULL AND state = 'provisioned' THEN 'active' ELSE state END \
+         WHERE devid = $1",
+    ))
+    .bind(devid)
+    .bind(client_next.map(Nonce::to_b64))
+    .bind(server_next.map(Nonce::to_b64))
+    .bind(seen)
     .execute(&mut **tx)
     .await?;
     Ok(())

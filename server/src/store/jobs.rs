@@ -309,25 +309,18 @@ pub async fn take_queued(
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
+    // One statement marks and reads them; RETURNING has no order of its own.
     let rows = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE devid = $1 AND state = 'queued' ORDER BY id"
+        "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 \
+         WHERE devid = $1 AND state = 'queued' RETURNING {COLUMNS}"
     )))
     .bind(devid)
+    .bind(session_id)
+    .bind(now_ms())
     .fetch_all(&mut **tx)
     .await?;
-    let jobs: Vec<Job> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    for j in &jobs {
-        sqlx::query(
-            &db.sql(
-                "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 WHERE id = $1",
-            ),
-        )
-        .bind(j.id)
-        .bind(session_id)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
-    }
+    let mut jobs: Vec<Job> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    jobs.sort_by_key(|j| j.id);
     Ok(jobs)
 }
 

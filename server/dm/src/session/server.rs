@@ -530,7 +530,7 @@ impl ServerSession {
         account: &DeviceAccount,
         rng: &mut R,
     ) -> Result<(), SessionError> {
-        self.handle(input, account, None, rng)
+        self.handle(input, None, account, None, rng)
     }
 
     /// Handles one client message (PROTOCOL A.2–A.4) that arrived at `now`
@@ -542,12 +542,28 @@ impl ServerSession {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<(), SessionError> {
-        self.handle(input, account, Some(now), rng)
+        self.handle(input, None, account, Some(now), rng)
+    }
+
+    /// [`Self::handle_message_at`] for a runtime that has decoded the
+    /// message already (to find the account and the stored session):
+    /// `msg` must be what [`syncml::decode`] makes of `input.bytes`, which
+    /// are still what a client HMAC is checked over.
+    pub fn handle_decoded_at<R: RngCore + CryptoRng>(
+        &mut self,
+        input: Incoming<'_>,
+        msg: syncml::Message,
+        account: &DeviceAccount,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<(), SessionError> {
+        self.handle(input, Some(msg), account, Some(now), rng)
     }
 
     fn handle<R: RngCore + CryptoRng>(
         &mut self,
         input: Incoming<'_>,
+        decoded: Option<syncml::Message>,
         account: &DeviceAccount,
         now: Option<Timestamp>,
         rng: &mut R,
@@ -555,7 +571,10 @@ impl ServerSession {
         if self.has_ended() {
             return Err(SessionError::Ended);
         }
-        let msg = syncml::decode(input.bytes)?;
+        let msg = match decoded {
+            Some(m) => m,
+            None => syncml::decode(input.bytes)?,
+        };
         match &self.session_id {
             None => {
                 self.session_id = Some(msg.hdr.session_id.clone());
