@@ -177,20 +177,6 @@ impl Db {
         }
     }
 
-    /// A transaction that will write. On SQLite it takes the write lock at
-    /// once (waiting for a busy writer up to the busy timeout): a
-    /// transaction that reads first and writes later fails immediately with
-    /// "database is locked" when another connection committed in between.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        if self.dialect == Dialect::Sqlite {
-            sqlx::query("UPDATE settings SET key = key WHERE 0")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
-    }
-
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await.is_ok()
