@@ -1355,7 +1355,6 @@ impl Engine {
     /// A delegation's wake time came: its deadline, a request's expiry, or
     /// a device work retry.
     async fn wake(&self, id: i64) -> Result<(), EngineError> {
-        let me = self.clone();
         let mut retry = false;
         self.transition(id, "system", |cur, now| {
             let mut out = Vec::new();
@@ -1374,10 +1373,8 @@ impl Engine {
                     });
                     out.push(Output::Ended(End::Aborted(reason)));
                 }
-                Stored::Machine(m) => {
-                    if m.deadline().is_some_and(|d| unix_ms(d) <= now) {
-                        out.extend(m.handle_timeout(utc(now)));
-                    }
+                Stored::Machine(m) if m.deadline().is_some_and(|d| unix_ms(d) <= now) => {
+                    out.extend(m.handle_timeout(utc(now)));
                 }
                 _ => {}
             }
@@ -1385,7 +1382,6 @@ impl Engine {
                 cur.work.retry_at = None;
                 retry = true;
             }
-            let _ = &me;
             Ok(((), out))
         })
         .await?;
