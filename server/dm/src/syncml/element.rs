@@ -261,6 +261,7 @@ impl<'a> Doc<'a> {
 
     /// Adds a node under `parent` (`None` for the root, which must come
     /// first) and returns its index.
+    #[inline]
     pub(crate) fn add(&mut self, parent: Option<u32>, kind: Kind<'a>) -> u32 {
         let idx = self.nodes.len() as u32;
         let id = match &kind {

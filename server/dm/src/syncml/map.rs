@@ -31,7 +31,7 @@ pub(crate) fn message_from_el(root: Elem<'_, '_>) -> Result<Message, DecodeError
         if el.is(n!("Final")) {
             final_ = true;
         } else {
-            body.push(command(el, false)?);
+            command_into(el, false, &mut body)?;
         }
     }
     Ok(Message { hdr, body, final_ })
@@ -75,7 +75,23 @@ fn cred(el: Elem<'_, '_>) -> Result<Cred, DecodeError> {
     })
 }
 
-pub(crate) fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
+fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
+    let mut m = Meta::default();
+    meta_into(el, &mut m)?;
+    Ok(m)
+}
+
+/// The `Meta` child of `el`, if any, read into `slot`. Models are large:
+/// they are filled where they will stay rather than built and moved.
+fn opt_meta_into(el: Elem<'_, '_>, slot: &mut Option<Meta>) -> Result<(), DecodeError> {
+    if let Some(m) = el.child(n!("Meta")) {
+        meta_into(m, slot.insert(Meta::default()))?;
+    }
+    Ok(())
+}
+
+/// `Meta` read into `m` (a default `Meta`).
+fn meta_into(el: Elem<'_, '_>, m: &mut Meta) -> Result<(), DecodeError> {
     // Some writers wrap the MetInf elements in <MetInf>.
     let el = el.child(n!("MetInf")).unwrap_or(el);
     let anchor = el
@@ -97,20 +113,19 @@ pub(crate) fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
             })
         })
         .transpose()?;
-    Ok(Meta {
-        format: el.opt_text(n!("Format"))?,
-        type_: el.opt_text(n!("Type"))?,
-        mark: el.opt_text(n!("Mark"))?,
-        size: el.opt_u64(n!("Size"))?,
-        anchor,
-        version: el.opt_text(n!("Version"))?,
-        next_nonce: el.opt_text(n!("NextNonce"))?,
-        max_msg_size: el.opt_u64(n!("MaxMsgSize"))?,
-        max_obj_size: el.opt_u64(n!("MaxObjSize"))?,
-        emi: all(el, n!("EMI"), Elem::text)?,
-        mem,
-        field_level: el.has(n!("FieldLevel")),
-    })
+    m.anchor = anchor;
+    m.mem = mem;
+    m.format = el.opt_text(n!("Format"))?;
+    m.type_ = el.opt_text(n!("Type"))?;
+    m.mark = el.opt_text(n!("Mark"))?;
+    m.size = el.opt_u64(n!("Size"))?;
+    m.version = el.opt_text(n!("Version"))?;
+    m.next_nonce = el.opt_text(n!("NextNonce"))?;
+    m.max_msg_size = el.opt_u64(n!("MaxMsgSize"))?;
+    m.max_obj_size = el.opt_u64(n!("MaxObjSize"))?;
+    m.emi = all(el, n!("EMI"), Elem::text)?;
+    m.field_level = el.has(n!("FieldLevel"));
+    Ok(())
 }
 
 fn cmd_id(el: Elem<'_, '_>) -> Result<CmdId, DecodeError> {
@@ -120,7 +135,25 @@ fn cmd_id(el: Elem<'_, '_>) -> Result<CmdId, DecodeError> {
 }
 
 fn items(el: Elem<'_, '_>) -> Result<Vec<Item>, DecodeError> {
-    all(el, n!("Item"), item)
+    let mut out = Vec::new();
+    items_into(el, &mut out)?;
+    Ok(out)
+}
+
+/// The `Item` children of `el` into `out`, each filled in place.
+fn items_into(el: Elem<'_, '_>, out: &mut Vec<Item>) -> Result<(), DecodeError> {
+    let n = el.count(n!("Item"));
+    if n == 0 {
+        return Ok(());
+    }
+    out.reserve_exact(n);
+    for c in el.children_named(n!("Item")) {
+        out.push(Item::default());
+        if let Some(it) = out.last_mut() {
+            item_into(c, it)?;
+        }
+    }
+    Ok(())
 }
 
 /// `read` of every child called `name`, in order, into a vector of the
@@ -148,14 +181,29 @@ fn opt_cred(el: Elem<'_, '_>) -> Result<Option<Cred>, DecodeError> {
     el.child(n!("Cred")).map(cred).transpose()
 }
 
-fn item_cmd(el: Elem<'_, '_>) -> Result<ItemCmd, DecodeError> {
-    Ok(ItemCmd {
-        cmd_id: cmd_id(el)?,
-        no_resp: el.has(n!("NoResp")),
-        cred: opt_cred(el)?,
-        meta: opt_meta(el)?,
-        items: items(el)?,
-    })
+/// Add, Copy, Delete, Get or Replace (`variant`) read into a new command
+/// at the end of `out`, filled in place.
+fn item_cmd_into(
+    el: Elem<'_, '_>,
+    variant: fn(ItemCmd) -> Command,
+    out: &mut Vec<Command>,
+) -> Result<(), DecodeError> {
+    let id = cmd_id(el)?;
+    out.push(variant(ItemCmd::new(id, Vec::new())));
+    let Some(
+        Command::Add(x)
+        | Command::Copy(x)
+        | Command::Delete(x)
+        | Command::Get(x)
+        | Command::Replace(x),
+    ) = out.last_mut()
+    else {
+        unreachable!("an item command was just pushed");
+    };
+    x.no_resp = el.has(n!("NoResp"));
+    x.cred = opt_cred(el)?;
+    opt_meta_into(el, &mut x.meta)?;
+    items_into(el, &mut x.items)
 }
 
 fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
@@ -163,7 +211,7 @@ fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
     for c in el.elements() {
         match c.name() {
             "CmdID" | "NoResp" | "Meta" => {}
-            _ => commands.push(command(c, true)?),
+            _ => command_into(c, true, &mut commands)?,
         }
     }
     Ok(Container {
@@ -194,13 +242,24 @@ fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
     }
 }
 
+/// The command `el` appended to `out`.
+fn command_into(el: Elem<'_, '_>, nested: bool, out: &mut Vec<Command>) -> Result<(), DecodeError> {
+    let variant: fn(ItemCmd) -> Command = match el.name() {
+        "Add" => Command::Add,
+        "Copy" => Command::Copy,
+        "Delete" => Command::Delete,
+        "Get" => Command::Get,
+        "Replace" => Command::Replace,
+        _ => {
+            out.push(command(el, nested)?);
+            return Ok(());
+        }
+    };
+    item_cmd_into(el, variant, out)
+}
+
 fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
     Ok(match el.name() {
-        "Add" => Command::Add(item_cmd(el)?),
-        "Copy" => Command::Copy(item_cmd(el)?),
-        "Delete" => Command::Delete(item_cmd(el)?),
-        "Get" => Command::Get(item_cmd(el)?),
-        "Replace" => Command::Replace(item_cmd(el)?),
         "Atomic" => Command::Atomic(container(el)?),
         "Sequence" => Command::Sequence(container(el)?),
         "Exec" => Command::Exec(Exec {
@@ -276,28 +335,29 @@ fn is_tnds_type(m: &Meta, t: &str) -> bool {
 }
 
 fn item(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
-    let mut it = item_as_sent(el)?;
+    let mut it = Item::default();
+    item_into(el, &mut it)?;
+    Ok(it)
+}
+
+/// `Item` read into `it` (a default `Item`).
+fn item_into(el: Elem<'_, '_>, it: &mut Item) -> Result<(), DecodeError> {
+    let parent = |name: Name| -> Result<Option<String>, DecodeError> {
+        el.child(name).map(|p| p.req_text(n!("LocURI"))).transpose()
+    };
+    it.target = el.child(n!("Target")).map(loc_ref).transpose()?;
+    it.source = el.child(n!("Source")).map(loc_ref).transpose()?;
+    it.target_parent = parent(n!("TargetParent"))?;
+    it.source_parent = parent(n!("SourceParent"))?;
+    opt_meta_into(el, &mut it.meta)?;
+    it.data = el.child(n!("Data")).map(data).transpose()?;
+    it.more_data = el.has(n!("MoreData"));
     if let (Some(m), Some(Data::Tree(_))) = (&mut it.meta, &it.data) {
         if is_tnds_type(m, TNDS_WBXML) || is_tnds_type(m, TNDS_XML) {
             m.type_ = Some(TNDS_XML.to_owned());
         }
     }
-    Ok(it)
-}
-
-fn item_as_sent(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
-    let parent = |name: Name| -> Result<Option<String>, DecodeError> {
-        el.child(name).map(|p| p.req_text(n!("LocURI"))).transpose()
-    };
-    Ok(Item {
-        target: el.child(n!("Target")).map(loc_ref).transpose()?,
-        source: el.child(n!("Source")).map(loc_ref).transpose()?,
-        target_parent: parent(n!("TargetParent"))?,
-        source_parent: parent(n!("SourceParent"))?,
-        meta: opt_meta(el)?,
-        data: el.child(n!("Data")).map(data).transpose()?,
-        more_data: el.has(n!("MoreData")),
-    })
+    Ok(())
 }
 
 /// PROTOCOL A.1: the `Data` rule documented on [`Data`].
@@ -335,24 +395,39 @@ pub(crate) fn tree_from_el(el: Elem<'_, '_>) -> Result<MgmtTree, DecodeError> {
         ver_dtd: el.req_text(n!("VerDTD"))?,
         man: el.opt_text(n!("Man"))?,
         mod_: el.opt_text(n!("Mod"))?,
-        nodes: all(el, n!("Node"), node_from_el)?,
+        nodes: nodes(el)?,
     })
 }
 
-fn node_from_el(el: Elem<'_, '_>) -> Result<Node, DecodeError> {
-    Ok(Node {
-        node_name: el.req_text(n!("NodeName"))?,
-        path: el.opt_text(n!("Path"))?,
-        rt_properties: el
-            .child(n!("RTProperties"))
-            .map(props_from_el)
-            .transpose()?,
-        value: el.child(n!("Value")).map(Elem::raw_text).transpose()?,
-        nodes: all(el, n!("Node"), node_from_el)?,
-    })
+/// The `Node` children of `el`, each filled in place.
+fn nodes(el: Elem<'_, '_>) -> Result<Vec<Node>, DecodeError> {
+    let n = el.count(n!("Node"));
+    let mut out = Vec::with_capacity(n);
+    if n > 0 {
+        for c in el.children_named(n!("Node")) {
+            out.push(Node::default());
+            if let Some(node) = out.last_mut() {
+                node_into(c, node)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn props_from_el(el: Elem<'_, '_>) -> Result<RtProperties, DecodeError> {
+/// `Node` read into `node` (a default `Node`).
+fn node_into(el: Elem<'_, '_>, node: &mut Node) -> Result<(), DecodeError> {
+    node.node_name = el.req_text(n!("NodeName"))?;
+    node.path = el.opt_text(n!("Path"))?;
+    if let Some(p) = el.child(n!("RTProperties")) {
+        props_into(p, node.rt_properties.insert(RtProperties::default()))?;
+    }
+    node.value = el.child(n!("Value")).map(Elem::raw_text).transpose()?;
+    node.nodes = nodes(el)?;
+    Ok(())
+}
+
+/// `RTProperties` read into `p` (default properties).
+fn props_into(el: Elem<'_, '_>, p: &mut RtProperties) -> Result<(), DecodeError> {
     let format = match el.child(n!("Format")) {
         None => None,
         Some(f) => {
@@ -375,16 +450,15 @@ fn props_from_el(el: Elem<'_, '_>) -> Result<RtProperties, DecodeError> {
             DfType::Mime(t.text()?)
         }),
     };
-    Ok(RtProperties {
-        acl: el.opt_text(n!("ACL"))?,
-        format,
-        name: el.opt_text(n!("Name"))?,
-        size: el.opt_u64(n!("Size"))?,
-        title: el.opt_text(n!("Title"))?,
-        tstamp: el.opt_text(n!("TStamp"))?,
-        type_,
-        ver_no: el.opt_text(n!("VerNo"))?,
-    })
+    p.format = format;
+    p.type_ = type_;
+    p.acl = el.opt_text(n!("ACL"))?;
+    p.name = el.opt_text(n!("Name"))?;
+    p.size = el.opt_u64(n!("Size"))?;
+    p.title = el.opt_text(n!("Title"))?;
+    p.tstamp = el.opt_text(n!("TStamp"))?;
+    p.ver_no = el.opt_text(n!("VerNo"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- writing

@@ -141,9 +141,13 @@ fn lone_xmlns(raw: &[u8]) -> Option<&[u8]> {
     if quote != b'"' && quote != b'\'' {
         return None;
     }
-    let end = rest.iter().position(|&b| b == quote)?;
+    // Up to the closing quote, with nothing to unescape on the way.
+    let end = rest
+        .iter()
+        .position(|&b| b == quote || b == b'&' || b == b'<')
+        .filter(|&i| rest[i] == quote)?;
     let (value, after) = (&rest[..end], &rest[end + 1..]);
-    if !after.trim_ascii().is_empty() || value.iter().any(|&b| matches!(b, b'&' | b'<')) {
+    if !after.trim_ascii().is_empty() {
         return None;
     }
     Some(value)
@@ -315,19 +319,23 @@ fn needs_escape(bytes: &[u8]) -> bool {
         let v = x ^ (ONES * u64::from(c));
         v.wrapping_sub(ONES) & !v & HIGH
     }
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
+    let special = |w: &[u8]| {
         let mut x = [0u8; 8];
         x.copy_from_slice(w);
         let x = u64::from_ne_bytes(x);
-        if has(x, b'&') | has(x, b'<') | has(x, b'>') | has(x, b'\r') != 0 {
-            return true;
-        }
+        has(x, b'&') | has(x, b'<') | has(x, b'>') | has(x, b'\r') != 0
+    };
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .any(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r'));
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r'))
+    let mut words = bytes.chunks_exact(8);
+    if words.any(special) {
+        return true;
+    }
+    // The last bytes as one word overlapping the one before.
+    !words.remainder().is_empty() && special(&bytes[bytes.len() - 8..])
 }
 
 /// `text` with `&`, `<`, `>` and CR escaped, appended to `out`.
