@@ -189,8 +189,7 @@ pub(crate) fn name_id(name: &[u8]) -> u8 {
         if id == UNKNOWN {
             return id;
         }
-        let known = ALL[usize::from(id)].as_bytes();
-        if known.len() == name.len() && known.iter().zip(name).all(|(a, b)| a == b) {
+        if ALL[usize::from(id)].as_bytes() == name {
             return id;
         }
         h = (h + 1) % HASH_SIZE;

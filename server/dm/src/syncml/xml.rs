@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::element::{name_id, Doc, Kind, Ns, Sink, Tag};
+use super::element::{name_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -75,9 +75,16 @@ fn open<'a>(
     let parent_ns = stack.last().map_or(Ns::SyncMl, |&p| doc.ns_of(p));
     let qname = e.name().into_inner();
     // The local name: after the first `:` (as quick-xml's `local_name`).
-    let local = match qname.iter().position(|&b| b == b':') {
-        Some(i) => &qname[i + 1..],
-        None => qname,
+    // No known name has a `:`, so a known name is its own local name.
+    let mut id = name_id(qname);
+    let local = if id != UNKNOWN {
+        qname
+    } else if let Some(i) = qname.iter().position(|&b| b == b':') {
+        let local = &qname[i + 1..];
+        id = name_id(local);
+        local
+    } else {
+        qname
     };
     let name = match piece_of(valid, input, local) {
         // The usual case: a slice of the input, already checked as UTF-8.
@@ -123,7 +130,6 @@ fn open<'a>(
             }
         }
     }
-    let id = name_id(name.as_bytes());
     Ok(Kind::El {
         name,
         id,
