@@ -320,8 +320,8 @@ impl<'a> Doc<'a> {
     }
 }
 
-/// One element of a [`Doc`]: the same reading API as [`El`], without
-/// copying anything until a value is taken into the model.
+/// One element of a [`Doc`]: children found by [`Name`], text read
+/// without copying anything until a value is taken into the model.
 #[derive(Clone, Copy)]
 pub(crate) struct Elem<'d, 'a> {
     doc: &'d Doc<'a>,
