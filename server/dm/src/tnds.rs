@@ -2,7 +2,6 @@
 //! (`<MgmtTree xmlns="syncml:dmddf1.2">`), carried inside `Data`
 //! (PROTOCOL A.1: WBXML code page 2; A.7: the node properties).
 
-use crate::syncml::element::{El, Ns};
 use crate::syncml::{wbxml, xml, DecodeError, DecodeErrorKind};
 
 /// PROTOCOL A.1, A.7: a serialized (sub)tree.
@@ -121,13 +120,12 @@ impl MgmtTree {
     /// PROTOCOL A.1: parses a standalone TNDS XML document, e.g. the text of
     /// a `Data` that carries it escaped (hs20 client).
     pub fn parse_xml(text: &str) -> Result<Self, DecodeError> {
-        let el = xml::read_tree(text.as_bytes())?;
-        Self::from_el(&el)
+        xml::read_tnds(text.as_bytes())
     }
 
     /// PROTOCOL A.1: the TNDS XML document (`xmlns="syncml:dmddf1.2"`).
     pub fn to_xml(&self) -> String {
-        xml::write_document(&self.to_el(), false)
+        xml::write_tnds(self)
     }
 
     /// PROTOCOL A.1: parses a standalone WBXML DM DDF document (code page 2).
@@ -145,114 +143,6 @@ impl MgmtTree {
     /// PROTOCOL A.1: a standalone WBXML DM DDF document (code page 2, the
     /// FPI `-//OMA//DTD-DM-DDF 1.2//EN` in the string table).
     pub fn to_wbxml(&self) -> Vec<u8> {
-        wbxml::write_tnds_document(&self.to_el())
+        wbxml::write_tnds(self)
     }
-
-    pub(crate) fn from_el(el: &El) -> Result<Self, DecodeError> {
-        if el.name != "MgmtTree" {
-            return Err(el.err(DecodeErrorKind::UnknownElement));
-        }
-        Ok(Self {
-            ver_dtd: el.req_text("VerDTD")?,
-            man: el.opt_text("Man")?,
-            mod_: el.opt_text("Mod")?,
-            nodes: el
-                .children_named("Node")
-                .map(node_from_el)
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    pub(crate) fn to_el(&self) -> El {
-        let mut el = El::new(Ns::DmDdf, "MgmtTree");
-        el.push_leaf("VerDTD", self.ver_dtd.as_str());
-        el.push_opt_leaf("Man", self.man.as_deref());
-        el.push_opt_leaf("Mod", self.mod_.as_deref());
-        for n in &self.nodes {
-            el.push(node_to_el(n));
-        }
-        el
-    }
-}
-
-fn node_from_el(el: &El) -> Result<Node, DecodeError> {
-    Ok(Node {
-        node_name: el.req_text("NodeName")?,
-        path: el.opt_text("Path")?,
-        rt_properties: el.child("RTProperties").map(props_from_el).transpose()?,
-        value: el.child("Value").map(El::raw_text).transpose()?,
-        nodes: el
-            .children_named("Node")
-            .map(node_from_el)
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-fn props_from_el(el: &El) -> Result<RtProperties, DecodeError> {
-    let format = match el.child("Format") {
-        None => None,
-        Some(f) => {
-            // `<Format><chr/></Format>`; a bare text `chr` is tolerated.
-            let name = match f.elements().next() {
-                Some(inner) => inner.name.to_string(),
-                None => f.text()?,
-            };
-            Some(DfFormat::parse(&name).ok_or_else(|| f.invalid(&name, "not a TND format"))?)
-        }
-    };
-    let type_ = match el.child("Type") {
-        None => None,
-        Some(t) => Some(if let Some(m) = t.child("MIME") {
-            DfType::Mime(m.text()?)
-        } else if let Some(d) = t.child("DDFName") {
-            DfType::DdfName(d.text()?)
-        } else {
-            // Bare text: read as a MIME type.
-            DfType::Mime(t.text()?)
-        }),
-    };
-    Ok(RtProperties {
-        acl: el.opt_text("ACL")?,
-        format,
-        name: el.opt_text("Name")?,
-        size: el.opt_u64("Size")?,
-        title: el.opt_text("Title")?,
-        tstamp: el.opt_text("TStamp")?,
-        type_,
-        ver_no: el.opt_text("VerNo")?,
-    })
-}
-
-fn node_to_el(n: &Node) -> El {
-    let mut el = El::new(Ns::DmDdf, "Node");
-    el.push_leaf("NodeName", n.node_name.as_str());
-    el.push_opt_leaf("Path", n.path.as_deref());
-    if let Some(p) = &n.rt_properties {
-        let mut pel = El::new(Ns::DmDdf, "RTProperties");
-        pel.push_opt_leaf("ACL", p.acl.as_deref());
-        if let Some(f) = p.format {
-            let mut fel = El::new(Ns::DmDdf, "Format");
-            fel.push_flag(f.as_str(), true);
-            pel.push(fel);
-        }
-        pel.push_opt_leaf("Name", p.name.as_deref());
-        pel.push_opt_leaf("Size", p.size.map(|s| s.to_string()).as_deref());
-        pel.push_opt_leaf("Title", p.title.as_deref());
-        pel.push_opt_leaf("TStamp", p.tstamp.as_deref());
-        if let Some(t) = &p.type_ {
-            let mut tel = El::new(Ns::DmDdf, "Type");
-            match t {
-                DfType::Mime(m) => tel.push_leaf("MIME", m.as_str()),
-                DfType::DdfName(d) => tel.push_leaf("DDFName", d.as_str()),
-            }
-            pel.push(tel);
-        }
-        pel.push_opt_leaf("VerNo", p.ver_no.as_deref());
-        el.push(pel);
-    }
-    el.push_opt_leaf("Value", n.value.as_deref());
-    for c in &n.nodes {
-        el.push(node_to_el(c));
-    }
-    el
 }

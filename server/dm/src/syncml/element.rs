@@ -3,9 +3,10 @@
 //!
 //! Both decoders read into a [`Doc`]: one `Vec` of nodes linked by index,
 //! whose names and text borrow from the input (text is copied only when it
-//! had to be unescaped or joined). [`El`], an owned tree, serves the
-//! standalone TNDS documents of [`crate::tnds`]. The encoders write the model
-//! straight to bytes through a [`Sink`] (see `xml.rs`, `wbxml.rs`).
+//! had to be unescaped or joined); every element also carries a [`Name`]
+//! id, so that finding a child by name compares one byte. The encoders
+//! write the model straight to bytes through a [`Sink`] (see `xml.rs`,
+//! `wbxml.rs`).
 
 use std::borrow::Cow;
 
@@ -31,6 +32,13 @@ impl Ns {
     /// The namespace of an `xmlns` value; namespace names are compared
     /// ignoring case since clients differ (`SYNCML:SYNCML1.2`, `syncml:SYNCML1.2`).
     pub(crate) fn from_uri(uri: &str) -> Option<Self> {
+        // As written by this encoder and most clients.
+        match uri {
+            "syncml:metinf" => return Some(Ns::MetInf),
+            "SYNCML:SYNCML1.2" => return Some(Ns::SyncMl),
+            "syncml:dmddf1.2" => return Some(Ns::DmDdf),
+            _ => {}
+        }
         const KNOWN: [(&str, Ns); 5] = [
             ("syncml:metinf", Ns::MetInf),
             ("syncml:syncml1.2", Ns::SyncMl),
@@ -46,157 +54,159 @@ impl Ns {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct El {
-    /// Borrowed from the WBXML token tables for every known element, so
-    /// that building a tree does not allocate one string per element.
-    pub name: Cow<'static, str>,
-    pub ns: Ns,
-    /// Byte offset of the element's start in the input (0 for built trees).
-    pub offset: usize,
-    pub children: Vec<Node>,
+// ------------------------------------------------------------ names
+
+use super::wbxml::{PAGE_DMDDF, PAGE_METINF, PAGE_SYNCML};
+
+const ALL_LEN: usize = PAGE_SYNCML.len() + PAGE_METINF.len() + PAGE_DMDDF.len();
+
+/// The three code pages one after the other.
+const ALL: [&str; ALL_LEN] = {
+    let mut all = [""; ALL_LEN];
+    let mut i = 0;
+    while i < ALL_LEN {
+        all[i] = if i < PAGE_SYNCML.len() {
+            PAGE_SYNCML[i]
+        } else if i < PAGE_SYNCML.len() + PAGE_METINF.len() {
+            PAGE_METINF[i - PAGE_SYNCML.len()]
+        } else {
+            PAGE_DMDDF[i - PAGE_SYNCML.len() - PAGE_METINF.len()]
+        };
+        i += 1;
+    }
+    all
+};
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Node {
-    El(El),
-    Text(String),
-    Opaque(Vec<u8>),
+/// The id of an element name that is not on any code page.
+pub(crate) const UNKNOWN: u8 = u8::MAX;
+
+/// The first position of `name` in [`ALL`]: one id per distinct name, the
+/// same whichever page (namespace) it was read on, since the mapping finds
+/// children by name alone (`Format` under `Meta` may come without its
+/// `xmlns`).
+const fn first_index(name: &str) -> u8 {
+    let mut i = 0;
+    while i < ALL_LEN {
+        if !ALL[i].is_empty() && same(ALL[i], name) {
+            return i as u8;
+        }
+        i += 1;
+    }
+    UNKNOWN
 }
 
-impl El {
-    pub(crate) fn new(ns: Ns, name: &str) -> Self {
-        Self {
-            name: intern(ns, name),
-            ns,
-            offset: 0,
-            children: Vec::new(),
-        }
+/// The name id of each (page, token) position of [`ALL`].
+const TOKEN_IDS: [u8; ALL_LEN] = {
+    let mut ids = [UNKNOWN; ALL_LEN];
+    let mut i = 0;
+    while i < ALL_LEN {
+        ids[i] = first_index(ALL[i]);
+        i += 1;
     }
+    ids
+};
 
-    /// An element holding `text`.
-    pub(crate) fn leaf(ns: Ns, name: &str, text: impl Into<String>) -> Self {
-        let mut el = Self::new(ns, name);
-        el.children.push(Node::Text(text.into()));
-        el
-    }
+const HASH_SIZE: usize = 512;
 
-    pub(crate) fn push(&mut self, child: El) {
-        self.children.push(Node::El(child));
-    }
+/// From the length and three bytes of a non-empty name (few collisions
+/// among the names of the pages, and cheap).
+const fn hash(name: &[u8]) -> usize {
+    let len = name.len();
+    let x = (len as u32 & 0xFF)
+        | (name[0] as u32) << 8
+        | (name[len - 1] as u32) << 16
+        | (name[len / 2] as u32) << 24;
+    (x.wrapping_mul(0x9E37_79B1) >> 23) as usize % HASH_SIZE
+}
 
-    pub(crate) fn push_leaf(&mut self, name: &str, text: impl Into<String>) {
-        let ns = self.ns;
-        self.push(El::leaf(ns, name, text));
-    }
-
-    pub(crate) fn push_opt_leaf(&mut self, name: &str, text: Option<&str>) {
-        if let Some(t) = text {
-            self.push_leaf(name, t);
-        }
-    }
-
-    pub(crate) fn push_flag(&mut self, name: &str, set: bool) {
-        if set {
-            let ns = self.ns;
-            self.push(El::new(ns, name));
-        }
-    }
-
-    pub(crate) fn elements(&self) -> impl Iterator<Item = &El> {
-        self.children.iter().filter_map(|n| match n {
-            Node::El(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    pub(crate) fn child(&self, name: &str) -> Option<&El> {
-        self.elements().find(|e| e.name == name)
-    }
-
-    pub(crate) fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a El> {
-        self.elements().filter(move |e| e.name == name)
-    }
-
-    pub(crate) fn err(&self, kind: DecodeErrorKind) -> DecodeError {
-        DecodeError::new(self.name.clone(), self.offset, kind)
-    }
-
-    pub(crate) fn required(&self, name: &'static str) -> Result<&El, DecodeError> {
-        self.child(name)
-            .ok_or_else(|| self.err(DecodeErrorKind::Missing(name)))
-    }
-
-    /// The element's text exactly as received: text and UTF-8 OPAQUE joined.
-    pub(crate) fn raw_text(&self) -> Result<String, DecodeError> {
-        self.text_as_received().map(Cow::into_owned)
-    }
-
-    /// [`El::raw_text`] without copying in the common case of one text node.
-    fn text_as_received(&self) -> Result<Cow<'_, str>, DecodeError> {
-        match self.children.as_slice() {
-            [] => return Ok(Cow::Borrowed("")),
-            [Node::Text(t)] => return Ok(Cow::Borrowed(t)),
-            _ => {}
-        }
-        let mut out = String::new();
-        for n in &self.children {
-            match n {
-                Node::Text(t) => out.push_str(t),
-                Node::Opaque(b) => match std::str::from_utf8(b) {
-                    Ok(s) => out.push_str(s),
-                    Err(_) => {
-                        return Err(self.err(DecodeErrorKind::Invalid {
-                            value: String::from_utf8_lossy(b).chars().take(40).collect(),
-                            reason: "binary data where text is required".into(),
-                        }))
-                    }
-                },
-                Node::El(e) => return Err(e.err(DecodeErrorKind::UnknownElement)),
+/// Open addressing from the hash of a name to its id.
+const HASH_IDS: [u8; HASH_SIZE] = {
+    let mut table = [UNKNOWN; HASH_SIZE];
+    let mut i = 0;
+    while i < ALL_LEN {
+        let id = TOKEN_IDS[i];
+        if id as usize == i {
+            let mut h = hash(ALL[i].as_bytes());
+            while table[h] != UNKNOWN {
+                h = (h + 1) % HASH_SIZE;
             }
+            table[h] = id;
         }
-        Ok(Cow::Owned(out))
+        i += 1;
     }
+    table
+};
 
-    /// The element's text without surrounding whitespace (identifiers,
-    /// numbers, URIs: whitespace around them is layout, not value).
-    pub(crate) fn text(&self) -> Result<String, DecodeError> {
-        Ok(self.text_as_received()?.trim().to_owned())
-    }
+/// An element name known to the code pages, as a one-byte id (see
+/// [`name_id`]); the mapping looks children up by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Name {
+    pub id: u8,
+    pub text: &'static str,
+}
 
-    pub(crate) fn opt_text(&self, name: &str) -> Result<Option<String>, DecodeError> {
-        self.child(name).map(El::text).transpose()
-    }
-
-    pub(crate) fn req_text(&self, name: &'static str) -> Result<String, DecodeError> {
-        self.required(name)?.text()
-    }
-
-    pub(crate) fn invalid(&self, value: &str, reason: impl Into<String>) -> DecodeError {
-        self.err(DecodeErrorKind::Invalid {
-            value: value.chars().take(40).collect(),
-            reason: reason.into(),
-        })
-    }
-
-    pub(crate) fn parse_u64(&self) -> Result<u64, DecodeError> {
-        let t = self.text_as_received()?;
-        let t = t.trim();
-        t.parse::<u64>()
-            .map_err(|_| self.invalid(t, "not a non-negative integer"))
-    }
-
-    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, DecodeError> {
-        self.child(name).map(El::parse_u64).transpose()
+impl Name {
+    /// Fails to compile for a name on no code page.
+    pub(crate) const fn new(text: &'static str) -> Self {
+        let id = first_index(text);
+        assert!(id != UNKNOWN, "element name on no WBXML code page");
+        Self { id, text }
     }
 }
 
-/// `name` borrowed from the token table of `ns` when it is there (every
-/// element a DM message may hold), copied otherwise.
-pub(crate) fn intern(ns: Ns, name: &str) -> Cow<'static, str> {
-    match super::wbxml::page_table(ns).iter().find(|n| **n == name) {
-        Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(name.to_owned()),
+/// `Name::new` evaluated at compile time.
+macro_rules! n {
+    ($name:literal) => {{
+        const NAME: $crate::syncml::element::Name = $crate::syncml::element::Name::new($name);
+        NAME
+    }};
+}
+pub(crate) use n;
+
+/// The id of the element name `name` (`UNKNOWN` when on no code page).
+pub(crate) fn name_id(name: &[u8]) -> u8 {
+    if name.is_empty() {
+        return UNKNOWN;
+    }
+    let mut h = hash(name);
+    loop {
+        let id = HASH_IDS[h];
+        if id == UNKNOWN {
+            return id;
+        }
+        if ALL[usize::from(id)].as_bytes() == name {
+            return id;
+        }
+        h = (h + 1) % HASH_SIZE;
+    }
+}
+
+/// The id of the element of `token` on the page of `ns`.
+pub(crate) fn token_id(ns: Ns, token: u8) -> u8 {
+    let base = match ns {
+        Ns::SyncMl => 0,
+        Ns::MetInf => PAGE_SYNCML.len(),
+        Ns::DmDdf => PAGE_SYNCML.len() + PAGE_METINF.len(),
+    };
+    let len = super::wbxml::page_table(ns).len();
+    match usize::from(token).checked_sub(5) {
+        Some(i) if i < len => TOKEN_IDS[base + i],
+        _ => UNKNOWN,
     }
 }
 
@@ -205,12 +215,17 @@ pub(crate) fn intern(ns: Ns, name: &str) -> Cow<'static, str> {
 /// "No node": index 0 is always the root, which is nobody's child or sibling.
 const NONE: u32 = 0;
 
+/// The id of a slot that is not an element (never a [`Name`] id).
+const NOT_EL: u8 = u8::MAX - 1;
+
 /// What one node of a [`Doc`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind<'a> {
     El {
         /// Borrowed from the input (XML) or the token tables (WBXML).
         name: Cow<'a, str>,
+        /// The [`Name`] id of `name`.
+        id: u8,
         ns: Ns,
         /// Byte offset of the element's start in the input.
         offset: usize,
@@ -222,6 +237,8 @@ pub(crate) enum Kind<'a> {
 #[derive(Debug, Clone)]
 struct Slot<'a> {
     kind: Kind<'a>,
+    /// The name id of an element, [`NOT_EL`] for text and opaque data.
+    id: u8,
     first: u32,
     last: u32,
     next: u32,
@@ -243,10 +260,16 @@ impl<'a> Doc<'a> {
 
     /// Adds a node under `parent` (`None` for the root, which must come
     /// first) and returns its index.
+    #[inline]
     pub(crate) fn add(&mut self, parent: Option<u32>, kind: Kind<'a>) -> u32 {
         let idx = self.nodes.len() as u32;
+        let id = match &kind {
+            Kind::El { id, .. } => *id,
+            _ => NOT_EL,
+        };
         self.nodes.push(Slot {
             kind,
+            id,
             first: NONE,
             last: NONE,
             next: NONE,
@@ -295,31 +318,10 @@ impl<'a> Doc<'a> {
     pub(crate) fn root(&self) -> Elem<'_, 'a> {
         Elem { doc: self, idx: 0 }
     }
-
-    /// An owned copy of the subtree under `e`.
-    pub(crate) fn to_el(e: Elem<'_, 'a>) -> El {
-        let mut children = Vec::new();
-        let mut c = e.doc.nodes[e.idx as usize].first;
-        while c != NONE {
-            let slot = &e.doc.nodes[c as usize];
-            children.push(match &slot.kind {
-                Kind::El { .. } => Node::El(Self::to_el(Elem { doc: e.doc, idx: c })),
-                Kind::Text(t) => Node::Text(t.clone().into_owned()),
-                Kind::Opaque(b) => Node::Opaque(b.to_vec()),
-            });
-            c = slot.next;
-        }
-        El {
-            name: intern(e.ns(), e.name()),
-            ns: e.ns(),
-            offset: e.offset(),
-            children,
-        }
-    }
 }
 
-/// One element of a [`Doc`]: the same reading API as [`El`], without
-/// copying anything until a value is taken into the model.
+/// One element of a [`Doc`]: children found by [`Name`], text read
+/// without copying anything until a value is taken into the model.
 #[derive(Clone, Copy)]
 pub(crate) struct Elem<'d, 'a> {
     doc: &'d Doc<'a>,
@@ -366,10 +368,6 @@ impl<'d, 'a> Elem<'d, 'a> {
         self.doc.name_of(self.idx)
     }
 
-    pub(crate) fn ns(self) -> Ns {
-        self.doc.ns_of(self.idx)
-    }
-
     pub(crate) fn offset(self) -> usize {
         match &self.slot().kind {
             Kind::El { offset, .. } => *offset,
@@ -391,19 +389,39 @@ impl<'d, 'a> Elem<'d, 'a> {
         })
     }
 
-    pub(crate) fn child(self, name: &str) -> Option<Elem<'d, 'a>> {
-        self.elements().find(|e| e.name() == name)
+    /// Whether this element is called `name`.
+    pub(crate) fn is(self, name: Name) -> bool {
+        self.slot().id == name.id
     }
 
-    pub(crate) fn children_named<'n>(self, name: &'n str) -> impl Iterator<Item = Elem<'d, 'a>> + 'n
-    where
-        'd: 'n,
-        'a: 'n,
-    {
-        self.elements().filter(move |e| e.name() == name)
+    /// The first child element called `name`.
+    pub(crate) fn child(self, name: Name) -> Option<Elem<'d, 'a>> {
+        let nodes = &self.doc.nodes;
+        let mut c = self.slot().first;
+        while c != NONE {
+            let slot = &nodes[c as usize];
+            if slot.id == name.id {
+                return Some(Elem {
+                    doc: self.doc,
+                    idx: c,
+                });
+            }
+            c = slot.next;
+        }
+        None
     }
 
-    pub(crate) fn has(self, name: &str) -> bool {
+    /// The child elements called `name`, in order.
+    pub(crate) fn children_named(self, name: Name) -> impl Iterator<Item = Elem<'d, 'a>> {
+        self.elements().filter(move |e| e.is(name))
+    }
+
+    /// How many child elements are called `name`.
+    pub(crate) fn count(self, name: Name) -> usize {
+        self.children_named(name).count()
+    }
+
+    pub(crate) fn has(self, name: Name) -> bool {
         self.child(name).is_some()
     }
 
@@ -415,9 +433,9 @@ impl<'d, 'a> Elem<'d, 'a> {
         DecodeError::new(self.name(), self.offset(), kind)
     }
 
-    pub(crate) fn required(self, name: &'static str) -> Result<Elem<'d, 'a>, DecodeError> {
+    pub(crate) fn required(self, name: Name) -> Result<Elem<'d, 'a>, DecodeError> {
         self.child(name)
-            .ok_or_else(|| self.err(DecodeErrorKind::Missing(name)))
+            .ok_or_else(|| self.err(DecodeErrorKind::Missing(name.text)))
     }
 
     /// The element's text exactly as received: text and UTF-8 OPAQUE joined.
@@ -470,11 +488,11 @@ impl<'d, 'a> Elem<'d, 'a> {
         })
     }
 
-    pub(crate) fn opt_text(self, name: &str) -> Result<Option<String>, DecodeError> {
+    pub(crate) fn opt_text(self, name: Name) -> Result<Option<String>, DecodeError> {
         self.child(name).map(Elem::text).transpose()
     }
 
-    pub(crate) fn req_text(self, name: &'static str) -> Result<String, DecodeError> {
+    pub(crate) fn req_text(self, name: Name) -> Result<String, DecodeError> {
         self.required(name)?.text()
     }
 
@@ -492,7 +510,7 @@ impl<'d, 'a> Elem<'d, 'a> {
             .map_err(|_| self.invalid(t, "not a non-negative integer"))
     }
 
-    pub(crate) fn opt_u64(self, name: &str) -> Result<Option<u64>, DecodeError> {
+    pub(crate) fn opt_u64(self, name: Name) -> Result<Option<u64>, DecodeError> {
         self.child(name).map(Elem::parse_u64).transpose()
     }
 }
@@ -614,26 +632,4 @@ pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     }
     // Only ASCII digits were written.
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
-/// Writes the owned tree `el` to `sink` (standalone TNDS documents).
-pub(crate) fn write_el(sink: &mut impl Sink, el: &El) {
-    let Some(token) = super::wbxml::tag_token(el.ns, &el.name) else {
-        debug_assert!(false, "no WBXML token for {}", el.name);
-        return;
-    };
-    let name = super::wbxml::page_table(el.ns)[usize::from(token) - 5];
-    sink.open(Tag {
-        ns: el.ns,
-        name,
-        token,
-    });
-    for n in &el.children {
-        match n {
-            Node::Text(t) => sink.text(t),
-            Node::Opaque(b) => sink.opaque(b),
-            Node::El(c) => write_el(sink, c),
-        }
-    }
-    sink.close();
 }

@@ -9,7 +9,7 @@
 
 use std::num::NonZeroU32;
 
-use super::element::{Child, Elem, Sink, Tag};
+use super::element::{n, Child, Elem, Name, Sink, Tag};
 use super::model::*;
 use super::{DecodeError, DecodeErrorKind};
 use crate::tnds::{DfFormat, DfType, MgmtTree, Node, RtProperties};
@@ -18,38 +18,38 @@ use crate::{AlertCode, CmdId, StatusCode};
 // ---------------------------------------------------------------- reading
 
 pub(crate) fn message_from_el(root: Elem<'_, '_>) -> Result<Message, DecodeError> {
-    if root.name() != "SyncML" {
+    if !root.is(n!("SyncML")) {
         return Err(root.err(DecodeErrorKind::UnknownElement));
     }
-    let hdr = sync_hdr(root.required("SyncHdr")?)?;
-    let body_el = root.required("SyncBody")?;
+    let hdr = sync_hdr(root.required(n!("SyncHdr"))?)?;
+    let body_el = root.required(n!("SyncBody"))?;
     // Sized up front: a `Command` is large, and growing the vector copies
     // every command decoded so far.
     let mut body = Vec::with_capacity(body_el.elements().count());
     let mut final_ = false;
     for el in body_el.elements() {
-        if el.name() == "Final" {
+        if el.is(n!("Final")) {
             final_ = true;
         } else {
-            body.push(command(el, false)?);
+            command_into(el, false, &mut body)?;
         }
     }
     Ok(Message { hdr, body, final_ })
 }
 
 fn sync_hdr(el: Elem<'_, '_>) -> Result<SyncHdr, DecodeError> {
-    let msg_el = el.required("MsgID")?;
+    let msg_el = el.required(n!("MsgID"))?;
     Ok(SyncHdr {
-        ver_dtd: el.req_text("VerDTD")?,
-        ver_proto: el.req_text("VerProto")?,
-        session_id: el.req_text("SessionID")?,
+        ver_dtd: el.req_text(n!("VerDTD"))?,
+        ver_proto: el.req_text(n!("VerProto"))?,
+        session_id: el.req_text(n!("SessionID"))?,
         msg_id: nonzero(msg_el, "MsgID")?,
-        target: loc_ref(el.required("Target")?)?,
-        source: loc_ref(el.required("Source")?)?,
-        resp_uri: el.opt_text("RespURI")?,
-        no_resp: el.has("NoResp"),
-        cred: el.child("Cred").map(cred).transpose()?,
-        meta: el.child("Meta").map(meta).transpose()?,
+        target: loc_ref(el.required(n!("Target"))?)?,
+        source: loc_ref(el.required(n!("Source"))?)?,
+        resp_uri: el.opt_text(n!("RespURI"))?,
+        no_resp: el.has(n!("NoResp")),
+        cred: el.child(n!("Cred")).map(cred).transpose()?,
+        meta: el.child(n!("Meta")).map(meta).transpose()?,
     })
 }
 
@@ -63,85 +63,147 @@ fn nonzero(el: Elem<'_, '_>, what: &str) -> Result<NonZeroU32, DecodeError> {
 
 fn loc_ref(el: Elem<'_, '_>) -> Result<LocRef, DecodeError> {
     Ok(LocRef {
-        loc_uri: el.req_text("LocURI")?,
-        loc_name: el.opt_text("LocName")?,
+        loc_uri: el.req_text(n!("LocURI"))?,
+        loc_name: el.opt_text(n!("LocName"))?,
     })
 }
 
 fn cred(el: Elem<'_, '_>) -> Result<Cred, DecodeError> {
     Ok(Cred {
-        meta: el.child("Meta").map(meta).transpose()?,
-        data: el.req_text("Data")?,
+        meta: el.child(n!("Meta")).map(meta).transpose()?,
+        data: el.req_text(n!("Data"))?,
     })
 }
 
-pub(crate) fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
+fn meta(el: Elem<'_, '_>) -> Result<Meta, DecodeError> {
+    let mut m = Meta::default();
+    meta_into(el, &mut m)?;
+    Ok(m)
+}
+
+/// The `Meta` child of `el`, if any, read into `slot`. Models are large:
+/// they are filled where they will stay rather than built and moved.
+fn opt_meta_into(el: Elem<'_, '_>, slot: &mut Option<Meta>) -> Result<(), DecodeError> {
+    if let Some(m) = el.child(n!("Meta")) {
+        meta_into(m, slot.insert(Meta::default()))?;
+    }
+    Ok(())
+}
+
+/// `Meta` read into `m` (a default `Meta`).
+fn meta_into(el: Elem<'_, '_>, m: &mut Meta) -> Result<(), DecodeError> {
     // Some writers wrap the MetInf elements in <MetInf>.
-    let el = el.child("MetInf").unwrap_or(el);
+    let el = el.child(n!("MetInf")).unwrap_or(el);
     let anchor = el
-        .child("Anchor")
+        .child(n!("Anchor"))
         .map(|a| -> Result<Anchor, DecodeError> {
             Ok(Anchor {
-                last: a.opt_text("Last")?,
-                next: a.opt_text("Next")?,
+                last: a.opt_text(n!("Last"))?,
+                next: a.opt_text(n!("Next"))?,
             })
         })
         .transpose()?;
     let mem = el
-        .child("Mem")
+        .child(n!("Mem"))
         .map(|m| -> Result<Mem, DecodeError> {
             Ok(Mem {
-                shared_mem: m.has("SharedMem"),
-                free_mem: m.opt_u64("FreeMem")?,
-                free_id: m.opt_u64("FreeID")?,
+                shared_mem: m.has(n!("SharedMem")),
+                free_mem: m.opt_u64(n!("FreeMem"))?,
+                free_id: m.opt_u64(n!("FreeID"))?,
             })
         })
         .transpose()?;
-    Ok(Meta {
-        format: el.opt_text("Format")?,
-        type_: el.opt_text("Type")?,
-        mark: el.opt_text("Mark")?,
-        size: el.opt_u64("Size")?,
-        anchor,
-        version: el.opt_text("Version")?,
-        next_nonce: el.opt_text("NextNonce")?,
-        max_msg_size: el.opt_u64("MaxMsgSize")?,
-        max_obj_size: el.opt_u64("MaxObjSize")?,
-        emi: el
-            .children_named("EMI")
-            .map(Elem::text)
-            .collect::<Result<_, _>>()?,
-        mem,
-        field_level: el.has("FieldLevel"),
-    })
+    m.anchor = anchor;
+    m.mem = mem;
+    m.format = el.opt_text(n!("Format"))?;
+    m.type_ = el.opt_text(n!("Type"))?;
+    m.mark = el.opt_text(n!("Mark"))?;
+    m.size = el.opt_u64(n!("Size"))?;
+    m.version = el.opt_text(n!("Version"))?;
+    m.next_nonce = el.opt_text(n!("NextNonce"))?;
+    m.max_msg_size = el.opt_u64(n!("MaxMsgSize"))?;
+    m.max_obj_size = el.opt_u64(n!("MaxObjSize"))?;
+    m.emi = all(el, n!("EMI"), Elem::text)?;
+    m.field_level = el.has(n!("FieldLevel"));
+    Ok(())
 }
 
 fn cmd_id(el: Elem<'_, '_>) -> Result<CmdId, DecodeError> {
-    let id_el = el.required("CmdID")?;
+    let id_el = el.required(n!("CmdID"))?;
     let t = id_el.text_ref()?;
     CmdId::parse(&t).map_err(|_| id_el.invalid(&t, "CmdID must be a number from 1 to 4294967295"))
 }
 
 fn items(el: Elem<'_, '_>) -> Result<Vec<Item>, DecodeError> {
-    el.children_named("Item").map(item).collect()
+    let mut out = Vec::new();
+    items_into(el, &mut out)?;
+    Ok(out)
+}
+
+/// The `Item` children of `el` into `out`, each filled in place.
+fn items_into(el: Elem<'_, '_>, out: &mut Vec<Item>) -> Result<(), DecodeError> {
+    let n = el.count(n!("Item"));
+    if n == 0 {
+        return Ok(());
+    }
+    out.reserve_exact(n);
+    for c in el.children_named(n!("Item")) {
+        out.push(Item::default());
+        if let Some(it) = out.last_mut() {
+            item_into(c, it)?;
+        }
+    }
+    Ok(())
+}
+
+/// `read` of every child called `name`, in order, into a vector of the
+/// right size.
+fn all<'d, 'a, T>(
+    el: Elem<'d, 'a>,
+    name: Name,
+    read: impl Fn(Elem<'d, 'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let n = el.count(name);
+    let mut out = Vec::with_capacity(n);
+    if n > 0 {
+        for c in el.children_named(name) {
+            out.push(read(c)?);
+        }
+    }
+    Ok(out)
 }
 
 fn opt_meta(el: Elem<'_, '_>) -> Result<Option<Meta>, DecodeError> {
-    el.child("Meta").map(meta).transpose()
+    el.child(n!("Meta")).map(meta).transpose()
 }
 
 fn opt_cred(el: Elem<'_, '_>) -> Result<Option<Cred>, DecodeError> {
-    el.child("Cred").map(cred).transpose()
+    el.child(n!("Cred")).map(cred).transpose()
 }
 
-fn item_cmd(el: Elem<'_, '_>) -> Result<ItemCmd, DecodeError> {
-    Ok(ItemCmd {
-        cmd_id: cmd_id(el)?,
-        no_resp: el.has("NoResp"),
-        cred: opt_cred(el)?,
-        meta: opt_meta(el)?,
-        items: items(el)?,
-    })
+/// Add, Copy, Delete, Get or Replace (`variant`) read into a new command
+/// at the end of `out`, filled in place.
+fn item_cmd_into(
+    el: Elem<'_, '_>,
+    variant: fn(ItemCmd) -> Command,
+    out: &mut Vec<Command>,
+) -> Result<(), DecodeError> {
+    let id = cmd_id(el)?;
+    out.push(variant(ItemCmd::new(id, Vec::new())));
+    let Some(
+        Command::Add(x)
+        | Command::Copy(x)
+        | Command::Delete(x)
+        | Command::Get(x)
+        | Command::Replace(x),
+    ) = out.last_mut()
+    else {
+        unreachable!("an item command was just pushed");
+    };
+    x.no_resp = el.has(n!("NoResp"));
+    x.cred = opt_cred(el)?;
+    opt_meta_into(el, &mut x.meta)?;
+    items_into(el, &mut x.items)
 }
 
 fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
@@ -149,23 +211,25 @@ fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
     for c in el.elements() {
         match c.name() {
             "CmdID" | "NoResp" | "Meta" => {}
-            _ => commands.push(command(c, true)?),
+            _ => command_into(c, true, &mut commands)?,
         }
     }
     Ok(Container {
         cmd_id: cmd_id(el)?,
-        no_resp: el.has("NoResp"),
+        no_resp: el.has(n!("NoResp")),
         meta: opt_meta(el)?,
         commands,
     })
 }
 
 fn msg_ref(el: Elem<'_, '_>) -> Result<Option<NonZeroU32>, DecodeError> {
-    el.child("MsgRef").map(|m| nonzero(m, "MsgRef")).transpose()
+    el.child(n!("MsgRef"))
+        .map(|m| nonzero(m, "MsgRef"))
+        .transpose()
 }
 
 fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
-    match el.child("CmdRef") {
+    match el.child(n!("CmdRef")) {
         Some(r) => {
             let t = r.text_ref()?;
             t.parse::<u32>()
@@ -178,58 +242,63 @@ fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
     }
 }
 
+/// The command `el` appended to `out`.
+fn command_into(el: Elem<'_, '_>, nested: bool, out: &mut Vec<Command>) -> Result<(), DecodeError> {
+    let variant: fn(ItemCmd) -> Command = match el.name() {
+        "Add" => Command::Add,
+        "Copy" => Command::Copy,
+        "Delete" => Command::Delete,
+        "Get" => Command::Get,
+        "Replace" => Command::Replace,
+        _ => {
+            out.push(command(el, nested)?);
+            return Ok(());
+        }
+    };
+    item_cmd_into(el, variant, out)
+}
+
 fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
     Ok(match el.name() {
-        "Add" => Command::Add(item_cmd(el)?),
-        "Copy" => Command::Copy(item_cmd(el)?),
-        "Delete" => Command::Delete(item_cmd(el)?),
-        "Get" => Command::Get(item_cmd(el)?),
-        "Replace" => Command::Replace(item_cmd(el)?),
         "Atomic" => Command::Atomic(container(el)?),
         "Sequence" => Command::Sequence(container(el)?),
         "Exec" => Command::Exec(Exec {
             cmd_id: cmd_id(el)?,
-            no_resp: el.has("NoResp"),
+            no_resp: el.has(n!("NoResp")),
             cred: opt_cred(el)?,
             meta: opt_meta(el)?,
-            correlator: el.opt_text("Correlator")?,
-            item: item(el.required("Item")?)?,
+            correlator: el.opt_text(n!("Correlator"))?,
+            item: item(el.required(n!("Item"))?)?,
         }),
         "Alert" => {
-            let data_el = el.required("Data")?;
+            let data_el = el.required(n!("Data"))?;
             let t = data_el.text_ref()?;
             Command::Alert(Alert {
                 cmd_id: cmd_id(el)?,
-                no_resp: el.has("NoResp"),
+                no_resp: el.has(n!("NoResp")),
                 cred: opt_cred(el)?,
                 data: AlertCode::parse(&t)
                     .map_err(|_| data_el.invalid(&t, "an Alert code is 1000..=9999"))?,
-                correlator: el.opt_text("Correlator")?,
+                correlator: el.opt_text(n!("Correlator"))?,
                 items: items(el)?,
             })
         }
         "Status" if !nested => {
-            let cmd = el.req_text("Cmd")?;
-            let data_el = el.required("Data")?;
+            let cmd = el.req_text(n!("Cmd"))?;
+            let data_el = el.required(n!("Data"))?;
             let t = data_el.text_ref()?;
             Command::Status(Status {
                 cmd_id: cmd_id(el)?,
                 msg_ref: msg_ref(el)?,
                 cmd_ref: cmd_ref(el, &cmd)?,
-                target_refs: el
-                    .children_named("TargetRef")
-                    .map(Elem::text)
-                    .collect::<Result<_, _>>()?,
-                source_refs: el
-                    .children_named("SourceRef")
-                    .map(Elem::text)
-                    .collect::<Result<_, _>>()?,
+                target_refs: all(el, n!("TargetRef"), Elem::text)?,
+                source_refs: all(el, n!("SourceRef"), Elem::text)?,
                 cred: opt_cred(el)?,
                 chal: el
-                    .child("Chal")
+                    .child(n!("Chal"))
                     .map(|c| -> Result<Chal, DecodeError> {
                         Ok(Chal {
-                            meta: meta(c.required("Meta")?)?,
+                            meta: meta(c.required(n!("Meta"))?)?,
                         })
                     })
                     .transpose()?,
@@ -244,8 +313,8 @@ fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
             msg_ref: msg_ref(el)?,
             cmd_ref: cmd_ref(el, "")?,
             meta: opt_meta(el)?,
-            target_ref: el.opt_text("TargetRef")?,
-            source_ref: el.opt_text("SourceRef")?,
+            target_ref: el.opt_text(n!("TargetRef"))?,
+            source_ref: el.opt_text(n!("SourceRef"))?,
             items: items(el)?,
         }),
         _ => return Err(el.err(DecodeErrorKind::UnknownElement)),
@@ -266,34 +335,35 @@ fn is_tnds_type(m: &Meta, t: &str) -> bool {
 }
 
 fn item(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
-    let mut it = item_as_sent(el)?;
+    let mut it = Item::default();
+    item_into(el, &mut it)?;
+    Ok(it)
+}
+
+/// `Item` read into `it` (a default `Item`).
+fn item_into(el: Elem<'_, '_>, it: &mut Item) -> Result<(), DecodeError> {
+    let parent = |name: Name| -> Result<Option<String>, DecodeError> {
+        el.child(name).map(|p| p.req_text(n!("LocURI"))).transpose()
+    };
+    it.target = el.child(n!("Target")).map(loc_ref).transpose()?;
+    it.source = el.child(n!("Source")).map(loc_ref).transpose()?;
+    it.target_parent = parent(n!("TargetParent"))?;
+    it.source_parent = parent(n!("SourceParent"))?;
+    opt_meta_into(el, &mut it.meta)?;
+    it.data = el.child(n!("Data")).map(data).transpose()?;
+    it.more_data = el.has(n!("MoreData"));
     if let (Some(m), Some(Data::Tree(_))) = (&mut it.meta, &it.data) {
         if is_tnds_type(m, TNDS_WBXML) || is_tnds_type(m, TNDS_XML) {
             m.type_ = Some(TNDS_XML.to_owned());
         }
     }
-    Ok(it)
-}
-
-fn item_as_sent(el: Elem<'_, '_>) -> Result<Item, DecodeError> {
-    let parent = |name: &str| -> Result<Option<String>, DecodeError> {
-        el.child(name).map(|p| p.req_text("LocURI")).transpose()
-    };
-    Ok(Item {
-        target: el.child("Target").map(loc_ref).transpose()?,
-        source: el.child("Source").map(loc_ref).transpose()?,
-        target_parent: parent("TargetParent")?,
-        source_parent: parent("SourceParent")?,
-        meta: opt_meta(el)?,
-        data: el.child("Data").map(data).transpose()?,
-        more_data: el.has("MoreData"),
-    })
+    Ok(())
 }
 
 /// PROTOCOL A.1: the `Data` rule documented on [`Data`].
 fn data(el: Elem<'_, '_>) -> Result<Data, DecodeError> {
     if let Some(child) = el.elements().next() {
-        if child.name() == "MgmtTree" {
+        if child.is(n!("MgmtTree")) {
             return Ok(Data::Tree(Box::new(tree_from_el(child)?)));
         }
         return Err(child.err(DecodeErrorKind::UnknownElement));
@@ -315,38 +385,50 @@ fn data(el: Elem<'_, '_>) -> Result<Data, DecodeError> {
     Ok(Data::from_bytes(bytes))
 }
 
-/// PROTOCOL A.1, A.7: a TNDS `MgmtTree` element (the rules of
-/// [`MgmtTree::from_el`], over a decoded document).
+/// PROTOCOL A.1, A.7: a TNDS `MgmtTree` element, inside `Data` or a
+/// standalone document (`MgmtTree::parse_xml`, `parse_wbxml`).
 pub(crate) fn tree_from_el(el: Elem<'_, '_>) -> Result<MgmtTree, DecodeError> {
-    if el.name() != "MgmtTree" {
+    if !el.is(n!("MgmtTree")) {
         return Err(el.err(DecodeErrorKind::UnknownElement));
     }
     Ok(MgmtTree {
-        ver_dtd: el.req_text("VerDTD")?,
-        man: el.opt_text("Man")?,
-        mod_: el.opt_text("Mod")?,
-        nodes: el
-            .children_named("Node")
-            .map(node_from_el)
-            .collect::<Result<_, _>>()?,
+        ver_dtd: el.req_text(n!("VerDTD"))?,
+        man: el.opt_text(n!("Man"))?,
+        mod_: el.opt_text(n!("Mod"))?,
+        nodes: nodes(el)?,
     })
 }
 
-fn node_from_el(el: Elem<'_, '_>) -> Result<Node, DecodeError> {
-    Ok(Node {
-        node_name: el.req_text("NodeName")?,
-        path: el.opt_text("Path")?,
-        rt_properties: el.child("RTProperties").map(props_from_el).transpose()?,
-        value: el.child("Value").map(Elem::raw_text).transpose()?,
-        nodes: el
-            .children_named("Node")
-            .map(node_from_el)
-            .collect::<Result<_, _>>()?,
-    })
+/// The `Node` children of `el`, each filled in place.
+fn nodes(el: Elem<'_, '_>) -> Result<Vec<Node>, DecodeError> {
+    let n = el.count(n!("Node"));
+    let mut out = Vec::with_capacity(n);
+    if n > 0 {
+        for c in el.children_named(n!("Node")) {
+            out.push(Node::default());
+            if let Some(node) = out.last_mut() {
+                node_into(c, node)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn props_from_el(el: Elem<'_, '_>) -> Result<RtProperties, DecodeError> {
-    let format = match el.child("Format") {
+/// `Node` read into `node` (a default `Node`).
+fn node_into(el: Elem<'_, '_>, node: &mut Node) -> Result<(), DecodeError> {
+    node.node_name = el.req_text(n!("NodeName"))?;
+    node.path = el.opt_text(n!("Path"))?;
+    if let Some(p) = el.child(n!("RTProperties")) {
+        props_into(p, node.rt_properties.insert(RtProperties::default()))?;
+    }
+    node.value = el.child(n!("Value")).map(Elem::raw_text).transpose()?;
+    node.nodes = nodes(el)?;
+    Ok(())
+}
+
+/// `RTProperties` read into `p` (default properties).
+fn props_into(el: Elem<'_, '_>, p: &mut RtProperties) -> Result<(), DecodeError> {
+    let format = match el.child(n!("Format")) {
         None => None,
         Some(f) => {
             // `<Format><chr/></Format>`; a bare text `chr` is tolerated.
@@ -357,27 +439,26 @@ fn props_from_el(el: Elem<'_, '_>) -> Result<RtProperties, DecodeError> {
             Some(DfFormat::parse(&name).ok_or_else(|| f.invalid(&name, "not a TND format"))?)
         }
     };
-    let type_ = match el.child("Type") {
+    let type_ = match el.child(n!("Type")) {
         None => None,
-        Some(t) => Some(if let Some(m) = t.child("MIME") {
+        Some(t) => Some(if let Some(m) = t.child(n!("MIME")) {
             DfType::Mime(m.text()?)
-        } else if let Some(d) = t.child("DDFName") {
+        } else if let Some(d) = t.child(n!("DDFName")) {
             DfType::DdfName(d.text()?)
         } else {
             // Bare text: read as a MIME type.
             DfType::Mime(t.text()?)
         }),
     };
-    Ok(RtProperties {
-        acl: el.opt_text("ACL")?,
-        format,
-        name: el.opt_text("Name")?,
-        size: el.opt_u64("Size")?,
-        title: el.opt_text("Title")?,
-        tstamp: el.opt_text("TStamp")?,
-        type_,
-        ver_no: el.opt_text("VerNo")?,
-    })
+    p.format = format;
+    p.type_ = type_;
+    p.acl = el.opt_text(n!("ACL"))?;
+    p.name = el.opt_text(n!("Name"))?;
+    p.size = el.opt_u64(n!("Size"))?;
+    p.title = el.opt_text(n!("Title"))?;
+    p.tstamp = el.opt_text(n!("TStamp"))?;
+    p.ver_no = el.opt_text(n!("VerNo"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- writing
@@ -421,6 +502,46 @@ mod tag {
         B64 = "b64", BIN = "bin", BOOL = "bool", CHR = "chr", INT = "int", NODE_FMT = "node",
         NULL = "null", XML = "xml", DATE = "date", TIME = "time", FLOAT = "float",
     );
+}
+
+/// About the size of `m` in compact XML, to size the output once (WBXML
+/// takes about half).
+pub(crate) fn size_hint(m: &Message) -> usize {
+    fn tree_nodes(nodes: &[Node]) -> usize {
+        nodes.iter().map(|n| 1 + tree_nodes(&n.nodes)).sum()
+    }
+    fn items(items: &[Item]) -> usize {
+        items
+            .iter()
+            .map(|i| {
+                200 + match &i.data {
+                    Some(Data::Text(t)) => t.len(),
+                    Some(Data::Binary(b)) => b.len() * 4 / 3,
+                    Some(Data::Tree(t)) => 300 * tree_nodes(&t.nodes),
+                    None => 0,
+                }
+            })
+            .sum()
+    }
+    fn commands(cmds: &[Command]) -> usize {
+        cmds.iter()
+            .map(|c| {
+                120 + match c {
+                    Command::Add(x)
+                    | Command::Copy(x)
+                    | Command::Delete(x)
+                    | Command::Get(x)
+                    | Command::Replace(x) => items(&x.items),
+                    Command::Atomic(x) | Command::Sequence(x) => commands(&x.commands),
+                    Command::Exec(x) => items(std::slice::from_ref(&x.item)),
+                    Command::Alert(x) => items(&x.items),
+                    Command::Status(x) => 100 + items(&x.items),
+                    Command::Results(x) => items(&x.items),
+                }
+            })
+            .sum()
+    }
+    512 + commands(&m.body)
 }
 
 /// PROTOCOL A.1: `m` as a document; on a WBXML sink an item carrying a TNDS
@@ -648,8 +769,8 @@ fn write_item<S: Sink>(w: &mut S, i: &Item) {
     w.close();
 }
 
-/// PROTOCOL A.1, A.7: a TNDS tree as elements (the layout of
-/// [`MgmtTree::to_el`]).
+/// PROTOCOL A.1, A.7: a TNDS tree as elements, inside `Data` or as a
+/// standalone document (`MgmtTree::to_xml`, `to_wbxml`).
 pub(crate) fn write_tree<S: Sink>(w: &mut S, t: &MgmtTree) {
     w.open(tag::MGMT_TREE);
     w.leaf(tag::DDF_VER_DTD, &t.ver_dtd);

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::element::{write_el, Doc, El, Kind, Ns, Sink, Tag};
+use super::element::{name_id, token_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -212,7 +212,8 @@ fn ns_page(ns: Ns) -> u8 {
 }
 
 /// The token (without flags) of element `name` on the page of `ns`.
-pub(crate) fn tag_token(ns: Ns, name: &str) -> Option<u8> {
+#[cfg(test)]
+fn tag_token(ns: Ns, name: &str) -> Option<u8> {
     page_table(ns)
         .iter()
         .position(|n| !n.is_empty() && *n == name)
@@ -250,7 +251,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
 
 /// PROTOCOL A.1: the WBXML encoding (see the module docs for the rule).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut w = WbxmlWriter::new(Vec::with_capacity(128 + 80 * msg.body.len()));
+    let mut w = WbxmlWriter::new(Vec::with_capacity(map::size_hint(msg) / 2));
     w.out.push(0x02);
     put_mb(&mut w.out, PUBLIC_ID_SYNCML_1_2);
     put_mb(&mut w.out, CHARSET_UTF8);
@@ -270,10 +271,10 @@ fn tnds_writer(capacity: usize) -> WbxmlWriter {
     WbxmlWriter::new(out)
 }
 
-/// A standalone WBXML DM DDF document of `root` (a `MgmtTree` element).
-pub(crate) fn write_tnds_document(root: &El) -> Vec<u8> {
+/// PROTOCOL A.1: `tree` as a standalone WBXML DM DDF document.
+pub(crate) fn write_tnds(tree: &MgmtTree) -> Vec<u8> {
     let mut w = tnds_writer(1024);
-    write_el(&mut w, root);
+    map::write_tree(&mut w, tree);
     w.out
 }
 
@@ -395,6 +396,30 @@ impl Sink for WbxmlWriter {
         let mut nested = tnds_writer(1024);
         map::write_tree(&mut nested, tree);
         self.opaque(&nested.out);
+    }
+
+    /// `open`, `text`, `close` in one go (most elements are leaves).
+    fn leaf(&mut self, tag: Tag, text: &str) {
+        if text.as_bytes().contains(&0) {
+            self.open(tag);
+            self.text(text);
+            self.close();
+            return;
+        }
+        self.content();
+        let want = ns_page(tag.ns);
+        if self.page != want {
+            self.out.extend_from_slice(&[SWITCH_PAGE, want]);
+            self.page = want;
+        }
+        if text.is_empty() {
+            self.out.push(tag.token);
+        } else {
+            self.out.reserve(text.len() + 4);
+            self.out.extend_from_slice(&[tag.token | CONTENT, STR_I]);
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.extend_from_slice(&[0, END]);
+        }
     }
 }
 
@@ -610,14 +635,18 @@ impl<'a> Cursor<'a> {
                             DecodeErrorKind::Unsupported(format!("WBXML code page {page}")),
                         )
                     })?;
-                    let name = if tok & 0x3F == LITERAL {
+                    let (name, id) = if tok & 0x3F == LITERAL {
                         let i = self.mb(el)?;
-                        Cow::Borrowed(self.table_str(header.strtbl, i, el)?)
+                        let name = self.table_str(header.strtbl, i, el)?;
+                        (Cow::Borrowed(name), name_id(name.as_bytes()))
                     } else {
-                        tag_name(ns, tok & 0x3F).map_or_else(
-                            || Cow::Owned(format!("unknown-token-{page}-0x{:02X}", tok & 0x3F)),
-                            Cow::Borrowed,
-                        )
+                        match tag_name(ns, tok & 0x3F) {
+                            Some(name) => (Cow::Borrowed(name), token_id(ns, tok & 0x3F)),
+                            None => (
+                                Cow::Owned(format!("unknown-token-{page}-0x{:02X}", tok & 0x3F)),
+                                UNKNOWN,
+                            ),
+                        }
                     };
                     if tok & CONTENT != 0 && stack.len() >= MAX_NESTING {
                         return Err(self.fail_at(el, at, DecodeErrorKind::TooDeep));
@@ -626,6 +655,7 @@ impl<'a> Cursor<'a> {
                         stack.last().copied(),
                         Kind::El {
                             name,
+                            id,
                             ns,
                             offset: at,
                         },

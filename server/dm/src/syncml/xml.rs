@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::element::{write_el, Doc, El, Kind, Ns, Sink, Tag};
+use super::element::{name_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -31,14 +31,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
 /// PROTOCOL A.1: the compact XML encoding (`<SyncML xmlns="SYNCML:SYNCML1.2">`,
 /// `xmlns="syncml:metinf"` on every Meta child, as clients write it).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut w = XmlWriter::new(false, 256 + 160 * msg.body.len());
+    let mut w = XmlWriter::new(false, map::size_hint(msg));
     map::write_message(&mut w, msg);
     w.finish()
 }
 
 /// PROTOCOL A.1: indented XML for people; decodes to the same message.
 pub fn to_pretty(msg: &Message) -> String {
-    let mut w = XmlWriter::new(true, 512 + 256 * msg.body.len());
+    let mut w = XmlWriter::new(true, 2 * map::size_hint(msg));
     map::write_message(&mut w, msg);
     into_string(w.finish())
 }
@@ -73,30 +73,51 @@ fn open<'a>(
     offset: usize,
 ) -> Result<Kind<'a>, DecodeError> {
     let parent_ns = stack.last().map_or(Ns::SyncMl, |&p| doc.ns_of(p));
-    let local = e.local_name();
-    let local = local.as_ref();
-    let not_utf8 = || syntax(doc, stack, offset, "element name is not UTF-8".into());
-    // The tag starts at `offset` (`<` then the qualified name): borrow the
-    // name from the input when it is there, as it always is.
-    let end = offset + 1 + e.name().as_ref().len();
-    let name = match input.get(end - local.len()..end) {
-        Some(there) if there == local => Cow::Borrowed(match piece_of(valid, input, there) {
-            Some(name) => name,
-            None => std::str::from_utf8(there).map_err(|_| not_utf8())?,
-        }),
-        _ => Cow::Owned(
-            std::str::from_utf8(local)
-                .map_err(|_| not_utf8())?
-                .to_owned(),
-        ),
+    let qname = e.name().into_inner();
+    // The local name: after the first `:` (as quick-xml's `local_name`).
+    // No known name has a `:`, so a known name is its own local name.
+    let mut id = name_id(qname);
+    let local = if id != UNKNOWN {
+        qname
+    } else if let Some(i) = qname.iter().position(|&b| b == b':') {
+        let local = &qname[i + 1..];
+        id = name_id(local);
+        local
+    } else {
+        qname
+    };
+    let name = match piece_of(valid, input, local) {
+        // The usual case: a slice of the input, already checked as UTF-8.
+        Some(name) => Cow::Borrowed(name),
+        None => {
+            let not_utf8 = || syntax(doc, stack, offset, "element name is not UTF-8".into());
+            // The tag starts at `offset` (`<` then the qualified name):
+            // borrow the name from the input when it is there.
+            let end = offset + 1 + qname.len();
+            match input.get(end - local.len()..end) {
+                Some(there) if there == local => {
+                    Cow::Borrowed(std::str::from_utf8(there).map_err(|_| not_utf8())?)
+                }
+                _ => Cow::Owned(
+                    std::str::from_utf8(local)
+                        .map_err(|_| not_utf8())?
+                        .to_owned(),
+                ),
+            }
+        }
     };
     let mut ns = parent_ns;
     let raw = e.attributes_raw();
-    if let Some(uri) = lone_xmlns(raw) {
+    if raw.is_empty() {
+        // No attributes: the usual case.
+    } else if let Some(uri) = lone_xmlns(raw).and_then(|v| match piece_of(valid, input, v) {
+        Some(v) => Some(v),
+        None => std::str::from_utf8(v).ok(),
+    }) {
         if let Some(found) = Ns::from_uri(uri) {
             ns = found;
         }
-    } else if !raw.is_empty() {
+    } else {
         for attr in e.attributes() {
             let attr = attr.map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
             if attr.key.as_ref() == b"xmlns" {
@@ -109,24 +130,47 @@ fn open<'a>(
             }
         }
     }
-    Ok(Kind::El { name, ns, offset })
+    Ok(Kind::El {
+        name,
+        id,
+        ns,
+        offset,
+    })
 }
 
 /// The value of `raw` when it is exactly one `xmlns="…"` (or `'…'`)
 /// attribute whose value needs no unescaping, as clients write it; `None`
 /// sends anything else through quick-xml's attribute parser and its checks.
-fn lone_xmlns(raw: &[u8]) -> Option<&str> {
+fn lone_xmlns(raw: &[u8]) -> Option<&[u8]> {
     let rest = raw.trim_ascii_start().strip_prefix(b"xmlns=")?;
     let (&quote, rest) = rest.split_first()?;
     if quote != b'"' && quote != b'\'' {
         return None;
     }
-    let end = rest.iter().position(|&b| b == quote)?;
+    // Up to the closing quote, with nothing to unescape on the way.
+    let end = rest
+        .iter()
+        .position(|&b| b == quote || b == b'&' || b == b'<')
+        .filter(|&i| rest[i] == quote)?;
     let (value, after) = (&rest[..end], &rest[end + 1..]);
-    if !after.trim_ascii().is_empty() || value.iter().any(|&b| matches!(b, b'&' | b'<')) {
+    if !after.trim_ascii().is_empty() {
         return None;
     }
-    std::str::from_utf8(value).ok()
+    Some(value)
+}
+
+/// How many `<` are in `bytes` (counted in blocks of 255 with a byte
+/// counter, which compilers turn into vector code).
+fn count_lt(bytes: &[u8]) -> usize {
+    bytes
+        .chunks(255)
+        .map(|block| {
+            let n = block
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'<')));
+            usize::from(n)
+        })
+        .sum()
 }
 
 /// Reads one XML document into a [`Doc`] (see the module docs for what is
@@ -140,7 +184,7 @@ pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
     let mut reader = Reader::from_reader(bytes);
     reader.config_mut().trim_text(false);
     // At most one element or text per `<`, about one of each in compact XML.
-    let tags = bytes.iter().filter(|&&b| b == b'<').count();
+    let tags = count_lt(bytes);
     let mut doc = Doc::with_capacity(tags + 4);
     let mut stack: Vec<u32> = Vec::with_capacity(16);
     let mut done = false;
@@ -260,22 +304,53 @@ pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
     Ok(doc)
 }
 
-/// Reads one XML document into an owned tree (standalone TNDS documents).
-pub(crate) fn read_tree(bytes: &[u8]) -> Result<El, DecodeError> {
-    Ok(Doc::to_el(read_doc(bytes)?.root()))
+/// PROTOCOL A.1: a standalone TNDS XML document.
+pub(crate) fn read_tnds(bytes: &[u8]) -> Result<MgmtTree, DecodeError> {
+    map::tree_from_el(read_doc(bytes)?.root())
 }
 
-/// Writes `root` as an XML document; with `pretty`, elements that hold
-/// elements are indented by two spaces (text content is never touched).
-pub(crate) fn write_document(root: &El, pretty: bool) -> String {
-    let mut w = XmlWriter::new(pretty, 1024);
-    write_el(&mut w, root);
+/// PROTOCOL A.1: `tree` as a standalone TNDS XML document.
+pub(crate) fn write_tnds(tree: &MgmtTree) -> String {
+    let mut w = XmlWriter::new(false, 1024);
+    map::write_tree(&mut w, tree);
     into_string(w.finish())
+}
+
+/// Whether `bytes` hold `&`, `<`, `>` or CR, eight bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Non-zero exactly when some byte of `x` equals `c`.
+    fn has(x: u64, c: u8) -> u64 {
+        let v = x ^ (ONES * u64::from(c));
+        v.wrapping_sub(ONES) & !v & HIGH
+    }
+    let special = |w: &[u8]| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        let x = u64::from_ne_bytes(x);
+        has(x, b'&') | has(x, b'<') | has(x, b'>') | has(x, b'\r') != 0
+    };
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .any(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r'));
+    }
+    let mut words = bytes.chunks_exact(8);
+    if words.any(special) {
+        return true;
+    }
+    // The last bytes as one word overlapping the one before.
+    !words.remainder().is_empty() && special(&bytes[bytes.len() - 8..])
 }
 
 /// `text` with `&`, `<`, `>` and CR escaped, appended to `out`.
 fn escape_into(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -411,5 +486,44 @@ impl Sink for XmlWriter {
 
     fn tree(&mut self, tree: &MgmtTree) {
         map::write_tree(self, tree);
+    }
+
+    /// `open`, `text`, `close` in one go (most elements are leaves).
+    fn leaf(&mut self, tag: Tag, text: &str) {
+        if self.pretty {
+            self.open(tag);
+            self.text(text);
+            self.close();
+            return;
+        }
+        let parent_ns = match self.stack.last_mut() {
+            Some(f) => {
+                if !f.content {
+                    f.content = true;
+                    self.out.push(b'>');
+                }
+                f.elements = true;
+                Some(f.tag.ns)
+            }
+            None => None,
+        };
+        let name = tag.name.as_bytes();
+        self.out.reserve(2 * name.len() + text.len() + 32);
+        self.out.push(b'<');
+        self.out.extend_from_slice(name);
+        if parent_ns != Some(tag.ns) {
+            self.out.extend_from_slice(b" xmlns=\"");
+            self.out.extend_from_slice(tag.ns.uri().as_bytes());
+            self.out.push(b'"');
+        }
+        if text.is_empty() {
+            self.out.extend_from_slice(b"/>");
+        } else {
+            self.out.push(b'>');
+            escape_into(&mut self.out, text);
+            self.out.extend_from_slice(b"</");
+            self.out.extend_from_slice(name);
+            self.out.push(b'>');
+        }
     }
 }
