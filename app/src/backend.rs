@@ -4,6 +4,7 @@
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
+use crate::api::live::{Act, BatchLive, DelegationLive, DelegationRow};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
 use http::request::Parts;
@@ -47,4 +48,19 @@ pub trait Backend: Send + Sync + 'static {
     async fn devices_list(&self, req: &Parts, query: DeviceQuery) -> Result<DevicePage, AppError>;
     async fn devices_facets(&self, req: &Parts) -> Result<DeviceFacets, AppError>;
     async fn device_get(&self, req: &Parts, devid: String) -> Result<DeviceDetail, AppError>;
+
+    async fn delegation_live(&self, req: &Parts, id: i64) -> Result<DelegationLive, AppError>;
+    async fn delegation_act(
+        &self,
+        req: &Parts,
+        id: i64,
+        act: Act,
+        reason: String,
+    ) -> Result<Option<i64>, AppError>;
+    async fn batch_live(&self, req: &Parts, id: i64) -> Result<BatchLive, AppError>;
+    async fn device_delegations(
+        &self,
+        req: &Parts,
+        devid: String,
+    ) -> Result<Vec<DelegationRow>, AppError>;
 }
