@@ -342,7 +342,18 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
             };
             (Status::Done, done_at, text)
         } else if i == reached && !r.ended() {
-            let since = states.iter().filter_map(|s| entered(d, s)).max();
+            let since = states
+                .iter()
+                .filter_map(|s| entered(d, s))
+                .max()
+                .or_else(|| {
+                    d.steps
+                        .iter()
+                        .rev()
+                        .find(|s| s.event == "delegation.state_changed")
+                        .map(|s| s.time)
+                })
+                .or(Some(r.created_at));
             let mut text = format!("waiting for {}", waiting_for(d));
             if let Some(since) = since {
                 text.push_str(&format!(" since {}", clock(since)));
@@ -455,7 +466,8 @@ pub fn sequence(d: &DelegationLive) -> Vec<Arrow> {
             let note = match m.code {
                 Some(c) => c.to_string(),
                 None if m.direction == "in" => "received".to_owned(),
-                None if m.attempts > 0 => format!("retrying · {} attempts", m.attempts),
+                None if m.attempts == 1 => "retrying · 1 attempt".to_owned(),
+                None if m.attempts > 1 => format!("retrying · {} attempts", m.attempts),
                 None => "queued".to_owned(),
             };
             Arrow {

@@ -20,14 +20,13 @@ pub fn use_live(url: Signal<String>) -> Live {
     let (connected, set_connected) = signal(false);
     #[cfg(feature = "hydrate")]
     {
-        use leptos::send_wrapper::SendWrapper;
         use wasm_bindgen::closure::Closure;
         use wasm_bindgen::{JsCast, JsValue};
-        let current: StoredValue<Option<SendWrapper<(JsValue, Vec<Closure<dyn FnMut(JsValue)>>)>>> =
-            StoredValue::new(None);
+        // The open EventSource and its handlers, kept in the browser thread.
+        type Open = (JsValue, Vec<Closure<dyn FnMut(JsValue)>>);
+        let current: StoredValue<Option<Open>, LocalStorage> = StoredValue::new_local(None);
         let close = move || {
-            if let Some(Some(w)) = current.try_update_value(|c| c.take()) {
-                let (es, _closures) = w.take();
+            if let Some(Some((es, _closures))) = current.try_update_value(|c| c.take()) {
                 if let Ok(f) = js_sys::Reflect::get(&es, &"close".into()) {
                     if let Ok(f) = f.dyn_into::<js_sys::Function>() {
                         let _ = f.call0(&es);
@@ -72,10 +71,7 @@ pub fn use_live(url: Signal<String>) -> Live {
             {
                 let _ = add.call2(&es, &"lagged".into(), on_message.as_ref());
             }
-            current.set_value(Some(SendWrapper::new((
-                es,
-                vec![on_message, on_open, on_error],
-            ))));
+            current.set_value(Some((es, vec![on_message, on_open, on_error])));
         });
         on_cleanup(close);
     }
