@@ -1310,10 +1310,8 @@ impl Engine {
                     });
                     out.push(Output::Ended(End::Aborted(reason)));
                 }
-                Stored::Machine(m) => {
-                    if m.deadline().is_some_and(|d| unix_ms(d) <= now) {
-                        out.extend(m.handle_timeout(utc(now)));
-                    }
+                Stored::Machine(m) if m.deadline().is_some_and(|d| unix_ms(d) <= now) => {
+                    out.extend(m.handle_timeout(utc(now)));
                 }
                 _ => {}
             }
