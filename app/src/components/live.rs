@@ -67,7 +67,7 @@ pub fn use_live(url: Signal<String>) -> Live {
             let _ = js_sys::Reflect::set(&es, &"onerror".into(), on_error.as_ref());
             // A missed event ("lagged") also means: read again.
             if let Ok(add) = js_sys::Reflect::get(&es, &"addEventListener".into())
-                .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from))
+                .and_then(|f| f.dyn_into::<js_sys::Function>())
             {
                 let _ = add.call2(&es, &"lagged".into(), on_message.as_ref());
             }
