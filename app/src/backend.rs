@@ -4,6 +4,7 @@
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
+use crate::api::live::{Act, BatchLive, DelegationLive, DelegationRow};
 use crate::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
@@ -55,4 +56,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn peer_remove(&self, req: &Parts, server_id: String) -> Result<(), AppError>;
     async fn peer_test(&self, req: &Parts, server_id: String)
         -> Result<ConnectionReport, AppError>;
+    async fn delegation_live(&self, req: &Parts, id: i64) -> Result<DelegationLive, AppError>;
+    async fn delegation_act(
+        &self,
+        req: &Parts,
+        id: i64,
+        act: Act,
+        reason: String,
+    ) -> Result<Option<i64>, AppError>;
+    async fn batch_live(&self, req: &Parts, id: i64) -> Result<BatchLive, AppError>;
+    async fn device_delegations(
+        &self,
+        req: &Parts,
+        devid: String,
+    ) -> Result<Vec<DelegationRow>, AppError>;
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod devices;
+pub mod live;
 pub mod peers;
 pub mod session;
 pub mod users;

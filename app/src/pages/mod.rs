@@ -1,6 +1,8 @@
 //! One module per route.
 
 pub mod audit;
+pub mod batch;
+pub mod delegation;
 pub mod device;
 pub mod devices;
 pub mod home;

@@ -122,7 +122,12 @@ impl Portal {
     }
 
     /// The caller, if they hold `role`; otherwise an audited 403.
-    async fn require(&self, parts: &Parts, role: Role, action: &str) -> Result<Caller, AppError> {
+    pub(super) async fn require(
+        &self,
+        parts: &Parts,
+        role: Role,
+        action: &str,
+    ) -> Result<Caller, AppError> {
         self.require_any(parts, &[role], action).await
     }
 

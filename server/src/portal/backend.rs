@@ -9,6 +9,7 @@ use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
+use handover_app::api::live::{Act, BatchLive, DelegationLive, DelegationRow};
 use handover_app::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use handover_app::api::users::UserRow;
 use handover_app::api::{AppError, Me, Role};
@@ -375,13 +376,16 @@ impl Backend for Portal {
                     .code(),
             )
         };
+        let delegation = self.delegation_subject(filter.delegation.trim()).await?;
         let f = audit::Filter {
             actor: filter.actor.trim().to_owned(),
-            subject: filter.subject.trim().to_owned(),
+            subject: delegation.unwrap_or_else(|| filter.subject.trim().to_owned()),
             code,
             since: filter.since,
             until: filter.until,
             before_seq: filter.before,
+            device: filter.device.trim().to_owned(),
+            peer: filter.peer.trim().to_owned(),
         };
         let limit = filter.limit.unwrap_or(50).clamp(1, 500) as i64;
         let entries = audit::list(&self.db, &f, limit).await.map_err(internal)?;
@@ -397,10 +401,19 @@ impl Backend for Portal {
         let next_before = (entries.len() as i64 == limit)
             .then(|| entries.last().map(|e| e.seq))
             .flatten();
+        let subjects: Vec<String> = entries
+            .iter()
+            .filter(|e| e.event_name().starts_with("delegation."))
+            .map(|e| e.subject.clone())
+            .collect();
+        let ids = crate::store::delegations::ids_of(&self.db, &subjects)
+            .await
+            .map_err(internal)?;
         Ok(AuditPage {
             entries: entries
                 .into_iter()
                 .map(|e| AuditEntry {
+                    delegation: ids.get(&e.subject).copied(),
                     event: e.event_name().to_owned(),
                     seq: e.seq,
                     time: e.time,
@@ -479,5 +492,31 @@ impl Backend for Portal {
         server_id: String,
     ) -> Result<ConnectionReport, AppError> {
         self.test_peer(req, server_id).await
+    }
+
+    async fn delegation_live(&self, req: &Parts, id: i64) -> Result<DelegationLive, AppError> {
+        self.live_delegation(req, id).await
+    }
+
+    async fn delegation_act(
+        &self,
+        req: &Parts,
+        id: i64,
+        act: Act,
+        reason: String,
+    ) -> Result<Option<i64>, AppError> {
+        self.act(req, id, act, reason).await
+    }
+
+    async fn batch_live(&self, req: &Parts, id: i64) -> Result<BatchLive, AppError> {
+        self.live_batch(req, id).await
+    }
+
+    async fn device_delegations(
+        &self,
+        req: &Parts,
+        devid: String,
+    ) -> Result<Vec<DelegationRow>, AppError> {
+        self.delegations_of_device(req, devid).await
     }
 }
