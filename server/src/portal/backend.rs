@@ -8,6 +8,10 @@ use crate::store::throttle::{self, Policy};
 use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
+use handover_app::api::delegations::{
+    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
+    RequestSent,
+};
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use handover_app::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use handover_app::api::users::UserRow;
@@ -479,5 +483,53 @@ impl Backend for Portal {
         server_id: String,
     ) -> Result<ConnectionReport, AppError> {
         self.test_peer(req, server_id).await
+    }
+
+    async fn request_options(
+        &self,
+        req: &Parts,
+        selection: String,
+    ) -> Result<RequestOptions, AppError> {
+        self.request_options_for(req, selection).await
+    }
+
+    async fn request_preview(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestPreview, AppError> {
+        self.preview(req, draft).await
+    }
+
+    async fn request_send(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestSent, AppError> {
+        self.send(req, draft).await
+    }
+
+    async fn delegations_list(
+        &self,
+        req: &Parts,
+        filter: DelegationFilter,
+    ) -> Result<Vec<DelegationRow>, AppError> {
+        self.list_delegations(req, filter).await
+    }
+
+    async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError> {
+        self.list_approvals(req).await
+    }
+
+    async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError> {
+        self.count_waiting(req).await
+    }
+
+    async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError> {
+        self.approve_request(req, id).await
+    }
+
+    async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError> {
+        self.reject_request(req, id, reason).await
     }
 }

@@ -8,6 +8,7 @@ pub mod delegations_api;
 pub mod devices;
 pub mod password;
 pub mod peers;
+pub mod requests;
 pub mod sessions;
 
 use crate::audit::{self, export, Event, NewEntry};
