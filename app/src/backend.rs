@@ -3,8 +3,12 @@
 //! session and source address and enforce roles itself (default deny).
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
+use crate::api::delegations::{
+    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
+    RequestSent,
+};
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
-use crate::api::live::{Act, BatchLive, DelegationLive, DelegationRow};
+use crate::api::live::{Act, BatchLive, DelegationLive, DelegationRow as DeviceDelegationRow};
 use crate::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
@@ -69,5 +73,28 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         req: &Parts,
         devid: String,
+    ) -> Result<Vec<DeviceDelegationRow>, AppError>;
+
+    /// What the request form offers for a selection (a `DeviceSelection` as JSON).
+    async fn request_options(
+        &self,
+        req: &Parts,
+        selection: String,
+    ) -> Result<RequestOptions, AppError>;
+    async fn request_preview(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestPreview, AppError>;
+    async fn request_send(&self, req: &Parts, draft: RequestDraft)
+        -> Result<RequestSent, AppError>;
+    async fn delegations_list(
+        &self,
+        req: &Parts,
+        filter: DelegationFilter,
     ) -> Result<Vec<DelegationRow>, AppError>;
+    async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError>;
+    async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError>;
+    async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError>;
+    async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError>;
 }

@@ -8,8 +8,14 @@ use crate::store::throttle::{self, Policy};
 use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
+use handover_app::api::delegations::{
+    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
+    RequestSent,
+};
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
-use handover_app::api::live::{Act, BatchLive, DelegationLive, DelegationRow};
+use handover_app::api::live::{
+    Act, BatchLive, DelegationLive, DelegationRow as DeviceDelegationRow,
+};
 use handover_app::api::peers::{ConnectionReport, PeerForm, PeersPage};
 use handover_app::api::users::UserRow;
 use handover_app::api::{AppError, Me, Role};
@@ -516,7 +522,55 @@ impl Backend for Portal {
         &self,
         req: &Parts,
         devid: String,
-    ) -> Result<Vec<DelegationRow>, AppError> {
+    ) -> Result<Vec<DeviceDelegationRow>, AppError> {
         self.delegations_of_device(req, devid).await
+    }
+
+    async fn request_options(
+        &self,
+        req: &Parts,
+        selection: String,
+    ) -> Result<RequestOptions, AppError> {
+        self.request_options_for(req, selection).await
+    }
+
+    async fn request_preview(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestPreview, AppError> {
+        self.preview(req, draft).await
+    }
+
+    async fn request_send(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestSent, AppError> {
+        self.send(req, draft).await
+    }
+
+    async fn delegations_list(
+        &self,
+        req: &Parts,
+        filter: DelegationFilter,
+    ) -> Result<Vec<DelegationRow>, AppError> {
+        self.list_delegations(req, filter).await
+    }
+
+    async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError> {
+        self.list_approvals(req).await
+    }
+
+    async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError> {
+        self.count_waiting(req).await
+    }
+
+    async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError> {
+        self.approve_request(req, id).await
+    }
+
+    async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError> {
+        self.reject_request(req, id, reason).await
     }
 }

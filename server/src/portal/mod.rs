@@ -9,6 +9,7 @@ pub mod devices;
 pub mod live;
 pub mod password;
 pub mod peers;
+pub mod requests;
 pub mod sessions;
 
 use crate::audit::{self, export, Event, NewEntry};
