@@ -7,7 +7,7 @@ mod common;
 
 use common::world::*;
 use common::Kind;
-use handover::dm::{Acl, AclCmd, ServerId, Tree, TreeUri};
+use handover::dm::{Acl, AclCmd, ServerId, TreeUri};
 use handover::store::{devices, jobs};
 use std::time::Duration;
 
@@ -124,15 +124,6 @@ struct Variant {
     full: bool,
     temporary: bool,
     by_dms2: bool,
-}
-
-/// Every node with its ACL and readable value (secrets and nonces are
-/// never listed), in URI order.
-fn snapshot(tree: &Tree) -> Vec<(String, String, Option<Vec<u8>>)> {
-    tree.list(&TreeUri::root())
-        .into_iter()
-        .map(|n| (n.uri.as_str().to_owned(), n.acl.to_string(), n.value))
-        .collect()
 }
 
 /// B.6 by hand: the ACL step 6 writes on a node DMS-1 manages, for

@@ -78,6 +78,10 @@ pub struct Settings {
     pub poll: Duration,
     /// Documents delivered at once (to different delegations).
     pub concurrency: usize,
+    /// First retry of device work the device refused (a revert, the own
+    /// account's deletion): doubling up to an hour, so the device is
+    /// reached at one of its next sessions (B.6).
+    pub device_retry_first: Duration,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             retry_cap: Duration::from_secs(300),
             poll: Duration::from_secs(2),
             concurrency: 16,
+            device_retry_first: Duration::from_secs(60),
         }
     }
 }

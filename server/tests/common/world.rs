@@ -42,6 +42,7 @@ impl Authority {
         cfg.delegation.poll = Duration::from_millis(200);
         cfg.delegation.retry_first = Duration::from_millis(100);
         cfg.delegation.retry_cap = Duration::from_secs(1);
+        cfg.delegation.device_retry_first = Duration::from_millis(300);
         tune(&mut cfg.delegation);
         let (bound, running) = start(cfg.clone()).await;
         // A restart binds the same ports.
@@ -467,4 +468,13 @@ pub fn account_servers(tree: &Tree) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Every node with its ACL and readable value (secrets and nonces are
+/// never listed), in URI order.
+pub fn snapshot(tree: &Tree) -> Vec<(String, String, Option<Vec<u8>>)> {
+    tree.list(&TreeUri::root())
+        .into_iter()
+        .map(|n| (n.uri.as_str().to_owned(), n.acl.to_string(), n.value))
+        .collect()
 }
