@@ -295,7 +295,7 @@ impl Engine {
             row,
             stored: Stored::Machine(Box::new(m)),
             work: Default::default(),
-            peer: peers::get(self.db(), msg.sender.as_str()).await?,
+            peer: peers::get_in(self.db(), tx, msg.sender.as_str()).await?,
         };
         self.audit(
             tx,

@@ -328,7 +328,9 @@ impl Engine {
         } else {
             self.unseal(&row, "work", &work)?
         };
-        let peer = peers::get(self.db(), &row.peer).await?;
+        // Inside the transaction: holding a connection while asking the
+        // pool for another starves SQLite's pool under load (500s).
+        let peer = peers::get_in(self.db(), tx, &row.peer).await?;
         Ok(Current {
             row,
             stored,
@@ -1305,10 +1307,8 @@ impl Engine {
                     });
                     out.push(Output::Ended(End::Aborted(reason)));
                 }
-                Stored::Machine(m) => {
-                    if m.deadline().is_some_and(|d| unix_ms(d) <= now) {
-                        out.extend(m.handle_timeout(utc(now)));
-                    }
+                Stored::Machine(m) if m.deadline().is_some_and(|d| unix_ms(d) <= now) => {
+                    out.extend(m.handle_timeout(utc(now)));
                 }
                 _ => {}
             }

@@ -380,7 +380,7 @@ impl Engine {
         let Some(job_id) = cur.work.job else {
             return Ok(());
         };
-        let Some(job) = jobs::get(self.db(), job_id).await? else {
+        let Some(job) = jobs::lock_one(self.db(), &mut tx, job_id).await? else {
             return Ok(());
         };
         if job.state != "succeeded" && job.state != "failed" {

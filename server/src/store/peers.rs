@@ -115,6 +115,20 @@ pub async fn get(db: &Db, server_id: &str) -> Result<Option<Peer>, sqlx::Error> 
     row.as_ref().map(from_row).transpose()
 }
 
+/// [`get`] inside a transaction: a caller holding one must not wait for a
+/// second connection (SQLite's small pool would starve).
+pub async fn get_in(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    server_id: &str,
+) -> Result<Option<Peer>, sqlx::Error> {
+    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM peers WHERE server_id = $1")))
+        .bind(server_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Every configured peer, by ServerID.
 pub async fn list(db: &Db) -> Result<Vec<Peer>, sqlx::Error> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM peers ORDER BY server_id"))
