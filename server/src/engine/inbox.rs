@@ -71,7 +71,7 @@ impl Engine {
             own: &own_key,
             peer: &peer_key,
         };
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // A repeat gets the stored answer.
         if let Some((code, body)) =
             store::stored_answer(self.db(), &mut tx, msg.sender.as_str(), msg.msg_id.as_str())

@@ -278,6 +278,17 @@ impl Engine {
         &self.0.rt.db
     }
 
+    /// A transaction that writes from its first statement: on SQLite a
+    /// deferred transaction that reads first and writes later fails at
+    /// once (busy, no wait) when another writer committed in between.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        let mut tx = self.db().pool().begin().await?;
+        sqlx::query("UPDATE delegations SET state = state WHERE id = -1")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// This server's ServerID.
     pub fn server_id(&self) -> &ServerId {
         &self.0.me
@@ -733,7 +744,7 @@ impl Engine {
                 Scope::Partial(s.clone())
             }
         };
-        let mut tx = self.db().pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut problems = Vec::new();
         let mut drafts = Vec::new();
         for devid in &req.devices {
