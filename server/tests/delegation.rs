@@ -5,310 +5,23 @@
 
 mod common;
 
-use common::{create_user, fresh, serve_config, start, Kind, TestDb};
-use handover::dm::auth::AuthType;
-use handover::dm::syncml::Encoding;
-use handover::dm::{AclCmd, ServerId, Tree, TreeUri};
-use handover::peer::identity::Identity;
-use handover::peer::{DmUrl, Peer, PeerUrl};
-use handover::serve::{Bound, Running};
-use handover::sim::{Sim, SimConfig};
-use handover::store::{api_tokens, devices, jobs, peers, users, Db};
-use handover_app::api::Role;
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-
-const DMS1: &str = "carrier.test";
-const DMS2: &str = "corp.test";
-
-/// One authority: a running server, its database and API tokens by user.
-struct Authority {
-    t: TestDb,
-    bound: Bound,
-    running: Running,
-    db: Db,
-    http: reqwest::Client,
-    tokens: std::collections::HashMap<&'static str, String>,
-}
-
-impl Authority {
-    async fn start(t: TestDb, server_id: &str) -> Authority {
-        let mut cfg = serve_config(&t);
-        cfg.server_id = server_id.into();
-        cfg.delegation.poll = Duration::from_millis(200);
-        cfg.delegation.retry_first = Duration::from_millis(100);
-        let (bound, running) = start(cfg).await;
-        let db = Db::connect(&t.url).await.unwrap();
-        let mut tokens = std::collections::HashMap::new();
-        for (name, roles) in [
-            ("ana", vec![Role::Operator]),
-            ("ben", vec![Role::Approver]),
-            ("vic", vec![Role::Viewer]),
-        ] {
-            create_user(&db, name, &roles).await;
-            let u = users::by_name(&db, name).await.unwrap().unwrap();
-            tokens.insert(name, api_tokens::create(&db, u.id, "test").await.unwrap());
-        }
-        Authority {
-            t,
-            bound,
-            running,
-            db,
-            http: reqwest::Client::new(),
-            tokens,
-        }
-    }
-
-    fn identity(&self, server_id: &str) -> Identity {
-        Identity::load_or_create(self.t.dir.path(), server_id)
-            .unwrap()
-            .0
-    }
-
-    async fn api(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.bound.portal);
-        let req = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        }
-        .bearer_auth(&self.tokens[who]);
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let v = res.json().await.unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    async fn delegation(&self, id: i64) -> Value {
-        let (s, v) = self
-            .api("vic", "GET", &format!("/api/v1/delegations/{id}"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
-    }
-
-    async fn list(&self, query: &str) -> Vec<Value> {
-        let (s, v) = self
-            .api("vic", "GET", &format!("/api/v1/delegations?{query}"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v["delegations"].as_array().unwrap().clone()
-    }
-}
-
-/// Pins each authority in the other (B.1), as their administrators do.
-async fn pin(a: &Authority, a_id: &str, b: &Authority, b_id: &str) {
-    let add = |me: &Authority, other: &Authority, other_id: &str| {
-        let fp = other.identity(other_id).fingerprint().clone();
-        let peer = Peer {
-            server_id: ServerId::parse(other_id).unwrap(),
-            url: PeerUrl::parse(&format!("https://{}", other.bound.peer)).unwrap(),
-            dm_url: DmUrl::parse(&format!("http://{}/dm", other.bound.dm)).unwrap(),
-            fingerprint: fp,
-            auto_accept: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        let db = me.db.clone();
-        async move { peers::add(&db, &peer).await.unwrap() }
-    };
-    add(a, b, b_id).await;
-    add(b, a, a_id).await;
-}
-
-struct World {
-    dms1: Authority,
-    dms2: Authority,
-    sim: Sim,
-    devids: Vec<String>,
-}
-
-/// Two servers and `n` simulated devices managed by DMS-1, their trees
-/// read with ACLs.
-async fn world(kind: Kind, n: usize) -> Option<World> {
-    let t1 = fresh(kind).await?;
-    let t2 = fresh(kind).await?;
-    let dms1 = Authority::start(t1, DMS1).await;
-    let dms2 = Authority::start(t2, DMS2).await;
-    pin(&dms1, DMS1, &dms2, DMS2).await;
-    let sim_dir = dms1.t.dir.path().join("sim");
-    let mut cfg = SimConfig::new(n, format!("http://{}/dm", dms1.bound.dm), &sim_dir);
-    cfg.auth = AuthType::Md5;
-    cfg.encoding = Encoding::Xml;
-    cfg.server_id = ServerId::parse(DMS1).unwrap();
-    cfg.push_addr = Some("127.0.0.1:0".parse().unwrap());
-    cfg.request_timeout = Duration::from_secs(20);
-    let sim = Sim::start(cfg).await.unwrap();
-    let csv = std::fs::read_to_string(sim_dir.join("devices.csv")).unwrap();
-    let lines = devices::parse_csv(&csv).unwrap();
-    let vault = handover::device::vault::Vault::open(None, dms1.t.dir.path()).unwrap();
-    devices::import(&dms1.db, &vault, &lines).await.unwrap();
-    let devids: Vec<String> = lines.iter().map(|l| l.devid.clone()).collect();
-    // Enrolment, then a full tree read with ACLs.
-    assert!(sim.run_once().await, "{}", sim.stats());
-    for d in &devids {
-        let c = jobs::JobCommand::Get {
-            target: ".".into(),
-            walk: true,
-        };
-        jobs::enqueue(&dms1.db, dms1.db.pool(), d, &c, "ana", false)
-            .await
-            .unwrap();
-    }
-    assert!(sim.run_once().await, "{}", sim.stats());
-    Some(World {
-        dms1,
-        dms2,
-        sim,
-        devids,
-    })
-}
-
-async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn state_of(a: &Authority, id: i64) -> String {
-    a.delegation(id).await["delegation"]["state"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The peer's row for the same DelegationID.
-async fn peer_row(a: &Authority, delegation_id: &str) -> Option<i64> {
-    a.list("")
-        .await
-        .iter()
-        .find_map(|d| (d["delegation_id"] == delegation_id).then(|| d["id"].as_i64().unwrap()))
-}
-
-fn acl(tree: &Tree, u: &str) -> String {
-    tree.node(&TreeUri::parse(u).unwrap())
-        .map(|n| n.acl.to_string())
-        .unwrap_or_else(|| panic!("{u} missing"))
-}
-
-/// Requests on DMS-1 for `devids`, approves by a second person, and
-/// approves the incoming request on DMS-2; returns the ids on both sides.
-async fn request_and_approve(w: &World, body: Value) -> Vec<(i64, i64)> {
-    let (s, v) = w
-        .dms1
-        .api("ana", "POST", "/api/v1/delegations", Some(body))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let ids: Vec<i64> = v["delegations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect();
-    // Four eyes: the requester cannot approve.
-    let (s, v) = w
-        .dms1
-        .api(
-            "ana",
-            "POST",
-            &format!("/api/v1/delegations/{}/approve", ids[0]),
-            None,
-        )
-        .await;
-    assert_eq!(s, 403, "{v}");
-    let mut pairs = Vec::new();
-    for id in ids {
-        let (s, v) = w
-            .dms1
-            .api(
-                "ben",
-                "POST",
-                &format!("/api/v1/delegations/{id}/approve"),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        let did = w.dms1.delegation(id).await["delegation"]["delegation_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let mut other = None;
-        wait_for(
-            "the request at DMS-2",
-            Duration::from_secs(20),
-            async || {
-                if let Some(o) = peer_row(&w.dms2, &did).await {
-                    if state_of(&w.dms2, o).await == "AwaitingApproval" {
-                        other = Some(o);
-                        return true;
-                    }
-                }
-                false
-            },
-        )
-        .await;
-        let other = other.unwrap();
-        let (s, v) = w
-            .dms2
-            .api(
-                "ben",
-                "POST",
-                &format!("/api/v1/delegations/{other}/approve"),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        pairs.push((id, other));
-    }
-    pairs
-}
-
-async fn wait_state(a: &Authority, id: i64, want: &str, limit: Duration) {
-    let mut last = String::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        last = state_of(a, id).await;
-        if last == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let d = a.delegation(id).await;
-    panic!("delegation {id} is {last}, not {want}: {d:#}");
-}
+use common::world::*;
+use common::Kind;
+use handover::dm::{Acl, AclCmd, ServerId, TreeUri};
+use handover::store::{devices, jobs};
+use std::time::Duration;
 
 // PROTOCOL B.3–B.6: a partial, temporary delegation initiated by DMS-1
 // runs to Completed on both sides; the device carries DMS-2's account with
 // the B.5 ACL and the granted rights on the scope; DMS-2 rotated the
 // one-time secrets; revoking it restores the device byte for byte.
 async fn partial_temporary_from_dms1(kind: Kind) {
-    let Some(w) = world(kind, 2).await else {
+    let Some(w) = world(kind, Opts::default()).await else {
         return;
     };
     let devid = w.devids[0].clone();
     let before = w.sim.tree(&devid).await.unwrap();
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let pairs = request_and_approve(
-        &w,
-        json!({
-            "devices": [devid],
-            "peer": DMS2,
-            "type": "partial",
-            "scope": [{"uri": "./Vendor/Corp/Apps", "rights": ["Get", "Replace"]}],
-            "term": "temporary",
-            "expires": expires.format(&time::format_description::well_known::Rfc3339).unwrap(),
-            "reason": "Ticket 4711",
-        }),
-    )
-    .await;
+    let pairs = request_and_approve(&w.dms1, &w.dms2, body(&devid, DMS2, false, true, false)).await;
     let (id1, id2) = pairs[0];
     wait_state(&w.dms1, id1, "Completed", Duration::from_secs(60)).await;
     wait_state(&w.dms2, id2, "Completed", Duration::from_secs(10)).await;
@@ -371,27 +84,13 @@ async fn partial_temporary_from_dms1(kind: Kind) {
     .await;
 
     // B.7: DMS-1 revokes; the device is as before, byte for byte.
-    let (s, v) = w
-        .dms1
-        .api(
-            "ben",
-            "POST",
-            &format!("/api/v1/delegations/{id1}/revoke"),
-            Some(json!({"reason": "done"})),
-        )
-        .await;
+    let (s, v) = w.dms1.act(id1, "revoke", "done").await;
     assert_eq!(s, 200, "{v}");
     wait_state(&w.dms2, id2, "Revoked", Duration::from_secs(20)).await;
     wait_for(
         "the revert on the device",
         Duration::from_secs(60),
-        async || {
-            w.dms1.delegation(id1).await["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["event"] == "delegation.reverted")
-        },
+        async || w.dms1.reverted(id1).await,
     )
     .await;
     let after = w.sim.tree(&devid).await.unwrap();
@@ -405,9 +104,7 @@ async fn partial_temporary_from_dms1(kind: Kind) {
         .dm_accounts()
         .iter()
         .all(|a| a.server_id.as_ref() != Some(&dms2)));
-    drop(w.sim);
-    w.dms1.running.stop().await;
-    w.dms2.running.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -418,4 +115,214 @@ async fn partial_temporary_from_dms1_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partial_temporary_from_dms1_postgres() {
     partial_temporary_from_dms1(Kind::Postgres).await;
+}
+
+/// One variant of issue #5: full or partial, permanent or temporary,
+/// initiated by DMS-1 or by DMS-2.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    full: bool,
+    temporary: bool,
+    by_dms2: bool,
+}
+
+/// B.6 by hand: the ACL step 6 writes on a node DMS-1 manages, for
+/// `full` — DMS-2 appended wherever DMS-1 is named (not beside `*`).
+fn with_dms2_beside_dms1(value: &str) -> String {
+    if value.is_empty() {
+        return String::new(); // inherited: not a node DMS-1 names
+    }
+    value
+        .split('&')
+        .map(|entry| {
+            let (cmd, ids) = entry.split_once('=').unwrap();
+            let list: Vec<&str> = ids.split('+').collect();
+            if list.contains(&DMS1) && !list.contains(&"*") && !list.contains(&DMS2) {
+                format!("{cmd}={ids}+{DMS2}")
+            } else {
+                entry.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+// PROTOCOL B.2, B.5, B.6, B.7: each variant runs to Completed on both
+// sides; the device holds exactly the expected accounts and ACLs; a full
+// permanent delegation is a handover (DMS-1's account deleted and
+// scrubbed, the device marked handed over on DMS-1, DMS-2 the only
+// authority, no revoke); any other ends by Revoke (DMS-1) or Relinquish
+// (DMS-2) with the device as it was before.
+async fn variant(kind: Kind, v: Variant) {
+    let Some(w) = world(kind, Opts::default()).await else {
+        return;
+    };
+    let devid = w.devids[1].clone();
+    let before = w.sim.tree(&devid).await.unwrap();
+    let b = body(
+        &devid,
+        if v.by_dms2 { DMS1 } else { DMS2 },
+        v.full,
+        v.temporary,
+        v.by_dms2,
+    );
+    let (id1, id2) = if v.by_dms2 {
+        // DMS-2 asks for a device it does not manage; DMS-1 checks it.
+        let (i2, i1) = request_and_approve(&w.dms2, &w.dms1, b).await[0];
+        (i1, i2)
+    } else {
+        request_and_approve(&w.dms1, &w.dms2, b).await[0]
+    };
+    wait_state(&w.dms1, id1, "Completed", Duration::from_secs(60)).await;
+    wait_state(&w.dms2, id2, "Completed", Duration::from_secs(10)).await;
+    let row1 = w.dms1.delegation(id1).await["delegation"].clone();
+    assert_eq!(row1["role"], "dms1", "{row1}");
+    assert_eq!(row1["initiator"], !v.by_dms2, "{row1}");
+    assert_eq!(row1["kind"], if v.full { "full" } else { "partial" });
+
+    let dms1 = ServerId::parse(DMS1).unwrap();
+    let handover = v.full && !v.temporary;
+    if handover {
+        wait_for(
+            "DMS-1's own account deleted",
+            Duration::from_secs(30),
+            async || {
+                devices::get(&w.dms1.db, &devid)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .state
+                    == "handed-over"
+            },
+        )
+        .await;
+    }
+    let tree = w.sim.tree(&devid).await.unwrap();
+    let d2_account = tree
+        .dm_accounts()
+        .into_iter()
+        .find(|a| a.server_id.as_ref().is_some_and(|s| s.as_str() == DMS2))
+        .expect("DMS-2's account on the device")
+        .node;
+    // The expected tree, node by node.
+    let mut want = Vec::new();
+    for (uri, value, _) in snapshot(&before) {
+        let new = if uri.starts_with(&format!("./DMAcc/{}", DMS1.replace('.', "_"))) {
+            value.clone() // B.6 full: never DMS-1's own account
+        } else if v.full {
+            with_dms2_beside_dms1(&value)
+        } else if uri == "./Vendor/Corp/Apps" {
+            // Inherited from ./Vendor/Corp, copied down with Get and Replace.
+            format!("Add={DMS1}&Delete={DMS1}&Exec={DMS1}&Get={DMS1}+{DMS2}&Replace={DMS1}+{DMS2}")
+        } else {
+            value.clone()
+        };
+        want.push((uri, new));
+    }
+    let mut got: Vec<(String, String)> = snapshot(&tree)
+        .into_iter()
+        .filter(|(u, _, _)| !u.starts_with(d2_account.as_str()))
+        .map(|(u, a, _)| (u, a))
+        .collect();
+    let d2_acl = acl(&tree, d2_account.as_str());
+    if handover {
+        // A.7: deleting DMS-1's account scrubbed it from every ACL.
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .filter(|(u, _)| !u.starts_with(&format!("./DMAcc/{}", DMS1.replace('.', "_"))))
+            .map(|(u, a)| {
+                let mut acl = Acl::parse(&a).unwrap();
+                acl.scrub(&dms1);
+                (u, acl.to_string())
+            })
+            .collect();
+        got.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(account_servers(&tree), vec![DMS2.to_owned()]);
+        assert_eq!(d2_acl, format!("Get={DMS2}&Replace={DMS2}&Delete={DMS2}"));
+        assert!(tree
+            .list(&TreeUri::root())
+            .iter()
+            .all(|n| !n.acl.to_string().contains(DMS1)));
+        let d1 = devices::get(&w.dms1.db, &devid).await.unwrap().unwrap();
+        assert_eq!(
+            (d1.state.as_str(), d1.authority.as_str()),
+            ("handed-over", DMS2)
+        );
+        let d2 = devices::get(&w.dms2.db, &devid).await.unwrap().unwrap();
+        assert_eq!(d2.authority, DMS2);
+        // B.7: a handover can be neither revoked nor relinquished.
+        assert_eq!(w.dms1.act(id1, "revoke", "no").await.0, 403);
+        assert_eq!(w.dms2.act(id2, "relinquish", "no").await.0, 403);
+        w.stop().await;
+        return;
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        account_servers(&tree),
+        vec![DMS1.to_owned(), DMS2.to_owned()]
+    );
+    assert_eq!(
+        d2_acl,
+        format!("Get={DMS2}&Replace={DMS2}&Delete={DMS1}+{DMS2}")
+    );
+
+    // B.7: the delegation ends and the device is as before.
+    if v.by_dms2 {
+        let (s, b) = w.dms2.act(id2, "relinquish", "done").await;
+        assert_eq!(s, 200, "{b}");
+        wait_state(&w.dms1, id1, "Relinquished", Duration::from_secs(20)).await;
+    } else {
+        let (s, b) = w.dms1.act(id1, "revoke", "done").await;
+        assert_eq!(s, 200, "{b}");
+        wait_state(&w.dms2, id2, "Revoked", Duration::from_secs(20)).await;
+    }
+    wait_for(
+        "the revert on the device",
+        Duration::from_secs(60),
+        async || w.dms1.reverted(id1).await,
+    )
+    .await;
+    let after = w.sim.tree(&devid).await.unwrap();
+    assert_eq!(snapshot(&after), snapshot(&before));
+    assert_eq!(account_servers(&after), vec![DMS1.to_owned()]);
+    // DMS-2 forgot the device's credentials (B.6).
+    let d2 = devices::get(&w.dms2.db, &devid).await.unwrap();
+    assert!(
+        d2.as_ref().is_none_or(|d| d.state == "released"),
+        "{:?}",
+        d2.map(|d| d.state)
+    );
+    w.stop().await;
+}
+
+macro_rules! variants {
+    ($($name:ident: $full:expr, $temporary:expr, $by_dms2:expr;)*) => {$(
+        mod $name {
+            use super::*;
+            const V: Variant = Variant { full: $full, temporary: $temporary, by_dms2: $by_dms2 };
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                variant(Kind::Sqlite, V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                variant(Kind::Postgres, V).await;
+            }
+        }
+    )*};
+}
+
+variants! {
+    full_permanent_from_dms1: true, false, false;
+    full_permanent_from_dms2: true, false, true;
+    full_temporary_from_dms1: true, true, false;
+    full_temporary_from_dms2: true, true, true;
+    partial_permanent_from_dms1: false, false, false;
+    partial_permanent_from_dms2: false, false, true;
+    partial_temporary_from_dms2: false, true, true;
 }

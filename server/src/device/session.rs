@@ -214,6 +214,36 @@ pub async fn handle(
             });
         }
     }
+    if stored.is_none() && starts_a_session(body) {
+        // A device runs one session at a time with a server: one it left
+        // silent for a while before starting this one is over (the server
+        // died under it, or the network). Its jobs are settled now, as at
+        // expiry, instead of waiting out the idle limit.
+        let rows = sqlx::query(&db.sql(
+            "SELECT session_id, state, messages, started_at FROM dm_sessions \
+             WHERE devid = $1 AND session_id <> $2 AND ended = 0 AND updated_at < $3",
+        ))
+        .bind(&devid)
+        .bind(&sid)
+        .bind(now - ABANDONED_AFTER_MS)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            close(
+                rt,
+                &mut tx,
+                &devid,
+                &r.try_get::<String, _>("session_id")?,
+                &r.try_get::<String, _>("state")?,
+                "aborted",
+                r.try_get("started_at")?,
+                r.try_get("messages")?,
+                source,
+                &mut bus,
+            )
+            .await?;
+        }
+    }
     let mut st = stored.unwrap_or_else(|| {
         let mut session = ServerSession::new();
         session.set_max_msg_size(rt.settings.max_body as u64);
@@ -602,6 +632,15 @@ async fn enrol(
 /// The runtime's milliseconds as the DM core's seconds.
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp((ms / 1000).max(0) as u64)
+}
+
+/// A client's first message of a session: MsgID 1 (A.2).
+/// An open session of a device that starts another one and has been
+/// silent this long is over (longer than a device waits for an answer).
+const ABANDONED_AFTER_MS: i64 = 30_000;
+
+fn starts_a_session(body: &[u8]) -> bool {
+    syncml::decode(body).is_ok_and(|m| m.hdr.msg_id.get() == 1)
 }
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {

@@ -78,6 +78,10 @@ pub struct Settings {
     pub poll: Duration,
     /// Documents delivered at once (to different delegations).
     pub concurrency: usize,
+    /// First retry of device work the device refused (a revert, the own
+    /// account's deletion): doubling up to an hour, so the device is
+    /// reached at one of its next sessions (B.6).
+    pub device_retry_first: Duration,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             retry_cap: Duration::from_secs(300),
             poll: Duration::from_secs(2),
             concurrency: 16,
+            device_retry_first: Duration::from_secs(60),
         }
     }
 }
@@ -326,6 +331,8 @@ impl Engine {
         } else {
             self.unseal(&row, "work", &work)?
         };
+        // Inside the transaction: holding a connection while asking the
+        // pool for another starves SQLite's pool under load (500s).
         let peer = peers::get_in(self.db(), tx, &row.peer).await?;
         Ok(Current {
             row,

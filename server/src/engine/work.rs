@@ -366,7 +366,8 @@ impl Engine {
         cur.work.job = None;
         // A minute, doubling, at most an hour: the device is reached at
         // one of its next sessions (B.6 "retried until it confirms").
-        let delay = 60_000i64
+        let first = self.0.settings.device_retry_first.as_millis() as i64;
+        let delay = first
             .saturating_mul(1 << cur.work.attempts.min(6))
             .min(3_600_000);
         cur.work.retry_at = Some(now_ms() + delay);
@@ -408,6 +409,17 @@ impl Engine {
             }
             Phase::Bootstrapping => {
                 redact_job(self.db(), &mut tx, job_id).await?;
+                // The rotation is a Sequence: answered 200 even when the
+                // client refused a Replace in it (B.5 step 3).
+                let children = job_children(&job);
+                let refused = children
+                    .iter()
+                    .find(|s| !matches!(s, Some(c) if (200..300).contains(c)));
+                let status = match refused {
+                    Some(s) => s.unwrap_or(500),
+                    None => status,
+                };
+                let ok = ok && !children.is_empty() && refused.is_none();
                 if ok {
                     if let Some((client, server)) = cur.work.rotated.take() {
                         let vault = &self.0.rt.vault;
@@ -526,26 +538,31 @@ impl Engine {
             Phase::Reverting => {
                 let children = job_children(&job);
                 let ops = restore_ops(&cur.work);
-                // A Delete of an account that is already gone (404) is done.
+                // Done only when every command of the Sequence succeeded: a
+                // Sequence is answered 200 even when commands in it were
+                // refused. A Delete of an account already gone (404) is done.
                 let done = ok
-                    || (!children.is_empty()
-                        && children.iter().enumerate().all(|(i, s)| match s {
-                            Some(c) if (200..300).contains(c) => true,
-                            Some(404) => matches!(ops.get(i), Some(handover_dm::Op::Delete(_))),
-                            _ => false,
-                        })
-                        && children.len() == ops.len());
+                    && children.len() == ops.len()
+                    && children.iter().enumerate().all(|(i, s)| match s {
+                        Some(c) if (200..300).contains(c) => true,
+                        Some(404) => matches!(ops.get(i), Some(handover_dm::Op::Delete(_))),
+                        _ => false,
+                    });
                 if done {
                     let m = cur.dms1()?;
                     outputs = m.revert_done().unwrap_or_default();
                 } else {
                     // A client that refuses an empty ACL gets the inherited
                     // value next time (B.6).
-                    if let Some(i) = children
+                    // A refusal for lack of rights (425) or no answer says
+                    // nothing about the value: the same value is retried.
+                    if let Some((i, Some(code))) = children
                         .iter()
-                        .position(|s| !matches!(s, Some(c) if (200..300).contains(c)))
+                        .enumerate()
+                        .find(|(_, s)| !matches!(s, Some(c) if (200..300).contains(c)))
                     {
-                        if let Some(a) = cur.work.acls.get(i) {
+                        let value_refused = (400..500).contains(code) && *code != 425;
+                        if let Some(a) = cur.work.acls.get(i).filter(|_| value_refused) {
                             if a.stored.is_empty() && !cur.work.use_inherited.contains(&a.uri) {
                                 cur.work.use_inherited.push(a.uri.clone());
                             }

@@ -316,8 +316,13 @@ impl DeviceState {
             .collect()
     }
 
-    /// Stores a nonce in an AppAuth's AAuthData as `chr` (A.4).
+    /// Stores a nonce in an AppAuth's AAuthData as `chr` (A.4); nothing
+    /// when the account was deleted in the session that brought the nonce
+    /// (a full handover deletes the server's own DMAcc, B.6).
     pub fn set_nonce(&mut self, app_auth: &TreeUri, nonce: &Nonce, now: Timestamp) {
+        if self.tree.node(app_auth).is_none() {
+            return;
+        }
         let u = app_auth.join("AAuthData").expect("valid segment");
         self.tree.put_local(
             &u,

@@ -305,6 +305,17 @@ impl Sim {
         Some(d.state.lock().await.tree.clone())
     }
 
+    /// Changes a device's tree in place, as its user or a local agent
+    /// might between sessions (tests inject refusals this way); false when
+    /// the device is unknown.
+    pub async fn edit_tree(&self, dev_id: &str, f: impl FnOnce(&mut Tree)) -> bool {
+        let Some(d) = self.fleet.by_id.get(dev_id) else {
+            return false;
+        };
+        f(&mut d.state.lock().await.tree);
+        true
+    }
+
     /// The fleet as `devices.csv` rows, with the current nonces.
     pub async fn records(&self) -> Vec<DeviceRecord> {
         let push = self.push_addr();

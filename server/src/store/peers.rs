@@ -115,8 +115,8 @@ pub async fn get(db: &Db, server_id: &str) -> Result<Option<Peer>, sqlx::Error> 
     row.as_ref().map(from_row).transpose()
 }
 
-/// [`get`] inside a transaction (which may hold SQLite's write lock:
-/// another pool connection could wait for it).
+/// [`get`] inside a transaction: a caller holding one must not wait for a
+/// second connection (SQLite's small pool would starve).
 pub async fn get_in(
     db: &Db,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,

@@ -7,6 +7,8 @@ use handover::serve::{self, Bound, Running};
 use handover::store::Db;
 use std::path::PathBuf;
 
+pub mod world;
+
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     Sqlite,
