@@ -182,6 +182,21 @@ impl Current {
         }
     }
 
+    /// A request not yet sent ends here: nothing to tell the peer.
+    fn withdraw(&mut self, draft: Draft, reason: Reason) -> Vec<Output> {
+        self.stored = Stored::Withdrawn {
+            draft,
+            reason: reason.clone(),
+        };
+        vec![
+            Output::StateChanged {
+                from: AWAITING_REQUEST_APPROVAL,
+                to: "Aborted",
+            },
+            Output::Ended(End::Aborted(reason)),
+        ]
+    }
+
     fn state_name(&self) -> &'static str {
         match &self.stored {
             Stored::Request(_) => AWAITING_REQUEST_APPROVAL,
@@ -980,20 +995,9 @@ impl Engine {
         self.transition(id, actor, |cur, _now| match &mut cur.stored {
             Stored::Request(draft) => {
                 let draft = draft.clone();
-                let reason = Reason::new(ReasonCode::Rejected, reason.trim());
-                cur.stored = Stored::Withdrawn {
-                    draft,
-                    reason: reason.clone(),
-                };
                 Ok((
                     (),
-                    vec![
-                        Output::StateChanged {
-                            from: AWAITING_REQUEST_APPROVAL,
-                            to: "Aborted",
-                        },
-                        Output::Ended(End::Aborted(reason)),
-                    ],
+                    cur.withdraw(draft, Reason::new(ReasonCode::Rejected, reason.trim())),
                 ))
             }
             Stored::Machine(m) => Ok(((), m.reject(reason.trim()).map_err(refused)?)),
@@ -1014,20 +1018,9 @@ impl Engine {
         self.transition(id, actor, |cur, _now| match &mut cur.stored {
             Stored::Request(draft) => {
                 let draft = draft.clone();
-                let reason = Reason::new(ReasonCode::Cancelled, text);
-                cur.stored = Stored::Withdrawn {
-                    draft,
-                    reason: reason.clone(),
-                };
                 Ok((
                     (),
-                    vec![
-                        Output::StateChanged {
-                            from: AWAITING_REQUEST_APPROVAL,
-                            to: "Aborted",
-                        },
-                        Output::Ended(End::Aborted(reason)),
-                    ],
+                    cur.withdraw(draft, Reason::new(ReasonCode::Cancelled, text)),
                 ))
             }
             Stored::Machine(m) => Ok(((), m.abort_by_staff(&text).map_err(refused)?)),
@@ -1380,15 +1373,7 @@ impl Engine {
                     let draft = draft.clone();
                     let reason =
                         Reason::new(ReasonCode::Timeout, "nobody approved the request in time");
-                    cur.stored = Stored::Withdrawn {
-                        draft,
-                        reason: reason.clone(),
-                    };
-                    out.push(Output::StateChanged {
-                        from: AWAITING_REQUEST_APPROVAL,
-                        to: "Aborted",
-                    });
-                    out.push(Output::Ended(End::Aborted(reason)));
+                    out.extend(cur.withdraw(draft, reason));
                 }
                 Stored::Machine(m) if m.deadline().is_some_and(|d| unix_ms(d) <= now) => {
                     out.extend(m.handle_timeout(utc(now)));
