@@ -16,6 +16,8 @@ export const USERS: Record<string, string[]> = {
   admin: ["admin"],
   auditor: ["auditor"],
   viewer: ["viewer"],
+  operator: ["operator", "viewer"],
+  approver: ["approver", "viewer"],
 };
 
 export function cli(dataDir: string, args: string[], input?: string): string {

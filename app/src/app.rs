@@ -43,6 +43,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/peers") view=pages::peers::Peers/>
                     <Route path=path!("/users") view=pages::users::Users/>
                     <Route path=path!("/audit") view=pages::audit::Audit/>
+                    <Route path=path!("/delegations") view=pages::delegations::Delegations/>
+                    <Route path=path!("/delegations/new") view=pages::request::NewRequest/>
+                    <Route path=path!("/approvals") view=pages::approvals::Approvals/>
+                    <Route path=path!("/delegations/:id") view=pages::delegation::Delegation/>
+                    <Route path=path!("/batches/:id") view=pages::batch::Batch/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -3,8 +3,13 @@
 //! session and source address and enforce roles itself (default deny).
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
+use crate::api::delegations::{
+    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
+    RequestSent,
+};
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use crate::api::peers::{ConnectionReport, PeerForm, PeersPage};
+use crate::api::live::{self, Act, BatchLive, DelegationLive};
 use crate::api::users::UserRow;
 use crate::api::{AppError, Me, Role};
 use http::request::Parts;
@@ -55,4 +60,41 @@ pub trait Backend: Send + Sync + 'static {
     async fn peer_remove(&self, req: &Parts, server_id: String) -> Result<(), AppError>;
     async fn peer_test(&self, req: &Parts, server_id: String)
         -> Result<ConnectionReport, AppError>;
+
+    /// What the request form offers for a selection (a `DeviceSelection` as JSON).
+    async fn request_options(
+        &self,
+        req: &Parts,
+        selection: String,
+    ) -> Result<RequestOptions, AppError>;
+    async fn request_preview(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestPreview, AppError>;
+    async fn request_send(&self, req: &Parts, draft: RequestDraft)
+        -> Result<RequestSent, AppError>;
+    async fn delegations_list(
+        &self,
+        req: &Parts,
+        filter: DelegationFilter,
+    ) -> Result<Vec<DelegationRow>, AppError>;
+    async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError>;
+    async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError>;
+    async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError>;
+    async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError>;
+    async fn delegation_live(&self, req: &Parts, id: i64) -> Result<DelegationLive, AppError>;
+    async fn delegation_act(
+        &self,
+        req: &Parts,
+        id: i64,
+        act: Act,
+        reason: String,
+    ) -> Result<Option<i64>, AppError>;
+    async fn batch_live(&self, req: &Parts, id: i64) -> Result<BatchLive, AppError>;
+    async fn device_delegations(
+        &self,
+        req: &Parts,
+        devid: String,
+    ) -> Result<Vec<live::DelegationRow>, AppError>;
 }

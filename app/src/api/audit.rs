@@ -18,6 +18,9 @@ pub struct AuditEntry {
     pub source: String,
     pub details: String,
     pub hash: String,
+    /// The delegation the entry is about, when it is about one of ours.
+    #[serde(default)]
+    pub delegation: Option<i64>,
 }
 
 /// What the Audit page filters by. Empty strings mean "any".
@@ -29,6 +32,15 @@ pub struct AuditFilter {
     pub event: String,
     #[serde(default)]
     pub subject: String,
+    /// A DevId: entries about the device, and those naming it in their details.
+    #[serde(default)]
+    pub device: String,
+    /// A DelegationID (or a delegation's number on this server).
+    #[serde(default)]
+    pub delegation: String,
+    /// A peer's ServerID.
+    #[serde(default)]
+    pub peer: String,
     /// Unix milliseconds, inclusive.
     #[serde(default)]
     pub since: Option<i64>,

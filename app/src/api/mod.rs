@@ -5,7 +5,9 @@
 //! request's parts, so the server decides who the caller is and what they may do.
 
 pub mod audit;
+pub mod delegations;
 pub mod devices;
+pub mod live;
 pub mod peers;
 pub mod session;
 pub mod users;

@@ -1,6 +1,7 @@
 //! The frame of every signed-in page: navigation by role, who is signed in,
 //! sign-out. Pages inside it find the signed-in user with `use_context::<Me>()`.
 
+use crate::api::delegations::count_approvals;
 use crate::api::session::{current_user, SignOut};
 use crate::api::{Me, Role};
 use leptos::prelude::*;
@@ -45,6 +46,7 @@ fn Frame(me: Me) -> impl IntoView {
     // Each link shows for holders of any of its roles.
     let links: Vec<(&str, &str)> = [
         (&[Role::Viewer][..], "/devices", "Devices"),
+        (&Role::ALL[..], "/delegations", "Delegations"),
         (&[Role::Viewer, Role::Admin][..], "/peers", "Peers"),
         (&[Role::Admin][..], "/users", "Users"),
         (&[Role::Auditor][..], "/audit", "Audit"),
@@ -78,6 +80,7 @@ fn Frame(me: Me) -> impl IntoView {
                                 }
                             })
                             .collect_view()}
+                        <ApprovalsLink/>
                     </nav>
                     <div class="ml-auto flex items-center gap-4 text-sm">
                         <span class="text-slate-500" title=format!("Roles: {roles}")>
@@ -97,5 +100,26 @@ fn Frame(me: Me) -> impl IntoView {
                 <Outlet/>
             </main>
         </div>
+    }
+}
+
+/// The Approvals link, with how many requests wait for a decision.
+#[component]
+fn ApprovalsLink() -> impl IntoView {
+    let location = use_location();
+    let waiting = Resource::new(move || location.pathname.get(), |_| count_approvals());
+    view! {
+        <A href="/approvals" attr:class="rounded-md px-3 py-2 text-slate-600 hover:bg-slate-100 hover:text-slate-900 aria-[current=page]:bg-slate-100 aria-[current=page]:font-medium aria-[current=page]:text-slate-900">
+            "Approvals"
+            <Transition>
+                {move || Suspend::new(async move {
+                    waiting.await.ok().filter(|n| *n > 0).map(|n| view! {
+                        <span class="ml-1.5 rounded-full bg-indigo-600 px-1.5 py-0.5 text-xs font-medium text-white">
+                            {n}<span class="sr-only">" waiting"</span>
+                        </span>
+                    })
+                })}
+            </Transition>
+        </A>
     }
 }

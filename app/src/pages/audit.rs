@@ -4,6 +4,18 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
+/// The query parameters the filter form and the export links carry.
+const FILTER_KEYS: [&str; 8] = [
+    "actor",
+    "event",
+    "subject",
+    "device",
+    "delegation",
+    "peer",
+    "since",
+    "until",
+];
+
 const FIELD: &str = "mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-sm focus:border-indigo-500 focus:outline-none focus:ring-1 focus:ring-indigo-500";
 
 /// Parses `YYYY-MM-DD` (a date input's value) as unix milliseconds at 00:00 UTC.
@@ -36,6 +48,9 @@ pub fn Audit() -> impl IntoView {
             actor: get("actor"),
             event: get("event"),
             subject: get("subject"),
+            device: get("device"),
+            delegation: get("delegation"),
+            peer: get("peer"),
             since: date_to_ms(&get("since")),
             until: date_to_ms(&get("until")).map(|ms| ms + 86_400_000 - 1),
             before: get("before").parse().ok(),
@@ -47,7 +62,7 @@ pub fn Audit() -> impl IntoView {
     let verify = ServerAction::<VerifyAudit>::new();
     let export_query = move || {
         let q = query.read();
-        ["actor", "event", "subject", "since", "until"]
+        FILTER_KEYS
             .iter()
             .filter_map(|k| {
                 q.get(k)
@@ -86,7 +101,7 @@ pub fn Audit() -> impl IntoView {
                 })}
             </div>
         </div>
-        <form method="get" action="/audit" class="mb-6 grid gap-4 rounded-lg border border-slate-200 bg-white p-4 shadow-sm sm:grid-cols-2 lg:grid-cols-6" aria-label="Filter the audit log">
+        <form method="get" action="/audit" class="mb-6 grid gap-4 rounded-lg border border-slate-200 bg-white p-4 shadow-sm sm:grid-cols-2 lg:grid-cols-5" aria-label="Filter the audit log">
             <div>
                 <label for="f-actor" class="block text-sm font-medium text-slate-700">"Actor"</label>
                 <input id="f-actor" name="actor" type="search" prop:value=value("actor") class=FIELD/>
@@ -94,6 +109,18 @@ pub fn Audit() -> impl IntoView {
             <div>
                 <label for="f-subject" class="block text-sm font-medium text-slate-700">"Subject"</label>
                 <input id="f-subject" name="subject" type="search" prop:value=value("subject") class=FIELD/>
+            </div>
+            <div>
+                <label for="f-device" class="block text-sm font-medium text-slate-700">"Device"</label>
+                <input id="f-device" name="device" type="search" placeholder="DevId" prop:value=value("device") class=FIELD/>
+            </div>
+            <div>
+                <label for="f-delegation" class="block text-sm font-medium text-slate-700">"Delegation"</label>
+                <input id="f-delegation" name="delegation" type="search" placeholder="DelegationID or number" prop:value=value("delegation") class=FIELD/>
+            </div>
+            <div>
+                <label for="f-peer" class="block text-sm font-medium text-slate-700">"Peer"</label>
+                <input id="f-peer" name="peer" type="search" placeholder="ServerID" prop:value=value("peer") class=FIELD/>
             </div>
             <div>
                 <label for="f-event" class="block text-sm font-medium text-slate-700">"Event"</label>
@@ -135,7 +162,7 @@ pub fn Audit() -> impl IntoView {
                         let next = p.next_before.map(|b| {
                             let q = query.read_untracked();
                             let mut href = format!("/audit?before={b}");
-                            for k in ["actor", "event", "subject", "since", "until"] {
+                            for k in FILTER_KEYS {
                                 if let Some(v) = q.get(k).filter(|v| !v.is_empty()) {
                                     href.push_str(&format!("&{k}={}", encode(&v)));
                                 }
@@ -165,7 +192,12 @@ pub fn Audit() -> impl IntoView {
                                                 <td class="px-4 py-2"><span class="font-medium">{e.event}</span>
                                                     <span class="ml-1 text-xs text-slate-400">{e.code}</span></td>
                                                 <td class="px-4 py-2">{e.actor}</td>
-                                                <td class="px-4 py-2">{e.subject}</td>
+                                                <td class="px-4 py-2">
+                                                    {e.subject}
+                                                    {e.delegation.map(|id| view! {
+                                                        <A href=format!("/delegations/{id}") attr:class="ml-2 whitespace-nowrap text-xs text-indigo-700 hover:underline">"timeline →"</A>
+                                                    })}
+                                                </td>
                                                 <td class="px-4 py-2 font-mono text-xs">{e.source}</td>
                                                 <td class="max-w-md truncate px-4 py-2 font-mono text-xs text-slate-600" title=details_title>{e.details}</td>
                                             </tr>

@@ -1,7 +1,8 @@
 use crate::api::devices::{
     decode_component, get_device, DeviceDetail, JobRow, SessionRow, TreeNodeRow,
 };
-use crate::api::AppError;
+use crate::api::live::{get_device_delegations, ownership};
+use crate::api::{AppError, Me};
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
 use crate::pages::devices::StateBadge;
 use leptos::prelude::*;
@@ -113,6 +114,7 @@ fn DeviceView(d: DeviceDetail) -> impl IntoView {
             <Pairs id="devdetail-heading" title="DevDetail" pairs=d.devdetail.clone()
                 empty="The device has not reported DevDetail yet; it is read in its first session."/>
         </div>
+        <OwnershipSection devid=d.devid.clone() authority=d.authority.clone()/>
         <TreeSection tree=d.tree/>
         <SessionsSection sessions=d.sessions/>
         <JobsSection jobs=d.jobs/>
@@ -332,6 +334,86 @@ fn JobsSection(jobs: Vec<JobRow>) -> impl IntoView {
         <section aria-labelledby="jobs-heading" class="mt-8">
             <h2 id="jobs-heading" class="mb-3 text-lg font-medium">"Jobs"</h2>
             {body}
+        </section>
+    }
+}
+
+/// B.7: which authority manages which subtree, since and until when, and
+/// the delegations of this device.
+#[component]
+fn OwnershipSection(devid: String, authority: String) -> impl IntoView {
+    let me = use_context::<Me>().map(|m| m.server_id).unwrap_or_default();
+    let history = Resource::new(move || devid.clone(), get_device_delegations);
+    view! {
+        <section aria-labelledby="ownership-heading" class="mt-8">
+            <h2 id="ownership-heading" class="mb-1 text-lg font-medium">"Who manages what"</h2>
+            <p class="mb-3 text-sm text-slate-500">"From the completed delegations of this device; the rest stays with its authority."</p>
+            <Suspense fallback=|| view! { <p class="text-sm text-slate-500">"Loading delegations…"</p> }>
+                {move || {
+                    let me = me.clone();
+                    let authority = authority.clone();
+                    Suspend::new(async move {
+                        match history.await {
+                            Ok(rows) => {
+                                let map = ownership(&authority, &me, &rows);
+                                view! {
+                                    <div class="overflow-x-auto rounded-lg border border-slate-200 bg-white shadow-sm">
+                                        <table class="min-w-full divide-y divide-slate-200 text-sm" data-testid="ownership">
+                                            <caption class="sr-only">"Authorities by subtree"</caption>
+                                            <thead class=THEAD>
+                                                <tr>
+                                                    <th scope="col" class=TH>"Authority"</th>
+                                                    <th scope="col" class=TH>"Subtree"</th>
+                                                    <th scope="col" class=TH>"Rights"</th>
+                                                    <th scope="col" class=TH>"Since"</th>
+                                                    <th scope="col" class=TH>"Until"</th>
+                                                    <th scope="col" class=TH>"By"</th>
+                                                </tr>
+                                            </thead>
+                                            <tbody class="divide-y divide-slate-100">
+                                                {map.into_iter().map(|o| view! {
+                                                    <tr>
+                                                        <td class="px-4 py-2 font-mono text-xs">{o.authority}</td>
+                                                        <td class="px-4 py-2 font-mono text-xs">{o.subtree}</td>
+                                                        <td class="px-4 py-2 text-xs">{o.rights}</td>
+                                                        <td class="whitespace-nowrap px-4 py-2">{o.since.map(|ms| view! { <Time ms/> })}</td>
+                                                        <td class="whitespace-nowrap px-4 py-2">{match o.until {
+                                                            Some(ms) => view! { <Time ms/> }.into_any(),
+                                                            None if o.delegation.is_some() => view! { "permanent" }.into_any(),
+                                                            None => view! { "" }.into_any(),
+                                                        }}</td>
+                                                        <td class="px-4 py-2">{o.delegation.map(|id| view! {
+                                                            <A href=format!("/delegations/{id}") attr:class="text-indigo-700 hover:underline">{format!("delegation {id}")}</A>
+                                                        })}</td>
+                                                    </tr>
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    </div>
+                                    <h3 class="mb-2 mt-6 font-medium">"Delegations of this device"</h3>
+                                    {if rows.is_empty() {
+                                        view! { <p class="text-sm text-slate-500">"None yet."</p> }.into_any()
+                                    } else {
+                                        view! {
+                                            <ul class="divide-y divide-slate-100 rounded-lg border border-slate-200 bg-white text-sm shadow-sm" data-testid="delegation-history">
+                                                {rows.into_iter().map(|r| view! {
+                                                    <li class="flex flex-wrap items-center gap-3 px-4 py-2">
+                                                        <A href=format!("/delegations/{}", r.id) attr:class="font-medium text-indigo-700 hover:underline">{format!("Delegation {}", r.id)}</A>
+                                                        <span class=crate::pages::delegation::state_class(&r.state)>{r.state.clone()}</span>
+                                                        <span class="text-slate-600">{format!("{} {} · {} · {}", r.kind, r.term, if r.role == "dms1" { "to" } else { "from" }, r.peer)}</span>
+                                                        <span class="ml-auto text-xs text-slate-500"><Time ms=r.created_at/></span>
+                                                    </li>
+                                                }).collect_view()}
+                                            </ul>
+                                        }.into_any()
+                                    }}
+                                }.into_any()
+                            }
+                            Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
+                        }
+                    })
+                }}
+            </Suspense>
         </section>
     }
 }

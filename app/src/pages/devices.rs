@@ -1,7 +1,9 @@
+use crate::api::delegations::new_request_href;
 use crate::api::devices::{
     device_href, list_device_facets, list_devices, DevicePage, DeviceQuery, DeviceRow,
     DeviceSelection, DeviceSort,
 };
+use crate::api::{Me, Role};
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -133,6 +135,7 @@ fn FilterForm(
 /// "N selected" with a way to clear it; shown only while something is selected.
 #[component]
 fn SelectionBar(selection: RwSignal<DeviceSelection>) -> impl IntoView {
+    let operator = use_context::<Me>().is_some_and(|m| m.has(Role::Operator));
     let text = move || {
         selection.with(|s| match s {
             DeviceSelection::Devids(d) if d.len() == 1 => "1 device selected".to_owned(),
@@ -149,6 +152,12 @@ fn SelectionBar(selection: RwSignal<DeviceSelection>) -> impl IntoView {
                 <button type="button" class=BUTTON_QUIET on:click=move |_| selection.set(DeviceSelection::default())>
                     "Clear selection"
                 </button>
+                <Show when=move || operator>
+                    <A href=move || selection.with(new_request_href)
+                        attr:class="ml-auto rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-indigo-500">
+                        "Request delegation"
+                    </A>
+                </Show>
             </div>
         </Show>
     }

@@ -211,6 +211,25 @@ pub struct Filter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub before_seq: Option<i64>,
+    /// Entries about this device: its own, and those whose details name it.
+    pub device: String,
+    /// Entries about this peer: its own, and those whose details name it.
+    pub peer: String,
+}
+
+/// A LIKE pattern (escape `!`) matching details that hold `"key":"value"`.
+fn details_pattern(key: &str, value: &str) -> String {
+    let json = serde_json::json!({ key: value }).to_string();
+    let inner = &json[1..json.len() - 1];
+    let mut p = String::from("%");
+    for c in inner.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 impl Filter {
@@ -245,6 +264,14 @@ impl Filter {
         if let Some(s) = self.before_seq {
             parts.push(format!("seq < {}", next()));
             args.push(FilterArg::Int(s));
+        }
+        for (key, value) in [("devid", &self.device), ("peer", &self.peer)] {
+            if !value.is_empty() {
+                let (a, b) = (next(), next());
+                parts.push(format!("(subject = {a} OR details LIKE {b} ESCAPE '!')"));
+                args.push(FilterArg::Text(value.clone()));
+                args.push(FilterArg::Text(details_pattern(key, value)));
+            }
         }
         let clause = if parts.is_empty() {
             String::new()
@@ -401,5 +428,11 @@ mod tests {
         );
         assert_ne!(h1, h2);
         assert_eq!(h1.len(), 64);
+    }
+
+    #[test]
+    fn details_patterns_escape_like_wildcards() {
+        assert_eq!(details_pattern("devid", "IMEI:1"), r#"%"devid":"IMEI:1"%"#);
+        assert_eq!(details_pattern("peer", "a_b%!"), r#"%"peer":"a!_b!%!!"%"#);
     }
 }

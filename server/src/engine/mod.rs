@@ -99,7 +99,7 @@ pub struct LiveEvent {
     pub delegation: i64,
     pub devid: String,
     pub batch: Option<i64>,
-    /// `state`, `sent`, `received`, `device`.
+    /// `state`, `queued`, `sent`, `retry`, `received`, `device`.
     pub kind: String,
     pub state: String,
     /// Milliseconds since the epoch.
@@ -1321,6 +1321,16 @@ impl Engine {
         }
         tracing::info!(msg = %m.msg_id, peer = %row.peer, why, "document not delivered; retrying");
         let _ = store::retry_later(self.db(), m.id, why, now_ms() + self.backoff(m.attempts)).await;
+        // The portal shows each failed attempt as it happens.
+        let _ = self.0.live.send(LiveEvent {
+            delegation: row.id,
+            devid: row.devid.clone(),
+            batch: row.batch_id,
+            kind: "retry".into(),
+            state: row.state.clone(),
+            at: now_ms(),
+            text: format!("{} not delivered: {why}", m.msg_type),
+        });
     }
 
     async fn timer_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {

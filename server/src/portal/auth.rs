@@ -70,6 +70,16 @@ guard!(
     Auditor,
     Role::Auditor
 );
+guard!(
+    /// Proof that the caller may request delegations.
+    Operator,
+    Role::Operator
+);
+guard!(
+    /// Proof that the caller may approve or reject requests.
+    Approver,
+    Role::Approver
+);
 
 /// Proof that the caller may see the peers: a viewer, or an administrator
 /// (who manages them).
@@ -122,12 +132,12 @@ impl Portal {
     }
 
     /// The caller, if they hold `role`; otherwise an audited 403.
-    async fn require(&self, parts: &Parts, role: Role, action: &str) -> Result<Caller, AppError> {
+    pub(super) async fn require(&self, parts: &Parts, role: Role, action: &str) -> Result<Caller, AppError> {
         self.require_any(parts, &[role], action).await
     }
 
     /// The caller, if they hold one of `roles`; otherwise an audited 403.
-    async fn require_any(
+    pub(super) async fn require_any(
         &self,
         parts: &Parts,
         roles: &[Role],
@@ -168,6 +178,18 @@ impl Portal {
         self.require(parts, Auditor::ROLE, action)
             .await
             .map(Auditor)
+    }
+
+    pub async fn operator(&self, parts: &Parts, action: &str) -> Result<Operator, AppError> {
+        self.require(parts, Operator::ROLE, action)
+            .await
+            .map(Operator)
+    }
+
+    pub async fn approver(&self, parts: &Parts, action: &str) -> Result<Approver, AppError> {
+        self.require(parts, Approver::ROLE, action)
+            .await
+            .map(Approver)
     }
 }
 

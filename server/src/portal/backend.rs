@@ -8,8 +8,13 @@ use crate::store::throttle::{self, Policy};
 use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
+use handover_app::api::delegations::{
+    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
+    RequestSent,
+};
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use handover_app::api::peers::{ConnectionReport, PeerForm, PeersPage};
+use handover_app::api::live::{self, Act, BatchLive, DelegationLive};
 use handover_app::api::users::UserRow;
 use handover_app::api::{AppError, Me, Role};
 use handover_app::backend::Backend;
@@ -375,13 +380,16 @@ impl Backend for Portal {
                     .code(),
             )
         };
+        let delegation = self.delegation_subject(filter.delegation.trim()).await?;
         let f = audit::Filter {
             actor: filter.actor.trim().to_owned(),
-            subject: filter.subject.trim().to_owned(),
+            subject: delegation.unwrap_or_else(|| filter.subject.trim().to_owned()),
             code,
             since: filter.since,
             until: filter.until,
             before_seq: filter.before,
+            device: filter.device.trim().to_owned(),
+            peer: filter.peer.trim().to_owned(),
         };
         let limit = filter.limit.unwrap_or(50).clamp(1, 500) as i64;
         let entries = audit::list(&self.db, &f, limit).await.map_err(internal)?;
@@ -397,10 +405,19 @@ impl Backend for Portal {
         let next_before = (entries.len() as i64 == limit)
             .then(|| entries.last().map(|e| e.seq))
             .flatten();
+        let subjects: Vec<String> = entries
+            .iter()
+            .filter(|e| e.event_name().starts_with("delegation."))
+            .map(|e| e.subject.clone())
+            .collect();
+        let ids = crate::store::delegations::ids_of(&self.db, &subjects)
+            .await
+            .map_err(internal)?;
         Ok(AuditPage {
             entries: entries
                 .into_iter()
                 .map(|e| AuditEntry {
+                    delegation: ids.get(&e.subject).copied(),
                     event: e.event_name().to_owned(),
                     seq: e.seq,
                     time: e.time,
@@ -479,5 +496,79 @@ impl Backend for Portal {
         server_id: String,
     ) -> Result<ConnectionReport, AppError> {
         self.test_peer(req, server_id).await
+    }
+
+    async fn request_options(
+        &self,
+        req: &Parts,
+        selection: String,
+    ) -> Result<RequestOptions, AppError> {
+        self.request_options_for(req, selection).await
+    }
+
+    async fn request_preview(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestPreview, AppError> {
+        self.preview(req, draft).await
+    }
+
+    async fn request_send(
+        &self,
+        req: &Parts,
+        draft: RequestDraft,
+    ) -> Result<RequestSent, AppError> {
+        self.send(req, draft).await
+    }
+
+    async fn delegations_list(
+        &self,
+        req: &Parts,
+        filter: DelegationFilter,
+    ) -> Result<Vec<DelegationRow>, AppError> {
+        self.list_delegations(req, filter).await
+    }
+
+    async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError> {
+        self.list_approvals(req).await
+    }
+
+    async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError> {
+        self.count_waiting(req).await
+    }
+
+    async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError> {
+        self.approve_request(req, id).await
+    }
+
+    async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError> {
+        self.reject_request(req, id, reason).await
+    }
+
+    async fn delegation_live(&self, req: &Parts, id: i64) -> Result<DelegationLive, AppError> {
+        self.live_delegation(req, id).await
+    }
+
+    async fn delegation_act(
+        &self,
+        req: &Parts,
+        id: i64,
+        act: Act,
+        reason: String,
+    ) -> Result<Option<i64>, AppError> {
+        self.act(req, id, act, reason).await
+    }
+
+    async fn batch_live(&self, req: &Parts, id: i64) -> Result<BatchLive, AppError> {
+        self.live_batch(req, id).await
+    }
+
+    async fn device_delegations(
+        &self,
+        req: &Parts,
+        devid: String,
+    ) -> Result<Vec<live::DelegationRow>, AppError> {
+        self.delegations_of_device(req, devid).await
     }
 }

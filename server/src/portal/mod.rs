@@ -6,8 +6,10 @@ pub mod auth;
 pub mod backend;
 pub mod delegations_api;
 pub mod devices;
+pub mod live;
 pub mod password;
 pub mod peers;
+pub mod requests;
 pub mod sessions;
 
 use crate::audit::{self, export, Event, NewEntry};
@@ -98,6 +100,8 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
         .with_expiry(Expiry::OnInactivity(config.idle_timeout));
     Router::new()
         .route("/audit/export", get(audit_export))
+        .route("/live/delegations/{id}", get(live::delegation_events))
+        .route("/live/batches/{id}", get(live::batch_events))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -177,6 +181,12 @@ struct ExportQuery {
     since: String,
     #[serde(default)]
     until: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    delegation: String,
+    #[serde(default)]
+    peer: String,
 }
 
 /// `GET /audit/export?format=csv|jsonl&…` (auditor): the filtered log as a download.
@@ -221,13 +231,25 @@ async fn audit_export(
             None => return (StatusCode::BAD_REQUEST, "unknown event").into_response(),
         }
     };
+    let subject = match portal.delegation_subject(q.delegation.trim()).await {
+        Ok(d) => d.unwrap_or(q.subject),
+        Err(e) => {
+            return (
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.to_string(),
+            )
+                .into_response()
+        }
+    };
     let filter = audit::Filter {
         actor: q.actor,
-        subject: q.subject,
+        subject,
         code,
         since,
         until,
         before_seq: None,
+        device: q.device,
+        peer: q.peer,
     };
     let mut body = String::new();
     let n = match export::export(&portal.db, &filter, format, |chunk| {

@@ -303,6 +303,34 @@ pub async fn waiting_on_finished_jobs(db: &Db) -> Result<Vec<i64>, sqlx::Error> 
     rows.iter().map(|r| r.try_get("id")).collect()
 }
 
+/// The row ids of these DelegationIDs (for links from the audit log).
+pub async fn ids_of(
+    db: &Db,
+    delegation_ids: &[String],
+) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    let mut out = std::collections::HashMap::new();
+    if delegation_ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=delegation_ids.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let sql = db
+        .sql(&format!(
+            "SELECT id, delegation_id FROM delegations WHERE delegation_id IN ({})",
+            marks.join(", ")
+        ))
+        .into_owned();
+    let mut q = sqlx::query(&sql);
+    for d in delegation_ids {
+        q = q.bind(d);
+    }
+    for r in q.fetch_all(db.pool()).await? {
+        out.insert(r.try_get("delegation_id")?, r.try_get("id")?);
+    }
+    Ok(out)
+}
+
 /// A message exchanged with the peer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Message {

@@ -123,6 +123,28 @@ pub async fn search(db: &Db, query: &DeviceQuery) -> Result<Vec<DeviceRow>, sqlx
     rows.iter().map(row).collect()
 }
 
+/// The DevIds of up to `limit` devices matching `query`, in DevId order
+/// (a selection of "all matching", resolved when acted on).
+pub async fn matching_devids(
+    db: &Db,
+    query: &DeviceQuery,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let w = where_clause(db, query);
+    let sql = format!(
+        "SELECT devid FROM devices {} ORDER BY devid LIMIT ${}",
+        w.sql,
+        w.binds.len() + 1
+    );
+    let sql = db.sql(&sql);
+    let mut q = sqlx::query(&sql);
+    for b in &w.binds {
+        q = q.bind(b.as_str());
+    }
+    let rows = q.bind(limit).fetch_all(db.pool()).await?;
+    rows.iter().map(|r| r.try_get("devid")).collect()
+}
+
 /// One page of `query` and how many devices match it (up to [`COUNT_CAP`] + 1).
 pub async fn page(db: &Db, query: &DeviceQuery) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
     let rows = search(db, query).await?;

@@ -1,0 +1,92 @@
+//! One batch of delegations, live (viewer): progress and each device's outcome.
+
+use crate::api::live::get_batch_live;
+use crate::api::AppError;
+use crate::components::live::{use_live, LiveLine};
+use crate::components::ui::{ErrorNotice, PageHeader, Time};
+use crate::pages::delegation::state_class;
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+
+#[component]
+pub fn Batch() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| {
+        params
+            .read()
+            .get("id")
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    });
+    let live = use_live(Signal::derive(move || {
+        format!("/live/batches/{}", id.get())
+    }));
+    let data = Resource::new(
+        move || (id.get(), live.tick.get()),
+        |(id, _)| get_batch_live(id),
+    );
+    view! {
+        <leptos_meta::Title text=move || format!("Batch {}", id.get())/>
+        <div class="mb-6 flex flex-wrap items-start justify-between gap-4">
+            <PageHeader title=format!("Batch {}", id.get_untracked()) subtitle="One request for several devices: each device is its own delegation."/>
+            <LiveLine live/>
+        </div>
+        <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading the batch…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(b) => {
+                        let total = b.rows.len();
+                        let completed = b.rows.iter().filter(|r| r.state == "Completed").count();
+                        let ended = b.rows.iter().filter(|r| r.state != "Completed" && r.ended()).count();
+                        let running = total - completed - ended;
+                        let pct = |n: usize| if total == 0 { 0.0 } else { n as f64 * 100.0 / total as f64 };
+                        view! {
+                            <section aria-label="Progress" class="mb-6 rounded-lg border border-slate-200 bg-white p-5 shadow-sm">
+                                <p class="mb-2 text-sm text-slate-700" data-testid="progress">
+                                    {format!("{completed} completed · {ended} ended · {running} running · {total} in all")}
+                                </p>
+                                <div class="flex h-3 w-full overflow-hidden rounded-full bg-slate-100" role="progressbar"
+                                    aria-valuemin="0" aria-valuemax=total aria-valuenow=completed + ended
+                                    aria-valuetext=format!("{} of {total} finished", completed + ended)>
+                                    <div class="bg-emerald-500" style=format!("width: {}%", pct(completed))></div>
+                                    <div class="bg-slate-400" style=format!("width: {}%", pct(ended))></div>
+                                    <div class="bg-amber-300" style=format!("width: {}%", pct(running))></div>
+                                </div>
+                            </section>
+                            <div class="overflow-x-auto rounded-lg border border-slate-200 bg-white shadow-sm">
+                                <table class="min-w-full divide-y divide-slate-200 text-sm">
+                                    <caption class="sr-only">"Delegations of this batch"</caption>
+                                    <thead class="bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500">
+                                        <tr>
+                                            <th scope="col" class="px-4 py-3">"#"</th>
+                                            <th scope="col" class="px-4 py-3">"Device"</th>
+                                            <th scope="col" class="px-4 py-3">"Peer"</th>
+                                            <th scope="col" class="px-4 py-3">"State"</th>
+                                            <th scope="col" class="px-4 py-3">"Outcome"</th>
+                                            <th scope="col" class="px-4 py-3">"Ended"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody class="divide-y divide-slate-100">
+                                        {b.rows.into_iter().map(|r| view! {
+                                            <tr data-devid=r.devid.clone()>
+                                                <td class="px-4 py-2"><A href=format!("/delegations/{}", r.id) attr:class="text-indigo-700 hover:underline">{r.id}</A></td>
+                                                <td class="px-4 py-2 font-mono text-xs">{r.devid.clone()}</td>
+                                                <td class="px-4 py-2 font-mono text-xs">{r.peer.clone()}</td>
+                                                <td class="px-4 py-2"><span class=state_class(&r.state)>{r.state.clone()}</span></td>
+                                                <td class="px-4 py-2">{r.outcome.clone()}</td>
+                                                <td class="whitespace-nowrap px-4 py-2">{r.ended_at.map(|ms| view! { <Time ms/> })}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </div>
+                        }.into_any()
+                    }
+                    Err(AppError::NotFound(_)) => view! { <p class="text-sm text-slate-500">"There is no such batch."</p> }.into_any(),
+                    Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
