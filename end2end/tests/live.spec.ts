@@ -33,8 +33,8 @@ function once(f: () => void) {
 
 test.beforeAll(() => {
   const { dataDir } = loadState();
-  once(() => cli(dataDir, ["admin", "user", "create", "olga", "--role", "operator", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"));
-  once(() => cli(dataDir, ["admin", "user", "create", "abe", "--role", "approver", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"));
+  once(() => cli(dataDir, ["admin", "user", "create", "live-olga", "--role", "operator", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"));
+  once(() => cli(dataDir, ["admin", "user", "create", "live-abe", "--role", "approver", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"));
   once(() => cli(dataDir, [
     "admin", "peer", "add", "--server-id", PEER, "--url", "https://127.0.0.1:9",
     "--dm-url", "http://127.0.0.1:9/dm", "--fingerprint", "ab".repeat(32),
@@ -47,8 +47,8 @@ test.beforeAll(() => {
   writeFileSync(file, lines.join("\n") + "\n");
   cli(dataDir, ["admin", "devices", "import", file]);
   sql(dataDir, `UPDATE devices SET tree = '${TREE}', authority = 'corp.example', state = 'active' WHERE devid LIKE 'IMEI:3569990000%';`);
-  opToken = cli(dataDir, ["admin", "token", "create", "--user", "olga"]).trim();
-  apToken = cli(dataDir, ["admin", "token", "create", "--user", "abe"]).trim();
+  opToken = cli(dataDir, ["admin", "token", "create", "--user", "live-olga"]).trim();
+  apToken = cli(dataDir, ["admin", "token", "create", "--user", "live-abe"]).trim();
 });
 
 async function api(token: string, path: string, body: object = {}) {
@@ -79,7 +79,7 @@ async function signIn(page: Page, name: string) {
 
 test("a delegation's page follows it live, and its requester aborts and retries it", async ({ page }) => {
   const { delegations: [id] } = await request([devid(1)]);
-  await signIn(page, "olga");
+  await signIn(page, "live-olga");
   await page.goto(`/delegations/${id}`);
   await expect(page.getByTestId("state")).toHaveText("AwaitingRequestApproval");
   await expect(page.getByTestId("timeline").locator("[data-status=now]")).toContainText("waiting for an approver at corp.example since");
@@ -95,7 +95,7 @@ test("a delegation's page follows it live, and its requester aborts and retries 
   await expect(page.getByTestId("sequence").locator("[data-message=Notification]")).toBeVisible();
   // The peer never answers: the retries show as they happen.
   await expect(page.getByTestId("sequence")).toContainText(/retrying · \d+ attempts?/, { timeout: 15_000 });
-  await expect(page.getByText("approved by abe")).toBeVisible();
+  await expect(page.getByText("approved by live-abe")).toBeVisible();
   expect(await page.evaluate(() => (window as any).stillHere)).toBe(true);
   await page.screenshot({ path: "../docs/delegation-live.png", fullPage: true });
 

@@ -146,14 +146,25 @@ async fn request_preview_send(t: TestDb) {
     assert_eq!(o.tree_device.as_deref(), Some(devid(1).as_str()));
     let node = |u: &str| o.nodes.iter().find(|n| n.uri == u).unwrap();
     assert_eq!(node("./Vendor").refused, "");
-    assert_eq!(node("./Vendor").effective_acl, "Add=*&Get=*&Replace=corp.example");
+    assert_eq!(
+        node("./Vendor").effective_acl,
+        "Add=*&Get=*&Replace=corp.example"
+    );
     assert_eq!(node("./Other").refused, "");
     assert!(!node("./Other/Deep").refused.is_empty());
-    assert!(o.nodes.iter().all(|n| n.uri != "./Vendor/Apps"), "leaves are not offered");
+    assert!(
+        o.nodes.iter().all(|n| n.uri != "./Vendor/Apps"),
+        "leaves are not offered"
+    );
 
     // All matching a search counts as many devices as match.
     let all = serde_json::json!({ "query": { "q": "IMEI:35" } }).to_string();
-    let o: RequestOptions = call(&mut olga, "delegations/options", &[("selection".into(), all)]).await;
+    let o: RequestOptions = call(
+        &mut olga,
+        "delegations/options",
+        &[("selection".into(), all)],
+    )
+    .await;
     assert_eq!(o.devices, 4);
 
     // The preview: the account added for the peer, and the ACL of ./Vendor
@@ -196,20 +207,32 @@ async fn request_preview_send(t: TestDb) {
     )
     .await;
     assert_eq!(p.with_problems, 0, "{p:?}");
-    assert!(!p.previews[0].notes.is_empty(), "a tree never read is noted");
+    assert!(
+        !p.previews[0].notes.is_empty(),
+        "a tree never read is noted"
+    );
 
     // Inline errors name their field.
     for (extra, field) in [
         (vec![("peer", "")], "peer"),
         (vec![("peer", "unknown.example")], "peer"),
-        (vec![("kind", "partial"), ("grants][4", ""), ("grants][5", "")], "scope"),
-        (vec![("term", "temporary"), ("until", "2020-01-01")], "until"),
+        (
+            vec![("kind", "partial"), ("grants][4", ""), ("grants][5", "")],
+            "scope",
+        ),
+        (
+            vec![("term", "temporary"), ("until", "2020-01-01")],
+            "until",
+        ),
         (vec![("term", "temporary"), ("until", "")], "until"),
         (vec![("term", "sometimes")], "term"),
     ] {
         let (status, body) = refused(&mut olga, "delegations/preview", &draft(&two, &extra)).await;
         assert_eq!(status, 400, "{extra:?}: {body}");
-        assert!(body.contains(&format!(r#""field":"{field}""#)), "{extra:?}: {body}");
+        assert!(
+            body.contains(&format!(r#""field":"{field}""#)),
+            "{extra:?}: {body}"
+        );
     }
     let (status, body) = refused(
         &mut olga,
@@ -257,9 +280,11 @@ async fn request_preview_send(t: TestDb) {
     let by = |k: &str, v: &str| vec![(format!("filter[{k}]"), v.to_owned())];
     let open: Vec<DelegationRow> = call(&mut olga, "delegations/list", &by("state", "open")).await;
     assert_eq!(open.len(), 2);
-    let ended: Vec<DelegationRow> = call(&mut olga, "delegations/list", &by("state", "ended")).await;
+    let ended: Vec<DelegationRow> =
+        call(&mut olga, "delegations/list", &by("state", "ended")).await;
     assert!(ended.is_empty());
-    let one: Vec<DelegationRow> = call(&mut olga, "delegations/list", &by("device", &devid(2))).await;
+    let one: Vec<DelegationRow> =
+        call(&mut olga, "delegations/list", &by("device", &devid(2))).await;
     assert_eq!(one.len(), 1);
     let none: Vec<DelegationRow> =
         call(&mut olga, "delegations/list", &by("peer", "other.example")).await;
@@ -306,7 +331,10 @@ async fn approvals_four_eyes(t: TestDb) {
     let (status, _) = refused(
         &mut both,
         "approvals/reject",
-        &[("id".into(), own.delegations[0].to_string()), ("reason".into(), "no".into())],
+        &[
+            ("id".into(), own.delegations[0].to_string()),
+            ("reason".into(), "no".into()),
+        ],
     )
     .await;
     assert_eq!(status, 403);
@@ -318,7 +346,10 @@ async fn approvals_four_eyes(t: TestDb) {
         .await;
     assert_eq!(status, 200);
     let (status, body) = anna
-        .call("approvals/reject", &[("id", &second.to_string()), ("reason", "  ")])
+        .call(
+            "approvals/reject",
+            &[("id", &second.to_string()), ("reason", "  ")],
+        )
         .await;
     assert_eq!(status, 400);
     assert!(body.contains(r#""field":"reason""#), "{body}");
@@ -333,7 +364,11 @@ async fn approvals_four_eyes(t: TestDb) {
     assert_eq!(status, 404);
 
     let a: Approvals = call(&mut anna, "approvals/list", &[]).await;
-    assert_eq!(a.outgoing.len(), 1, "only the request of `both` still waits");
+    assert_eq!(
+        a.outgoing.len(),
+        1,
+        "only the request of `both` still waits"
+    );
     assert_eq!(a.outgoing[0].requested_by, "both");
     let rows: Vec<DelegationRow> = call(
         &mut anna,
@@ -344,7 +379,10 @@ async fn approvals_four_eyes(t: TestDb) {
     let row = |i: i64| rows.iter().find(|r| r.id == i).unwrap();
     assert_ne!(row(first).state, "AwaitingRequestApproval");
     assert_eq!(row(first).approved_by, "anna");
-    assert_eq!((row(second).state.as_str(), row(second).outcome.as_str()), ("Aborted", "aborted"));
+    assert_eq!(
+        (row(second).state.as_str(), row(second).outcome.as_str()),
+        ("Aborted", "aborted")
+    );
 
     // Denials are audited: the roles, and four eyes.
     let denied = audit::list(
@@ -358,7 +396,10 @@ async fn approvals_four_eyes(t: TestDb) {
     .await
     .unwrap();
     let actors: Vec<&str> = denied.iter().map(|e| e.actor.as_str()).collect();
-    assert!(actors.contains(&"vera") && actors.contains(&"olga"), "{actors:?}");
+    assert!(
+        actors.contains(&"vera") && actors.contains(&"olga"),
+        "{actors:?}"
+    );
     assert_eq!(actors.iter().filter(|a| **a == "both").count(), 2);
     running.stop().await;
 }
@@ -375,7 +416,12 @@ async fn roles(t: TestDb) {
             let (status, body) = refused(&mut p, endpoint, &draft(&sel, &[])).await;
             assert_eq!(status, 403, "{who} {endpoint}: {body}");
         }
-        let (status, _) = refused(&mut p, "delegations/options", &[("selection".into(), sel.clone())]).await;
+        let (status, _) = refused(
+            &mut p,
+            "delegations/options",
+            &[("selection".into(), sel.clone())],
+        )
+        .await;
         assert_eq!(status, 403);
         // Reading is for everyone with a role.
         let rows: Vec<DelegationRow> = call(&mut p, "delegations/list", &[]).await;
