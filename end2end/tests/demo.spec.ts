@@ -192,9 +192,9 @@ test("a partial temporary delegation of two devices: four eyes, the peer accepts
     await expect(timeline.locator("[data-status=done]").last()).toContainText(`${ENTERPRISE_ID} manages the scope`);
     const states = await statesSeen(page, marker);
     console.log(`${name} page, live: ${states.join(" → ")}`);
-    // In order, each seen on the page as it happened, more between them.
+    // In order, each seen on the page as it happened (the steps between
+    // them may come faster than the page draws).
     expect(states.filter((s) => waypoints.includes(s))).toEqual(waypoints);
-    expect(states.length).toBeGreaterThan(waypoints.length);
   }
   await expect(opLive.getByTestId("sequence").locator("[data-message]").first()).toBeVisible();
   await opLive.screenshot({ path: join(ROOT, "docs", "delegation-completed.png"), fullPage: true });
@@ -283,7 +283,8 @@ test("a viewer sees no approve or abort controls, and forged requests are refuse
 test("a temporary delegation reaches its expiry and reverts on both sides", async ({ browser }) => {
   test.setTimeout(120_000);
   const d = demo.devices[4];
-  const expires = new Date(Date.now() + 25_000);
+  // Whole seconds: the API keeps the expiry to the second.
+  const expires = new Date(Math.ceil((Date.now() + 25_000) / 1000) * 1000);
   const id = await requestByApi(d, expires);
   expect((await api(OP_URL, demo.token("operator", "ops-approver"), `/api/v1/delegations/${id}/approve`, {})).status).toBe(200);
   const entId = await enterpriseId(d);
