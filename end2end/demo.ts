@@ -48,6 +48,7 @@ export function parsePasswords(stdout: string): Record<string, string> {
 export async function startDemo(devices: number): Promise<Demo> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo leptos build first`);
   const dir = mkdtempSync(join(tmpdir(), "handover-demo-e2e-"));
+  const started = Date.now();
   const child = spawn(
     BIN,
     [
@@ -91,6 +92,7 @@ export async function startDemo(devices: number): Promise<Demo> {
     await sleep(200);
   }
   if (list.length !== devices || !list.every((d) => d.last_seen)) await stop("the fleet was not read in time");
+  console.log(`demo with ${devices} devices ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return { child, dir, passwords, devices: list.map((d) => d.devid).sort(), token };
 }
 
