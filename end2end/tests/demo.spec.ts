@@ -200,10 +200,15 @@ test("a partial temporary delegation of two devices: four eyes, the peer accepts
   await opLive.screenshot({ path: join(ROOT, "docs", "delegation-completed.png"), fullPage: true });
 
   // The device pages of both sides show the enterprise managing ./Vendor/Corp.
-  for (const page of [opLive, entLive]) {
-    await page.goto(`/devices/${encodeURIComponent(d1)}`);
-    const map = page.getByRole("table", { name: "Authorities by subtree" });
-    await expect(map.getByRole("row", { name: new RegExp(`${ENTERPRISE_ID}.*${SUBTREE.replace(/\./g, "\\.")}`) })).toBeVisible();
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  for (const d of [d1, d2]) {
+    for (const page of [opLive, entLive]) {
+      await page.goto(`/devices/${encodeURIComponent(d)}`);
+      const map = page.getByRole("table", { name: "Authorities by subtree" });
+      await expect(map.getByRole("row", { name: new RegExp(`${escape(ENTERPRISE_ID)}.*${escape(SUBTREE)} Get, ?Replace`) })).toBeVisible();
+      // The rest stays with the operator.
+      await expect(map.getByRole("row", { name: new RegExp(`^${escape(OPERATOR_ID)}`) })).toBeVisible();
+    }
   }
 
   // The audit logs of both sides hold the steps and verify.
