@@ -254,6 +254,13 @@ test("an abort in the middle ends it on both sides, live, and the device stays w
   const approverB = await portal(browser, ENT_URL, "it-approver");
   await approverB.goto("/approvals");
   await expect(approverB.getByRole("article", { name: `Request for ${d}` })).toHaveCount(0);
+  // Both audit logs record the abort.
+  const auditorA = await portal(browser, OP_URL, "ops-auditor");
+  await auditorA.goto(`/delegations/${id}`);
+  await auditShows(auditorA, ["delegation.aborted"]);
+  const auditorB = await portal(browser, ENT_URL, "it-auditor");
+  await auditorB.goto(`/delegations/${entId}`);
+  await auditShows(auditorB, ["delegation.aborted"]);
 });
 
 test("a viewer sees no approve or abort controls, and forged requests are refused", async ({ browser }) => {
