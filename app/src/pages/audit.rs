@@ -173,6 +173,7 @@ pub fn Audit() -> impl IntoView {
                             <p class="mb-2 text-sm text-slate-500">{format!("{} matching entries", p.total_matching)}</p>
                             <div class="overflow-x-auto rounded-lg border border-slate-200 bg-white shadow-sm">
                                 <table class="min-w-full divide-y divide-slate-200 text-sm">
+                                    <caption class="sr-only">"Audit entries"</caption>
                                     <thead class="bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500">
                                         <tr>
                                             <th scope="col" class="px-4 py-3">"#"</th>
