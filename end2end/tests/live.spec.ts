@@ -37,7 +37,7 @@ test.beforeAll(() => {
   once(() => cli(dataDir, ["admin", "user", "create", "live-abe", "--role", "approver", "--role", "viewer", "--password-stdin"], PASSWORD + "\n"));
   once(() => cli(dataDir, [
     "admin", "peer", "add", "--server-id", PEER, "--url", "https://127.0.0.1:9",
-    "--dm-url", "http://127.0.0.1:9/dm", "--fingerprint", "ab".repeat(32),
+    "--dm-url", "http://127.0.0.1:9/dm", "--fingerprint", "cd".repeat(32),
   ]));
   const lines = ["devid,auth,client_name,client_secret,client_nonce,server_name,server_secret,server_nonce,push_address"];
   for (let i = 1; i <= 12; i++) {

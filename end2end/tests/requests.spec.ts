@@ -40,7 +40,7 @@ test.beforeAll(() => {
     // Nothing listens there: approved requests wait to be delivered.
     "--url", "https://127.0.0.1:9",
     "--dm-url", "http://127.0.0.1:9/dm",
-    "--fingerprint", "ab".repeat(32),
+    "--fingerprint", "ef".repeat(32),
   ]);
 });
 

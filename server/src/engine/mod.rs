@@ -371,13 +371,13 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Our own side's approver: the second person of a request we
+        // initiated (in the terms), or whoever accepted an incoming one.
         let approved_by = match &cur.stored {
-            Stored::Machine(m) => m
-                .shared()
-                .approver
-                .clone()
-                .or_else(|| m.shared().terms.approved_by.clone())
-                .unwrap_or_default(),
+            Stored::Machine(m) if cur.row.initiator => {
+                m.shared().terms.approved_by.clone().unwrap_or_default()
+            }
+            Stored::Machine(m) => m.shared().approver.clone().unwrap_or_default(),
             _ => String::new(),
         };
         store::save(
