@@ -3,6 +3,9 @@
 //! Compiled twice: with `ssr` into the `handover` binary (server functions run
 //! there, as thin adapters to the server library behind [`backend::Backend`]),
 //! and with `hydrate` into WebAssembly for the browser.
+// Without erased component types (release builds) the view types of the
+// delegation pages nest deeper than the default limit of 128.
+#![recursion_limit = "512"]
 
 pub mod api;
 pub mod app;
