@@ -7,6 +7,10 @@
 //! listeners of one authority, `cli` the command line, `dmtool` its
 //! support-desk tools for DM messages.
 
+// The portal's routes carry the view types of its pages; in release builds
+// (components not erased) they nest deeper than the default limit of 128.
+#![recursion_limit = "512"]
+
 pub use handover_dm as dm;
 
 pub mod audit;
