@@ -147,11 +147,13 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let s = v.seal("IMEI:1", "client_secret", &Secret::new("pw"));
-        assert!(!s.contains("pw"));
+        // Long enough that random ciphertext cannot contain it by chance.
+        let plain = "correct-horse-battery-staple";
+        let s = v.seal("IMEI:1", "client_secret", &Secret::new(plain));
+        assert!(!s.contains(plain));
         assert_eq!(
             v.unseal("IMEI:1", "client_secret", &s).unwrap().expose(),
-            "pw"
+            plain
         );
         assert!(v.unseal("IMEI:2", "client_secret", &s).is_err());
         assert!(v.unseal("IMEI:1", "server_secret", &s).is_err());
