@@ -4,8 +4,8 @@
 
 use crate::api::audit::{AuditFilter, AuditPage, EventKind, VerifyReport};
 use crate::api::delegations::{
-    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
-    RequestSent,
+    Approvals, BulkDecision, DelegationFilter, DelegationPage, RequestDraft, RequestOptions,
+    RequestPreview, RequestSent,
 };
 use crate::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use crate::api::live::{Act, BatchLive, DelegationLive, DelegationRow as DeviceDelegationRow};
@@ -92,9 +92,10 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         req: &Parts,
         filter: DelegationFilter,
-    ) -> Result<Vec<DelegationRow>, AppError>;
+    ) -> Result<DelegationPage, AppError>;
     async fn approvals(&self, req: &Parts) -> Result<Approvals, AppError>;
     async fn approvals_waiting(&self, req: &Parts) -> Result<i64, AppError>;
     async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError>;
+    async fn approve_all(&self, req: &Parts, ids: Vec<i64>) -> Result<BulkDecision, AppError>;
     async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError>;
 }

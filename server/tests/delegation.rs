@@ -14,17 +14,30 @@ use std::time::Duration;
 // PROTOCOL B.3–B.6: a partial, temporary delegation initiated by DMS-1
 // runs to Completed on both sides; the device carries DMS-2's account with
 // the B.5 ACL and the granted rights on the scope; DMS-2 rotated the
-// one-time secrets; revoking it restores the device byte for byte.
+// one-time secrets; revoking it restores the device byte for byte. Two
+// devices make a batch, approved in one call; each completes on its own.
 async fn partial_temporary_from_dms1(kind: Kind) {
     let Some(w) = world(kind, Opts::default()).await else {
         return;
     };
     let devid = w.devids[0].clone();
     let before = w.sim.tree(&devid).await.unwrap();
-    let pairs = request_and_approve(&w.dms1, &w.dms2, body(&devid, DMS2, false, true, false)).await;
+    let mut b = body(&devid, DMS2, false, true, false);
+    b["devices"] = serde_json::json!([devid, w.devids[1]]);
+    let pairs = request_and_approve(&w.dms1, &w.dms2, b).await;
+    assert_eq!(pairs.len(), 2);
     let (id1, id2) = pairs[0];
-    wait_state(&w.dms1, id1, "Completed", Duration::from_secs(60)).await;
-    wait_state(&w.dms2, id2, "Completed", Duration::from_secs(10)).await;
+    for (one, two) in &pairs {
+        wait_state(&w.dms1, *one, "Completed", Duration::from_secs(60)).await;
+        wait_state(&w.dms2, *two, "Completed", Duration::from_secs(10)).await;
+    }
+    // B.7: the ownership map dates DMS-2's management from completion.
+    let row = handover::store::delegations::get(&w.dms1.db, id1)
+        .await
+        .unwrap()
+        .unwrap();
+    let done = row.completed_at.expect("the time it completed");
+    assert!(done >= row.created_at && done <= handover::store::now_ms());
 
     let tree = w.sim.tree(&devid).await.unwrap();
     let dms2 = ServerId::parse(DMS2).unwrap();

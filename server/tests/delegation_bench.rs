@@ -74,10 +74,18 @@ async fn batch_end_to_end() {
         .collect();
     let t0 = Instant::now();
     let start_ms = handover::store::now_ms();
-    for id in &ids {
-        let (s, v) = w.dms1.act(*id, "approve", "").await;
-        assert_eq!(s, 200, "{v}");
-    }
+    // A second person approves the whole batch in one call.
+    let (s, v) = w
+        .dms1
+        .api(
+            "ben",
+            "POST",
+            &format!("/api/v1/batches/{batch}/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["approved"].as_array().map(Vec::len), Some(n), "{v}");
     let approvals = t0.elapsed();
     let mut last = Value::Null;
     let t_limit = Duration::from_secs(600);

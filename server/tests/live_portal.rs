@@ -233,6 +233,7 @@ async fn events_arrive_for_viewers_only(t: TestDb) {
         .unwrap();
     assert!(
         now.text
+            .to_string()
             .starts_with("waiting for carrier.example to prove who it is"),
         "{}",
         now.text

@@ -10,7 +10,7 @@ use handover::audit::{self, Event};
 use handover::peer::{DmUrl, Fingerprint, Peer, PeerUrl};
 use handover::store::{peers, Db};
 use handover_app::api::delegations::{
-    Approvals, DelegationRow, RequestOptions, RequestPreview, RequestSent,
+    Approvals, BulkDecision, DelegationPage, RequestOptions, RequestPreview, RequestSent,
 };
 use handover_app::api::Role;
 use handover_dm::ServerId;
@@ -251,12 +251,14 @@ async fn request_preview_send(t: TestDb) {
     )
     .await;
     assert_eq!(sent.delegations.len(), 2);
-    let rows: Vec<DelegationRow> = call(
+    let page: DelegationPage = call(
         &mut olga,
         "delegations/list",
         &[("filter[batch]".into(), sent.batch_id.to_string())],
     )
     .await;
+    assert_eq!((page.total, page.page, page.pages()), (2, 1, 1));
+    let rows = page.rows;
     assert_eq!(rows.len(), 2);
     assert!(rows[0].id > rows[1].id, "newest first");
     for r in &rows {
@@ -278,17 +280,29 @@ async fn request_preview_send(t: TestDb) {
 
     // Filters of the list.
     let by = |k: &str, v: &str| vec![(format!("filter[{k}]"), v.to_owned())];
-    let open: Vec<DelegationRow> = call(&mut olga, "delegations/list", &by("state", "open")).await;
+    let list = |page: DelegationPage| page.rows;
+    let open = list(call(&mut olga, "delegations/list", &by("state", "open")).await);
     assert_eq!(open.len(), 2);
-    let ended: Vec<DelegationRow> =
-        call(&mut olga, "delegations/list", &by("state", "ended")).await;
+    let ended = list(call(&mut olga, "delegations/list", &by("state", "ended")).await);
     assert!(ended.is_empty());
-    let one: Vec<DelegationRow> =
-        call(&mut olga, "delegations/list", &by("device", &devid(2))).await;
+    let one = list(call(&mut olga, "delegations/list", &by("device", &devid(2))).await);
     assert_eq!(one.len(), 1);
-    let none: Vec<DelegationRow> =
-        call(&mut olga, "delegations/list", &by("peer", "other.example")).await;
+    let none = list(call(&mut olga, "delegations/list", &by("peer", "other.example")).await);
     assert!(none.is_empty());
+    // Sorted by any column, both ways; a page past the end shows the last.
+    let sorted = |dir: bool| {
+        vec![
+            ("filter[sort]".to_owned(), "Device".to_owned()),
+            ("filter[desc]".to_owned(), dir.to_string()),
+            ("filter[page]".to_owned(), "7".to_owned()),
+        ]
+    };
+    let up: DelegationPage = call(&mut olga, "delegations/list", &sorted(false)).await;
+    let down: DelegationPage = call(&mut olga, "delegations/list", &sorted(true)).await;
+    let devids = |p: &DelegationPage| p.rows.iter().map(|r| r.devid.clone()).collect::<Vec<_>>();
+    assert_eq!(devids(&up), vec![devid(1), devid(2)]);
+    assert_eq!(devids(&down), vec![devid(2), devid(1)]);
+    assert_eq!(up.page, 1);
     let (status, _) = refused(&mut olga, "delegations/list", &by("batch", "x")).await;
     assert_eq!(status, 400);
     running.stop().await;
@@ -370,12 +384,13 @@ async fn approvals_four_eyes(t: TestDb) {
         "only the request of `both` still waits"
     );
     assert_eq!(a.outgoing[0].requested_by, "both");
-    let rows: Vec<DelegationRow> = call(
+    let rows = call::<DelegationPage>(
         &mut anna,
         "delegations/list",
         &[("filter[batch]".into(), sent.batch_id.to_string())],
     )
-    .await;
+    .await
+    .rows;
     let row = |i: i64| rows.iter().find(|r| r.id == i).unwrap();
     assert_ne!(row(first).state, "AwaitingRequestApproval");
     assert_eq!(row(first).approved_by, "anna");
@@ -404,6 +419,92 @@ async fn approvals_four_eyes(t: TestDb) {
     running.stop().await;
 }
 
+/// "Approve all" decides each request as one by one would: never the
+/// caller's own (refused and audited), unknown ones named, the rest approved.
+async fn approve_all_keeps_four_eyes(t: TestDb) {
+    let (bound, db, running) = setup(&t).await;
+    let mut both = as_user(&bound, "both").await;
+    let mut olga = as_user(&bound, "olga").await;
+    let batch: RequestSent = call(
+        &mut both,
+        "delegations/send",
+        &draft(&selection(&[devid(1), devid(2)]), &[]),
+    )
+    .await;
+    let single: RequestSent = call(
+        &mut olga,
+        "delegations/send",
+        &draft(&selection(&[devid(3)]), &[]),
+    )
+    .await;
+    let ids = |ids: &[i64]| -> Vec<(String, String)> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (format!("ids[{i}]"), id.to_string()))
+            .collect()
+    };
+    let (b1, b2, o3) = (
+        batch.delegations[0],
+        batch.delegations[1],
+        single.delegations[0],
+    );
+
+    let mut vera = as_user(&bound, "vera").await;
+    let (status, _) = refused(&mut vera, "approvals/approve-all", &ids(&[o3])).await;
+    assert_eq!(status, 403, "a viewer decides nothing");
+    let (status, body) = refused(&mut both, "approvals/approve-all", &[]).await;
+    assert_eq!(status, 400, "{body}");
+
+    let d: BulkDecision = call(
+        &mut both,
+        "approvals/approve-all",
+        &ids(&[b1, b2, o3, 999_999]),
+    )
+    .await;
+    assert_eq!(d.approved, 1, "only olga's request is not their own");
+    let refused_ids: Vec<i64> = d.refused.iter().map(|(id, _)| *id).collect();
+    assert_eq!(refused_ids, vec![b1, b2, 999_999]);
+    assert!(
+        d.refused[0].1.contains("your own request"),
+        "{:?}",
+        d.refused
+    );
+    assert!(d.refused[2].1.contains("no such"), "{:?}", d.refused);
+
+    let mut anna = as_user(&bound, "anna").await;
+    let d: BulkDecision = call(&mut anna, "approvals/approve-all", &ids(&[b1, b2, o3])).await;
+    assert_eq!(d.approved, 2);
+    assert_eq!(
+        d.refused.len(),
+        1,
+        "o3 was approved already: {:?}",
+        d.refused
+    );
+    let a: Approvals = call(&mut anna, "approvals/list", &[]).await;
+    assert!(a.outgoing.is_empty());
+    let rows = call::<DelegationPage>(&mut anna, "delegations/list", &[])
+        .await
+        .rows;
+    for r in &rows {
+        assert_ne!(r.state, "AwaitingRequestApproval");
+        let by = if r.id == o3 { "both" } else { "anna" };
+        assert_eq!(r.approved_by, by);
+    }
+    let denied = audit::list(
+        &db,
+        &audit::Filter {
+            code: Some(Event::AccessDenied.code()),
+            actor: "both".into(),
+            ..Default::default()
+        },
+        50,
+    )
+    .await
+    .unwrap();
+    assert_eq!(denied.len(), 2, "each own request refused is audited");
+    running.stop().await;
+}
+
 async fn roles(t: TestDb) {
     let (bound, _db, running) = setup(&t).await;
     let sel = selection(&[devid(1)]);
@@ -424,8 +525,8 @@ async fn roles(t: TestDb) {
         .await;
         assert_eq!(status, 403);
         // Reading is for everyone with a role.
-        let rows: Vec<DelegationRow> = call(&mut p, "delegations/list", &[]).await;
-        assert!(rows.is_empty());
+        let page: DelegationPage = call(&mut p, "delegations/list", &[]).await;
+        assert!(page.rows.is_empty() && page.total == 0);
     }
     running.stop().await;
 }
@@ -433,5 +534,6 @@ async fn roles(t: TestDb) {
 on_both_databases! {
     request => request_preview_send;
     approvals => approvals_four_eyes;
+    approve_all => approve_all_keeps_four_eyes;
     roles_enforced => roles;
 }

@@ -102,7 +102,59 @@ pub fn delegation_href(id: i64) -> String {
     format!("/delegations/{id}")
 }
 
-/// The filters of the Delegations page, exactly as in its URL; empty means any.
+/// A column the Delegations page sorts by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DelegationSort {
+    /// When it was requested (the default, newest first).
+    #[default]
+    Started,
+    Device,
+    Peer,
+    State,
+}
+
+impl DelegationSort {
+    pub const ALL: [DelegationSort; 4] = [
+        DelegationSort::Started,
+        DelegationSort::Device,
+        DelegationSort::Peer,
+        DelegationSort::State,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DelegationSort::Started => "started",
+            DelegationSort::Device => "device",
+            DelegationSort::Peer => "peer",
+            DelegationSort::State => "state",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DelegationSort::Started => "Started",
+            DelegationSort::Device => "Device",
+            DelegationSort::Peer => "Peer",
+            DelegationSort::State => "State",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DelegationSort> {
+        DelegationSort::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The direction a first click on the column sorts in: newest first
+    /// for times, A→Z for the rest.
+    pub fn natural_desc(self) -> bool {
+        self == DelegationSort::Started
+    }
+}
+
+/// Rows per page of the Delegations page.
+pub const DELEGATIONS_PER_PAGE: i64 = 50;
+
+/// The filters, order and page of the Delegations page, exactly as in its
+/// URL; empty filters mean any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DelegationFilter {
     /// `open`, `ended` or a state name.
@@ -115,36 +167,102 @@ pub struct DelegationFilter {
     /// A batch number.
     #[serde(default)]
     pub batch: String,
+    #[serde(default)]
+    pub sort: DelegationSort,
+    /// Descending; when absent, the sort's natural direction (see
+    /// [`DelegationFilter::descending`]).
+    #[serde(default)]
+    pub desc: Option<bool>,
+    /// From 1; 0 is read as 1.
+    #[serde(default)]
+    pub page: i64,
 }
 
 impl DelegationFilter {
     pub fn from_pairs(get: impl Fn(&str) -> Option<String>) -> Self {
         let text = |k: &str| get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+        let sort = DelegationSort::parse(&text("sort")).unwrap_or_default();
+        let desc = match text("dir").as_str() {
+            "asc" => Some(false),
+            "desc" => Some(true),
+            _ => None,
+        };
         DelegationFilter {
             state: text("state"),
             device: text("device"),
             peer: text("peer"),
             batch: text("batch"),
+            sort,
+            desc,
+            page: text("page").parse::<i64>().unwrap_or(1).clamp(1, 1_000_000),
         }
     }
 
-    /// `/delegations?…` for these filters.
+    /// Whether the order is descending.
+    pub fn descending(&self) -> bool {
+        self.desc.unwrap_or(self.sort.natural_desc())
+    }
+
+    /// The same filters in another order, from the first page.
+    pub fn sorted_by(&self, sort: DelegationSort, desc: bool) -> Self {
+        DelegationFilter {
+            sort,
+            desc: (desc != sort.natural_desc()).then_some(desc),
+            page: 1,
+            ..self.clone()
+        }
+    }
+
+    /// The same filters and order on page `page`.
+    pub fn with_page(&self, page: i64) -> Self {
+        DelegationFilter {
+            page,
+            ..self.clone()
+        }
+    }
+
+    /// `/delegations?…` for these filters, order and page.
     pub fn href(&self) -> String {
+        let sort = (self.sort != DelegationSort::default()).then(|| self.sort.as_str().to_owned());
+        let desc = self.descending();
+        let dir = (desc != self.sort.natural_desc())
+            .then(|| if desc { "desc" } else { "asc" }.to_owned());
+        let page = (self.page > 1).then(|| self.page.to_string());
         let q: Vec<String> = [
-            ("state", &self.state),
-            ("device", &self.device),
-            ("peer", &self.peer),
-            ("batch", &self.batch),
+            ("state", Some(self.state.clone())),
+            ("device", Some(self.device.clone())),
+            ("peer", Some(self.peer.clone())),
+            ("batch", Some(self.batch.clone())),
+            ("sort", sort),
+            ("dir", dir),
+            ("page", page),
         ]
         .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", encode_component(v)))
+        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .map(|(k, v)| format!("{k}={}", encode_component(&v)))
         .collect();
         if q.is_empty() {
             "/delegations".to_owned()
         } else {
             format!("/delegations?{}", q.join("&"))
         }
+    }
+}
+
+/// One page of the Delegations page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationPage {
+    pub rows: Vec<DelegationRow>,
+    /// How many delegations match, over all pages.
+    pub total: i64,
+    /// From 1.
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl DelegationPage {
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page.max(1)).max(1)
     }
 }
 
@@ -371,7 +489,7 @@ pub async fn send_request(#[server(default)] draft: RequestDraft) -> Result<Requ
 #[server(endpoint = "delegations/list")]
 pub async fn list_delegations(
     #[server(default)] filter: DelegationFilter,
-) -> Result<Vec<DelegationRow>, AppError> {
+) -> Result<DelegationPage, AppError> {
     super::with_backend(|b, req| async move { b.delegations_list(&req, filter).await }).await
 }
 
@@ -388,6 +506,91 @@ pub async fn count_approvals() -> Result<i64, AppError> {
 #[server(endpoint = "approvals/approve")]
 pub async fn approve_delegation(id: i64) -> Result<(), AppError> {
     super::with_backend(|b, req| async move { b.approve(&req, id).await }).await
+}
+
+/// What approving several requests at once did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkDecision {
+    pub approved: i64,
+    /// (delegation, why it was not approved), e.g. the caller's own request
+    /// or one another approver decided meanwhile.
+    pub refused: Vec<(i64, String)>,
+}
+
+/// Requests that can be decided together: those of one batch (ours), or a
+/// peer's requests with the same terms (theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestGroup {
+    /// e.g. "Batch 12" or "Same terms from carrier.example".
+    pub title: String,
+    pub ids: Vec<i64>,
+}
+
+/// Groups our waiting requests by batch, in the order first seen.
+pub fn group_outgoing(rows: &[DelegationRow]) -> Vec<RequestGroup> {
+    group_by(rows, |r| match r.batch_id {
+        Some(b) => (format!("b{b}"), format!("Batch {b}")),
+        None => (format!("d{}", r.id), format!("Request {}", r.id)),
+    })
+}
+
+/// Groups a peer's waiting requests by identical terms (peer, type, scope,
+/// term, expiry, reason), in the order first seen.
+pub fn group_incoming(rows: &[IncomingRequest]) -> Vec<RequestGroup> {
+    group_by(rows.iter().map(|r| &r.row), |r| {
+        let scope: Vec<String> = r
+            .scope
+            .iter()
+            .map(|s| format!("{}={}", s.uri, s.rights))
+            .collect();
+        (
+            format!(
+                "{}|{}|{}|{}|{:?}|{}",
+                r.peer,
+                r.kind,
+                scope.join(";"),
+                r.term,
+                r.expires_at,
+                r.reason
+            ),
+            format!("Same terms from {}", r.peer),
+        )
+    })
+}
+
+fn group_by<'a>(
+    rows: impl IntoIterator<Item = &'a DelegationRow>,
+    key: impl Fn(&DelegationRow) -> (String, String),
+) -> Vec<RequestGroup> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, RequestGroup> = BTreeMap::new();
+    for r in rows {
+        let (k, title) = key(r);
+        groups
+            .entry(k.clone())
+            .or_insert_with(|| {
+                order.push(k);
+                RequestGroup {
+                    title,
+                    ids: Vec::new(),
+                }
+            })
+            .ids
+            .push(r.id);
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect()
+}
+
+/// The most requests one "approve all" decides.
+pub const BULK_MAX: usize = 10_000;
+
+/// Approves every request in `ids` the caller may approve (never their own).
+#[server(endpoint = "approvals/approve-all")]
+pub async fn approve_all(#[server(default)] ids: Vec<i64>) -> Result<BulkDecision, AppError> {
+    super::with_backend(|b, req| async move { b.approve_all(&req, ids).await }).await
 }
 
 #[server(endpoint = "approvals/reject")]
@@ -453,5 +656,56 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(new_request_href(&all), "/delegations/new?all=1&man=Acme");
+    }
+
+    #[test]
+    fn the_delegations_url_keeps_filters_order_and_page() {
+        let pairs = |href: &str| -> Vec<(String, String)> {
+            href.split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap();
+                    (k.to_owned(), v.replace("%3A", ":"))
+                })
+                .collect()
+        };
+        let parse = |href: &str| {
+            let p = pairs(href);
+            DelegationFilter::from_pairs(|k| p.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone()))
+        };
+        let default = parse("/delegations");
+        assert_eq!(default.sort, DelegationSort::Started);
+        assert!(default.descending(), "newest first by default");
+        assert_eq!(default.page, 1);
+        assert_eq!(default.href(), "/delegations");
+
+        let f = DelegationFilter {
+            device: "IMEI:1".into(),
+            ..default.clone()
+        }
+        .sorted_by(DelegationSort::Peer, false)
+        .with_page(3);
+        assert_eq!(f.href(), "/delegations?device=IMEI%3A1&sort=peer&page=3");
+        assert_eq!(parse(&f.href()), f);
+        let oldest = default.sorted_by(DelegationSort::Started, false);
+        assert_eq!(oldest.href(), "/delegations?dir=asc");
+        assert_eq!(parse(&oldest.href()), oldest);
+        assert_eq!(parse("/delegations?page=-4&sort=nonsense").page, 1);
+        assert_eq!(
+            parse("/delegations?sort=nonsense").sort,
+            DelegationSort::Started
+        );
+
+        let page = DelegationPage {
+            rows: vec![],
+            total: 101,
+            page: 1,
+            per_page: 50,
+        };
+        assert_eq!(page.pages(), 3);
+        assert_eq!(DelegationPage { total: 0, ..page }.pages(), 1);
     }
 }

@@ -34,6 +34,9 @@ pub struct DelegationRow {
     pub wake_at: Option<i64>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// When it reached Completed, if it did.
+    #[serde(default)]
+    pub completed_at: Option<i64>,
 }
 
 impl DelegationRow {
@@ -108,6 +111,71 @@ pub struct BatchLive {
     pub rows: Vec<DelegationRow>,
 }
 
+/// A column the batch page sorts its delegations by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchSort {
+    /// In the order they were created (the default).
+    #[default]
+    Id,
+    Device,
+    State,
+    Ended,
+}
+
+impl BatchSort {
+    pub const ALL: [BatchSort; 4] = [
+        BatchSort::Id,
+        BatchSort::Device,
+        BatchSort::State,
+        BatchSort::Ended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchSort::Id => "id",
+            BatchSort::Device => "device",
+            BatchSort::State => "state",
+            BatchSort::Ended => "ended",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BatchSort::Id => "#",
+            BatchSort::Device => "Device",
+            BatchSort::State => "State",
+            BatchSort::Ended => "Ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BatchSort> {
+        BatchSort::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Rows per page of the batch page.
+pub const BATCH_PER_PAGE: usize = 100;
+
+/// Sorts a batch's delegations by `sort`; ties keep creation order. Those
+/// not ended yet come after the ended ones when sorting by end time.
+pub fn sort_batch(rows: &mut [DelegationRow], sort: BatchSort, desc: bool) {
+    rows.sort_by(|a, b| {
+        let by = match sort {
+            BatchSort::Id => a.id.cmp(&b.id),
+            BatchSort::Device => a.devid.cmp(&b.devid),
+            BatchSort::State => a.state.cmp(&b.state),
+            BatchSort::Ended => match (a.ended_at, b.ended_at) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            },
+        };
+        let by = if desc { by.reverse() } else { by };
+        by.then(a.id.cmp(&b.id))
+    });
+}
+
 /// A staff decision on a delegation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,6 +233,81 @@ pub enum Status {
     Pending,
 }
 
+/// A piece of a sentence: words, or a time of day that the page shows in
+/// the reader's time zone (UTC on the server and in plain text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Word {
+    Text(String),
+    /// Unix milliseconds, shown as a clock time.
+    Clock(i64),
+}
+
+/// A sentence with times of day in it, e.g. "waiting for the device to
+/// connect — notified 12:03:41"; `Display` writes the times in UTC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words(pub Vec<Word>);
+
+impl Words {
+    pub fn text(s: impl Into<String>) -> Self {
+        Words(vec![Word::Text(s.into())])
+    }
+
+    pub fn push_str(&mut self, s: &str) {
+        match self.0.last_mut() {
+            Some(Word::Text(t)) => t.push_str(s),
+            _ => self.0.push(Word::Text(s.to_owned())),
+        }
+    }
+
+    pub fn push_clock(&mut self, ms: i64) {
+        self.0.push(Word::Clock(ms));
+    }
+
+    pub fn append(&mut self, other: Words) {
+        for w in other.0 {
+            match w {
+                Word::Text(t) => self.push_str(&t),
+                Word::Clock(ms) => self.push_clock(ms),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .iter()
+            .all(|w| matches!(w, Word::Text(t) if t.is_empty()))
+    }
+}
+
+impl std::fmt::Display for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for w in &self.0 {
+            match w {
+                Word::Text(t) => f.write_str(t)?,
+                Word::Clock(ms) => f.write_str(&clock(*ms))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq<&str> for Words {
+    fn eq(&self, other: &&str) -> bool {
+        let mut rest = *other;
+        for w in &self.0 {
+            let piece = match w {
+                Word::Text(t) => t.clone(),
+                Word::Clock(ms) => clock(*ms),
+            };
+            match rest.strip_prefix(piece.as_str()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineStep {
@@ -172,7 +315,7 @@ pub struct TimelineStep {
     pub status: Status,
     /// When it was done, or since when it waits.
     pub at: Option<i64>,
-    pub text: String,
+    pub text: Words,
 }
 
 /// B.3 answers in plain words.
@@ -245,28 +388,33 @@ fn step_of(state: &str) -> Option<usize> {
 }
 
 /// What the delegation waits for now, in plain words.
-pub fn waiting_for(d: &DelegationLive) -> String {
+pub fn waiting_for(d: &DelegationLive) -> Words {
     let r = &d.row;
     let peer = &r.peer;
     let device = || match (&d.job, d.notified_at) {
-        (Some(j), _) if j.state == "sent" => "the device to finish its DM session".to_owned(),
-        (_, Some(n)) => format!("the device to connect — notified {}", clock(n)),
-        _ => "the device to connect".to_owned(),
+        (Some(j), _) if j.state == "sent" => Words::text("the device to finish its DM session"),
+        (_, Some(n)) => {
+            let mut w = Words::text("the device to connect — notified ");
+            w.push_clock(n);
+            w
+        }
+        _ => Words::text("the device to connect"),
     };
-    match r.state.as_str() {
+    let words = match r.state.as_str() {
         "AwaitingRequestApproval" => format!("an approver at {}", d.me),
         "AwaitingAuthChallenge" => format!("{peer} to prove who it is (AuthChallenge)"),
         "AwaitingAuthResponse" => format!("{peer} to answer the challenge (AuthResponse)"),
         "AwaitingApproval" => format!("an approver at {}", d.me),
         "AwaitingAccept" => format!("an approver at {peer}"),
-        "PreparingClient" | "UpdatingAcls" => device(),
+        "PreparingClient" | "UpdatingAcls" => return device(),
         "AwaitingStart" => format!("{peer} to send Start"),
-        "Bootstrapping" => device(),
+        "Bootstrapping" => return device(),
         "AwaitingBootstrapped" => format!("{peer} to bootstrap the device"),
         "Completing" => format!("{peer} to answer Complete"),
         "AwaitingComplete" => format!("{peer} to send Complete"),
         s => s.to_owned(),
-    }
+    };
+    Words::text(words)
 }
 
 /// A failed delivery in plain words, e.g. "the peer refused Start (409 — not valid now)".
@@ -340,7 +488,7 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
                 1 => "Notification sent".to_owned(),
                 _ => String::new(),
             };
-            (Status::Done, done_at, text)
+            (Status::Done, done_at, Words::text(text))
         } else if i == reached && !r.ended() {
             let since = states
                 .iter()
@@ -354,9 +502,11 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
                         .map(|s| s.time)
                 })
                 .or(Some(r.created_at));
-            let mut text = format!("waiting for {}", waiting_for(d));
+            let mut text = Words::text("waiting for ");
+            text.append(waiting_for(d));
             if let Some(since) = since {
-                text.push_str(&format!(" since {}", clock(since)));
+                text.push_str(" since ");
+                text.push_clock(since);
             }
             if let Some(p) = &problem {
                 text.push_str(&format!("; {p}"));
@@ -385,9 +535,9 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
             } else {
                 format!("{} here — {why}", r.state.to_lowercase())
             };
-            (Status::Failed, r.ended_at, text)
+            (Status::Failed, r.ended_at, Words::text(text))
         } else {
-            (Status::Pending, None, String::new())
+            (Status::Pending, None, Words::default())
         };
         out.push(TimelineStep {
             title: (*title).to_owned(),
@@ -401,10 +551,10 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
             title: "Completed".to_owned(),
             status: Status::Done,
             at: completed_at,
-            text: format!(
+            text: Words::text(format!(
                 "{} manages the scope",
                 if r.role == "dms1" { &r.peer } else { &d.me }
-            ),
+            )),
         });
     }
     if completed_at.is_some() && r.ended() {
@@ -412,7 +562,7 @@ pub fn timeline(d: &DelegationLive) -> Vec<TimelineStep> {
             title: r.state.clone(),
             status: Status::Failed,
             at: r.ended_at,
-            text: r.outcome.clone(),
+            text: Words::text(r.outcome.clone()),
         });
     }
     out
@@ -563,7 +713,7 @@ pub fn ownership(authority: &str, me: &str, history: &[DelegationRow]) -> Vec<Ow
         } else {
             me.to_owned()
         };
-        let since = d.ended_at.or(Some(d.created_at));
+        let since = d.completed_at.or(Some(d.created_at));
         if d.kind == "full" {
             everything = true;
             out.push(Ownership {
@@ -639,6 +789,7 @@ mod tests {
             wake_at: None,
             created_at: 1_000,
             ended_at: None,
+            completed_at: None,
         }
     }
 
@@ -723,11 +874,45 @@ mod tests {
     #[test]
     fn ownership_splits_the_tree() {
         let mut done = row("Completed");
-        done.ended_at = Some(9);
+        done.completed_at = Some(9);
         let o = ownership("corp.example", "corp.example", &[done, row("Aborted")]);
         assert_eq!(o.len(), 2);
         assert_eq!(o[0].authority, "carrier.example");
         assert_eq!(o[0].subtree, "./Vendor");
+        assert_eq!(
+            o[0].since,
+            Some(9),
+            "dated from completion, not the request"
+        );
         assert_eq!(o[1].subtree, "everything else");
+    }
+
+    #[test]
+    fn a_batch_sorts_by_any_column() {
+        let mk = |id: i64, devid: &str, state: &str, ended: Option<i64>| DelegationRow {
+            id,
+            devid: devid.into(),
+            ended_at: ended,
+            ..row(state)
+        };
+        let mut rows = vec![
+            mk(1, "IMEI:3", "Completed", None),
+            mk(2, "IMEI:1", "Aborted", Some(50)),
+            mk(3, "IMEI:2", "UpdatingAcls", Some(20)),
+            mk(4, "IMEI:1", "Completed", None),
+        ];
+        let ids = |r: &[DelegationRow]| r.iter().map(|r| r.id).collect::<Vec<_>>();
+        sort_batch(&mut rows, BatchSort::Device, false);
+        assert_eq!(ids(&rows), vec![2, 4, 3, 1]);
+        sort_batch(&mut rows, BatchSort::Device, true);
+        assert_eq!(ids(&rows), vec![1, 3, 2, 4], "ties stay in creation order");
+        sort_batch(&mut rows, BatchSort::State, false);
+        assert_eq!(ids(&rows), vec![2, 1, 4, 3]);
+        sort_batch(&mut rows, BatchSort::Ended, false);
+        assert_eq!(ids(&rows), vec![3, 2, 1, 4]);
+        sort_batch(&mut rows, BatchSort::Id, true);
+        assert_eq!(ids(&rows), vec![4, 3, 2, 1]);
+        assert_eq!(BatchSort::parse("ended"), Some(BatchSort::Ended));
+        assert_eq!(BatchSort::parse("x"), None);
     }
 }

@@ -77,18 +77,52 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// A point in time: local time in the browser, UTC on hover.
 #[component]
 pub fn Time(ms: i64) -> impl IntoView {
+    local_time(ms, false)
+}
+
+/// A time of day (`HH:MM:SS`): local time in the browser, the full UTC
+/// time on hover. For sentences such as "notified 12:03:41".
+#[component]
+pub fn Clock(ms: i64) -> impl IntoView {
+    local_time(ms, true)
+}
+
+fn local_time(ms: i64, clock_only: bool) -> impl IntoView {
     let utc = utc_text(ms);
-    let (text, set_text) = signal(utc.clone());
+    let first = if clock_only {
+        format!("{} UTC", &utc[11..19])
+    } else {
+        utc.clone()
+    };
+    let (text, set_text) = signal(first);
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
         {
             let date = js_sys_date_local(ms);
-            set_text.set(date);
+            set_text.set(if clock_only {
+                date[11..].to_owned()
+            } else {
+                date
+            });
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = set_text;
+        let _ = (set_text, clock_only);
     });
     view! { <time datetime=ms.to_string() title=utc>{text}</time> }
+}
+
+/// A sentence with times of day in it; each time in the reader's zone.
+#[component]
+pub fn WordsView(words: crate::api::live::Words) -> impl IntoView {
+    use crate::api::live::Word;
+    words
+        .0
+        .into_iter()
+        .map(|w| match w {
+            Word::Text(t) => t.into_any(),
+            Word::Clock(ms) => view! { <Clock ms/> }.into_any(),
+        })
+        .collect_view()
 }
 
 #[cfg(feature = "hydrate")]

@@ -3,8 +3,8 @@
 //! request; everyone else sees the lists without buttons.
 
 use crate::api::delegations::{
-    delegation_href, list_approvals, ApproveDelegation, DelegationRow, IncomingRequest,
-    RejectDelegation,
+    delegation_href, group_incoming, group_outgoing, list_approvals, ApproveAll, ApproveDelegation,
+    DelegationRow, IncomingRequest, RejectDelegation, RequestGroup,
 };
 use crate::api::{AppError, Me, Role};
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
@@ -33,7 +33,14 @@ pub fn Approvals() -> impl IntoView {
                             {if a.outgoing.is_empty() {
                                 view! { <Empty text="No request of ours is waiting."/> }.into_any()
                             } else {
-                                a.outgoing.into_iter().map(|r| view! { <Outgoing row=r refresh/> }).collect_view().into_any()
+                                let groups = group_outgoing(&a.outgoing);
+                                groups.into_iter().map(|g| {
+                                    let rows: Vec<DelegationRow> = a.outgoing.iter().filter(|r| g.ids.contains(&r.id)).cloned().collect();
+                                    let theirs: Vec<i64> = rows.iter().filter(|r| !is_me(&r.requested_by)).map(|r| r.id).collect();
+                                    let by = rows.first().map(|r| r.requested_by.clone()).unwrap_or_default();
+                                    let cards = rows.into_iter().map(|r| view! { <Outgoing row=r refresh/> }).collect_view();
+                                    view! { <Group group=g approvable=theirs note=format!("requested by {by}") refresh>{cards}</Group> }
+                                }).collect_view().into_any()
                             }}
                         </section>
                         <section aria-labelledby="incoming">
@@ -42,7 +49,13 @@ pub fn Approvals() -> impl IntoView {
                             {if a.incoming.is_empty() {
                                 view! { <Empty text="No peer's request is waiting."/> }.into_any()
                             } else {
-                                a.incoming.into_iter().map(|r| view! { <Incoming req=r refresh/> }).collect_view().into_any()
+                                let groups = group_incoming(&a.incoming);
+                                groups.into_iter().map(|g| {
+                                    let reqs: Vec<IncomingRequest> = a.incoming.iter().filter(|r| g.ids.contains(&r.row.id)).cloned().collect();
+                                    let ids = g.ids.clone();
+                                    let cards = reqs.into_iter().map(|r| view! { <Incoming req=r refresh/> }).collect_view();
+                                    view! { <Group group=g approvable=ids note="signed by the peer".to_owned() refresh>{cards}</Group> }
+                                }).collect_view().into_any()
                             }}
                         </section>
                     }.into_any(),
@@ -51,6 +64,88 @@ pub fn Approvals() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// Whether `name` is the signed-in person.
+fn is_me(name: &str) -> bool {
+    use_context::<Me>().is_some_and(|m| m.name == name)
+}
+
+/// Requests decided together: one request shows as its card; several show
+/// a line with "Approve all" (for approvers, never on their own requests)
+/// and, when many, their cards folded away.
+#[component]
+fn Group(
+    group: RequestGroup,
+    approvable: Vec<i64>,
+    note: String,
+    refresh: RwSignal<u32>,
+    children: Children,
+) -> impl IntoView {
+    let n = group.ids.len();
+    if n < 2 {
+        return children().into_any();
+    }
+    let approver = use_context::<Me>().is_some_and(|m| m.has(Role::Approver));
+    let action = ServerAction::<ApproveAll>::new();
+    Effect::new(move |_| {
+        if matches!(action.value().get(), Some(Ok(_))) {
+            refresh.update(|n| *n += 1);
+        }
+    });
+    let result = move || {
+        match action.value().get() {
+        Some(Ok(d)) if d.refused.is_empty() => Some(view! {
+            <p role="status" class="text-sm text-emerald-800">{format!("Approved {}.", d.approved)}</p>
+        }.into_any()),
+        Some(Ok(d)) => Some(view! {
+            <p role="status" class="text-sm text-amber-800">
+                {format!("Approved {}; {} not approved: {}", d.approved, d.refused.len(),
+                    d.refused.iter().take(3).map(|(id, why)| format!("{id} ({why})")).collect::<Vec<_>>().join(", "))}
+            </p>
+        }.into_any()),
+        Some(Err(e)) => Some(view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any()),
+        None => None,
+    }
+    };
+    let count = approvable.len();
+    let label = format!(
+        "Approve all {count} requests of {}",
+        group.title.to_lowercase()
+    );
+    let heading = format!("{} · {n} requests", group.title);
+    let section_label = heading.clone();
+    let many = n > 3;
+    view! {
+        <section class="mb-4 rounded-lg border border-indigo-200 bg-indigo-50/40 p-4" aria-label=section_label>
+            <div class="flex flex-wrap items-center justify-between gap-3">
+                <p class="text-sm text-slate-800">
+                    <span class="font-medium">{heading}</span>
+                    <span class="text-slate-500">{format!(" — {note}")}</span>
+                </p>
+                {(approver && count > 0).then(|| view! {
+                    <button type="button" aria-label=label.clone()
+                        disabled=move || action.pending().get()
+                        on:click=move |_| { action.dispatch(ApproveAll { ids: approvable.clone() }); }
+                        class="rounded-md bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-500 focus:outline-none focus:ring-2 focus:ring-emerald-500 focus:ring-offset-2 disabled:opacity-60">
+                        {move || if action.pending().get() { format!("Approving {count}…") } else { format!("Approve all {count}") }}
+                    </button>
+                })}
+            </div>
+            <div class="mt-2">{result}</div>
+            {if many {
+                view! {
+                    <details class="mt-3">
+                        <summary class="cursor-pointer text-sm font-medium text-indigo-700">{format!("Show the {n} requests one by one")}</summary>
+                        <div class="mt-3">{children()}</div>
+                    </details>
+                }.into_any()
+            } else {
+                view! { <div class="mt-3">{children()}</div> }.into_any()
+            }}
+        </section>
+    }
+    .into_any()
 }
 
 #[component]

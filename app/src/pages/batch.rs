@@ -1,13 +1,45 @@
-//! One batch of delegations, live (viewer): progress and each device's outcome.
+//! One batch of delegations, live (viewer): progress and each device's
+//! outcome, sorted by any column and paged (order and page in the URL).
 
-use crate::api::live::get_batch_live;
+use crate::api::devices::encode_component;
+use crate::api::live::{get_batch_live, sort_batch, BatchSort, BATCH_PER_PAGE};
 use crate::api::AppError;
 use crate::components::live::{use_live, LiveLine};
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
 use crate::pages::delegation::state_class;
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+/// The order and page of the batch page, as in its URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct View {
+    sort: BatchSort,
+    desc: bool,
+    page: usize,
+}
+
+impl View {
+    fn href(self, id: i64) -> String {
+        let mut q = Vec::new();
+        if self.sort != BatchSort::default() {
+            q.push(format!("sort={}", encode_component(self.sort.as_str())));
+        }
+        if self.desc {
+            q.push("dir=desc".to_owned());
+        }
+        if self.page > 1 {
+            q.push(format!("page={}", self.page));
+        }
+        if q.is_empty() {
+            format!("/batches/{id}")
+        } else {
+            format!("/batches/{id}?{}", q.join("&"))
+        }
+    }
+}
+
+const PAGER: &str = "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-50";
 
 #[component]
 pub fn Batch() -> impl IntoView {
@@ -18,6 +50,22 @@ pub fn Batch() -> impl IntoView {
             .get("id")
             .and_then(|s| s.parse::<i64>().ok())
             .unwrap_or(0)
+    });
+    let query = use_query_map();
+    let view_of = Memo::new(move |_| {
+        let q = query.read();
+        View {
+            sort: q
+                .get("sort")
+                .and_then(|s| BatchSort::parse(&s))
+                .unwrap_or_default(),
+            desc: q.get("dir").as_deref() == Some("desc"),
+            page: q
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+        }
     });
     let live = use_live(Signal::derive(move || {
         format!("/live/batches/{}", id.get())
@@ -35,12 +83,34 @@ pub fn Batch() -> impl IntoView {
         <Transition fallback=|| view! { <p class="text-sm text-slate-500">"Loading the batch…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(b) => {
+                    Ok(mut b) => {
+                        let v = view_of.get();
+                        let batch = b.id;
                         let total = b.rows.len();
                         let completed = b.rows.iter().filter(|r| r.state == "Completed").count();
                         let ended = b.rows.iter().filter(|r| r.state != "Completed" && r.ended()).count();
                         let running = total - completed - ended;
                         let pct = |n: usize| if total == 0 { 0.0 } else { n as f64 * 100.0 / total as f64 };
+                        sort_batch(&mut b.rows, v.sort, v.desc);
+                        let pages = total.div_ceil(BATCH_PER_PAGE).max(1);
+                        let page = v.page.min(pages);
+                        let shown: Vec<_> = b.rows.into_iter().skip((page - 1) * BATCH_PER_PAGE).take(BATCH_PER_PAGE).collect();
+                        let header = move |sort: BatchSort| {
+                            let active = v.sort == sort;
+                            let href = View { sort, desc: active && !v.desc, page: 1 }.href(batch);
+                            let (aria_sort, arrow) = match (active, v.desc) {
+                                (false, _) => ("none", ""),
+                                (true, false) => ("ascending", " ↑"),
+                                (true, true) => ("descending", " ↓"),
+                            };
+                            view! {
+                                <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
+                                    <A href=href attr:class="hover:text-slate-800">{sort.label()}{arrow}</A>
+                                </th>
+                            }
+                        };
+                        let prev = (page > 1).then(|| View { page: page - 1, ..v }.href(batch));
+                        let next = (page < pages).then(|| View { page: page + 1, ..v }.href(batch));
                         view! {
                             <section aria-label="Progress" class="mb-6 rounded-lg border border-slate-200 bg-white p-5 shadow-sm">
                                 <p class="mb-2 text-sm text-slate-700" data-testid="progress">
@@ -59,16 +129,16 @@ pub fn Batch() -> impl IntoView {
                                     <caption class="sr-only">"Delegations of this batch"</caption>
                                     <thead class="bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500">
                                         <tr>
-                                            <th scope="col" class="px-4 py-3">"#"</th>
-                                            <th scope="col" class="px-4 py-3">"Device"</th>
+                                            {header(BatchSort::Id)}
+                                            {header(BatchSort::Device)}
                                             <th scope="col" class="px-4 py-3">"Peer"</th>
-                                            <th scope="col" class="px-4 py-3">"State"</th>
+                                            {header(BatchSort::State)}
                                             <th scope="col" class="px-4 py-3">"Outcome"</th>
-                                            <th scope="col" class="px-4 py-3">"Ended"</th>
+                                            {header(BatchSort::Ended)}
                                         </tr>
                                     </thead>
                                     <tbody class="divide-y divide-slate-100">
-                                        {b.rows.into_iter().map(|r| view! {
+                                        {shown.into_iter().map(|r| view! {
                                             <tr data-devid=r.devid.clone()>
                                                 <td class="px-4 py-2"><A href=format!("/delegations/{}", r.id) attr:class="text-indigo-700 hover:underline">{r.id}</A></td>
                                                 <td class="px-4 py-2 font-mono text-xs">{r.devid.clone()}</td>
@@ -81,6 +151,19 @@ pub fn Batch() -> impl IntoView {
                                     </tbody>
                                 </table>
                             </div>
+                            {(pages > 1).then(|| view! {
+                                <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
+                                    {match prev {
+                                        Some(href) => view! { <A href=href attr:class=PAGER attr:rel="prev">"← Previous"</A> }.into_any(),
+                                        None => view! { <span></span> }.into_any(),
+                                    }}
+                                    <span class="text-slate-500">{format!("Page {page} of {pages}")}</span>
+                                    {match next {
+                                        Some(href) => view! { <A href=href attr:class=PAGER attr:rel="next">"Next →"</A> }.into_any(),
+                                        None => view! { <span></span> }.into_any(),
+                                    }}
+                                </nav>
+                            })}
                         }.into_any()
                     }
                     Err(AppError::NotFound(_)) => view! { <p class="text-sm text-slate-500">"There is no such batch."</p> }.into_any(),

@@ -7,7 +7,7 @@ use crate::api::live::{
 };
 use crate::api::AppError;
 use crate::components::live::{use_live, LiveLine};
-use crate::components::ui::{utc_text, ErrorNotice, PageHeader, Time};
+use crate::components::ui::{utc_text, ErrorNotice, PageHeader, Time, WordsView};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -180,7 +180,7 @@ fn DelegationView(
                                             Status::Failed => "text-sm text-red-700",
                                             Status::Current => "text-sm text-amber-800",
                                             _ => "text-sm text-slate-500",
-                                        }>{s.text.clone()}</p>
+                                        }><WordsView words=s.text.clone()/></p>
                                     })}
                                 </div>
                             </li>

@@ -1,8 +1,10 @@
-//! `/delegations`: every delegation of this server, newest first, filtered
-//! by state, device, peer and batch (everyone with a role).
+//! `/delegations`: every delegation of this server, filtered by state,
+//! device, peer and batch, sorted by any column and paged (everyone with a
+//! role).
 
 use crate::api::delegations::{
-    delegation_href, list_delegations, state_words, DelegationFilter, DelegationRow, STATES,
+    delegation_href, list_delegations, state_words, DelegationFilter, DelegationPage,
+    DelegationSort, STATES,
 };
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
 use leptos::prelude::*;
@@ -11,6 +13,7 @@ use leptos_router::hooks::use_query_map;
 
 const FIELD: &str = "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm focus:border-indigo-500 focus:outline-none focus:ring-1 focus:ring-indigo-500";
 const LABEL: &str = "block text-sm font-medium text-slate-700";
+const PAGER: &str = "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-50";
 
 #[component]
 pub fn Delegations() -> impl IntoView {
@@ -23,7 +26,7 @@ pub fn Delegations() -> impl IntoView {
     let subtitle = move || {
         let b = filter.with(|f| f.batch.clone());
         if b.is_empty() {
-            "Every delegation of this server, newest first.".to_owned()
+            "Every delegation of this server.".to_owned()
         } else {
             format!("Batch {b}: one delegation per device.")
         }
@@ -36,13 +39,13 @@ pub fn Delegations() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="text-sm text-slate-500">"Loading delegations…"</p> }>
             {move || Suspend::new(async move {
                 match rows.await {
-                    Ok(r) if r.is_empty() => view! {
+                    Ok(r) if r.rows.is_empty() => view! {
                         <p class="rounded-lg border border-dashed border-slate-300 bg-white p-6 text-sm text-slate-500">
                             "No delegation matches. Request one from the "
                             <A href="/devices" attr:class="font-medium text-indigo-700 underline">"Devices"</A>" page."
                         </p>
                     }.into_any(),
-                    Ok(r) => view! { <Table rows=r/> }.into_any(),
+                    Ok(r) => view! { <Table page=r filter=filter.get_untracked()/> }.into_any(),
                     Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
                 }
             })}
@@ -85,6 +88,16 @@ fn FilterForm(filter: Memo<DelegationFilter>) -> impl IntoView {
                 <input id="d-batch" name="batch" type="search" inputmode="numeric" maxlength="20"
                     prop:value=move || filter.with(|f| f.batch.clone()) class=FIELD/>
             </div>
+            // A new filter keeps the order and starts from the first page.
+            {move || {
+                let f = filter.get();
+                let desc = f.descending();
+                let dir = (desc != f.sort.natural_desc()).then_some(if desc { "desc" } else { "asc" });
+                view! {
+                    {(f.sort != DelegationSort::default()).then(|| view! { <input type="hidden" name="sort" value=f.sort.as_str()/> })}
+                    {dir.map(|d| view! { <input type="hidden" name="dir" value=d/> })}
+                }
+            }}
             <div class="flex items-end gap-2">
                 <button type="submit" class="rounded-md bg-slate-800 px-3 py-2 text-sm font-medium text-white hover:bg-slate-700">"Filter"</button>
                 <A href="/delegations" attr:class="px-2 py-2 text-sm text-slate-600 hover:text-slate-900">"Clear"</A>
@@ -121,11 +134,35 @@ pub fn StateText(state: String, outcome: String) -> impl IntoView {
 }
 
 #[component]
-fn Table(rows: Vec<DelegationRow>) -> impl IntoView {
-    let count = match rows.len() {
+fn Table(page: DelegationPage, filter: DelegationFilter) -> impl IntoView {
+    let count = match page.total {
         1 => "1 delegation".to_owned(),
-        n if n >= 200 => "The latest 200 delegations".to_owned(),
         n => format!("{n} delegations"),
+    };
+    let pages = page.pages();
+    let prev = (page.page > 1).then(|| filter.with_page(page.page - 1).href());
+    let next = (page.page < pages).then(|| filter.with_page(page.page + 1).href());
+    let header = {
+        let filter = filter.clone();
+        move |sort: DelegationSort| {
+            let active = filter.sort == sort;
+            let desc = if active {
+                !filter.descending()
+            } else {
+                sort.natural_desc()
+            };
+            let href = filter.sorted_by(sort, desc).href();
+            let (aria_sort, arrow) = match (active, filter.descending()) {
+                (false, _) => ("none", ""),
+                (true, false) => ("ascending", " ↑"),
+                (true, true) => ("descending", " ↓"),
+            };
+            view! {
+                <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
+                    <A href=href attr:class="hover:text-slate-800">{sort.label()}{arrow}</A>
+                </th>
+            }
+        }
     };
     view! {
         <p class="mb-2 text-sm text-slate-500">{count}</p>
@@ -134,18 +171,18 @@ fn Table(rows: Vec<DelegationRow>) -> impl IntoView {
                 <caption class="sr-only">"Delegations"</caption>
                 <thead class="bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500">
                     <tr>
-                        <th scope="col" class="px-4 py-3">"Device"</th>
-                        <th scope="col" class="px-4 py-3">"Peer"</th>
+                        {header(DelegationSort::Device)}
+                        {header(DelegationSort::Peer)}
                         <th scope="col" class="px-4 py-3">"Our role"</th>
                         <th scope="col" class="px-4 py-3">"Type"</th>
                         <th scope="col" class="px-4 py-3">"Term"</th>
-                        <th scope="col" class="px-4 py-3">"State"</th>
-                        <th scope="col" class="px-4 py-3">"Started"</th>
+                        {header(DelegationSort::State)}
+                        {header(DelegationSort::Started)}
                         <th scope="col" class="px-4 py-3">"Requested by"</th>
                     </tr>
                 </thead>
                 <tbody class="divide-y divide-slate-100">
-                    {rows.into_iter().map(|r| {
+                    {page.rows.into_iter().map(|r| {
                         let role = r.role_words();
                         view! {
                             <tr class="hover:bg-slate-50">
@@ -165,5 +202,16 @@ fn Table(rows: Vec<DelegationRow>) -> impl IntoView {
                 </tbody>
             </table>
         </div>
+        <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
+            {match prev {
+                Some(href) => view! { <A href=href attr:class=PAGER attr:rel="prev">"← Previous"</A> }.into_any(),
+                None => view! { <span></span> }.into_any(),
+            }}
+            <span class="text-slate-500">{format!("Page {} of {pages}", page.page)}</span>
+            {match next {
+                Some(href) => view! { <A href=href attr:class=PAGER attr:rel="next">"Next →"</A> }.into_any(),
+                None => view! { <span></span> }.into_any(),
+            }}
+        </nav>
     }
 }

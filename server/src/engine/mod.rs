@@ -865,6 +865,7 @@ impl Engine {
                 created_at: 0,
                 updated_at: 0,
                 ended_at: None,
+                completed_at: None,
             };
             let sealed = self.seal(&placeholder, "machine", &Stored::Request(draft));
             let row_id = store::insert(
@@ -985,6 +986,21 @@ impl Engine {
             }
         })
         .await
+    }
+
+    /// Approves several delegations as `approver`, one transition each, in
+    /// order; each answer says how that one went (the requester's own are
+    /// refused, as by [`Engine::approve`]).
+    pub async fn approve_all(
+        &self,
+        ids: &[i64],
+        approver: &str,
+    ) -> Vec<(i64, Result<(), EngineError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push((id, self.approve(id, approver).await));
+        }
+        out
     }
 
     /// Rejects with a reason: a request of this side, or an incoming one.

@@ -42,6 +42,16 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// The machine-readable code of the error body.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message of the error body.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "API internal error");
         ApiError::new(

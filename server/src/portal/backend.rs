@@ -9,8 +9,8 @@ use crate::store::users::{self, UserError};
 use crate::store::{now_ms, settings};
 use handover_app::api::audit::{AuditEntry, AuditFilter, AuditPage, EventKind, VerifyReport};
 use handover_app::api::delegations::{
-    Approvals, DelegationFilter, DelegationRow, RequestDraft, RequestOptions, RequestPreview,
-    RequestSent,
+    Approvals, BulkDecision, DelegationFilter, DelegationPage, RequestDraft, RequestOptions,
+    RequestPreview, RequestSent,
 };
 use handover_app::api::devices::{DeviceDetail, DeviceFacets, DevicePage, DeviceQuery};
 use handover_app::api::live::{
@@ -554,7 +554,7 @@ impl Backend for Portal {
         &self,
         req: &Parts,
         filter: DelegationFilter,
-    ) -> Result<Vec<DelegationRow>, AppError> {
+    ) -> Result<DelegationPage, AppError> {
         self.list_delegations(req, filter).await
     }
 
@@ -568,6 +568,10 @@ impl Backend for Portal {
 
     async fn approve(&self, req: &Parts, id: i64) -> Result<(), AppError> {
         self.approve_request(req, id).await
+    }
+
+    async fn approve_all(&self, req: &Parts, ids: Vec<i64>) -> Result<BulkDecision, AppError> {
+        self.approve_requests(req, ids).await
     }
 
     async fn reject(&self, req: &Parts, id: i64, reason: String) -> Result<(), AppError> {

@@ -34,6 +34,7 @@ pub fn router(rt: Runtime, engine: Engine) -> Router {
         .route("/api/v1/delegations/{id}", get(detail))
         .route("/api/v1/delegations/{id}/{action}", post(act))
         .route("/api/v1/batches/{id}", get(batch))
+        .route("/api/v1/batches/{id}/approve", post(approve_batch))
         .with_state(ApiState { rt, engine })
 }
 
@@ -315,6 +316,71 @@ async fn act(
     .map_err(engine_error)?;
     let row = store::get(&s.rt.db, id).await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "delegation": row })))
+}
+
+/// Approves every request of a batch still waiting for a second person,
+/// except the caller's own (four eyes): one call instead of one per device.
+async fn approve_batch(
+    State(s): State<ApiState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller
+        .require(&s.rt, &[Role::Approver], "approve a batch")
+        .await?;
+    let waiting = store::list(
+        &s.rt.db,
+        &store::Filter {
+            batch_id: Some(id),
+            state: crate::engine::AWAITING_REQUEST_APPROVAL.to_owned(),
+            ..Default::default()
+        },
+        100_000,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let (own, others): (Vec<_>, Vec<_>) =
+        waiting.iter().partition(|r| r.requested_by == caller.name);
+    if waiting.is_empty() || others.is_empty() {
+        let why = if waiting.is_empty() {
+            "no request of this batch waits for approval"
+        } else {
+            "a requester cannot approve their own requests"
+        };
+        let status = if waiting.is_empty() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return Err(ApiError::new(
+            status,
+            if waiting.is_empty() {
+                "conflict"
+            } else {
+                "forbidden"
+            },
+            why,
+        ));
+    }
+    let mut ids: Vec<i64> = others.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    let mut approved = Vec::new();
+    let mut refused: Vec<serde_json::Value> = own
+        .iter()
+        .map(|r| json!({ "id": r.id, "code": "forbidden", "message": "your own request" }))
+        .collect();
+    for (id, r) in s.engine.approve_all(&ids, &caller.name).await {
+        match r {
+            Ok(()) => approved.push(id),
+            Err(e) => {
+                let e = engine_error(e);
+                refused.push(json!({ "id": id, "code": e.code(), "message": e.message() }));
+            }
+        }
+    }
+    Ok(Json(
+        json!({ "batch": id, "approved": approved, "refused": refused }),
+    ))
 }
 
 async fn batch(

@@ -46,6 +46,7 @@ fn row_view(d: store::Delegation) -> DelegationRow {
         wake_at: d.wake_at,
         created_at: d.created_at,
         ended_at: d.ended_at,
+        completed_at: d.completed_at,
     }
 }
 

@@ -11,9 +11,10 @@ use crate::engine::device_work::tree_from_cache;
 use crate::engine::{EngineError, NewRequest, ScopeEntry, AWAITING_REQUEST_APPROVAL};
 use crate::store::{delegations as store, devices, inventory, now_ms, peers};
 use handover_app::api::delegations::{
-    state_words, AclChangeRow, Approvals, DelegationFilter, DelegationRow, DevicePreview,
-    IncomingRequest, PeerChoice, RequestDraft, RequestOptions, RequestPreview, RequestSent,
-    ScopeItem, ScopeNode, SignatureRow, PREVIEW_DEVICES,
+    state_words, AclChangeRow, Approvals, BulkDecision, DelegationFilter, DelegationPage,
+    DelegationRow, DelegationSort, DevicePreview, IncomingRequest, PeerChoice, RequestDraft,
+    RequestOptions, RequestPreview, RequestSent, ScopeItem, ScopeNode, SignatureRow, BULK_MAX,
+    DELEGATIONS_PER_PAGE, PREVIEW_DEVICES,
 };
 use handover_app::api::devices::{DeviceSelection, COUNT_CAP};
 use handover_app::api::{AppError, Role};
@@ -433,7 +434,7 @@ impl Portal {
         &self,
         req: &Parts,
         f: DelegationFilter,
-    ) -> Result<Vec<DelegationRow>, AppError> {
+    ) -> Result<DelegationPage, AppError> {
         self.reader(req, "see delegations").await?;
         for (field, v) in [
             ("device", &f.device),
@@ -451,19 +452,39 @@ impl Portal {
                     .map_err(|_| AppError::invalid("batch", "a batch is a number"))?,
             ),
         };
-        let rows = store::list(
+        let filter = store::Filter {
+            state: f.state.trim().to_owned(),
+            devid: f.device.trim().to_owned(),
+            peer: f.peer.trim().to_owned(),
+            batch_id,
+        };
+        let order = match f.sort {
+            DelegationSort::Started => store::Order::Created,
+            DelegationSort::Device => store::Order::Devid,
+            DelegationSort::Peer => store::Order::Peer,
+            DelegationSort::State => store::Order::State,
+        };
+        let per_page = DELEGATIONS_PER_PAGE;
+        let total = store::count(&self.db, &filter).await.map_err(internal)?;
+        // A page past the end shows the last one.
+        let last = ((total + per_page - 1) / per_page).max(1);
+        let page = f.page.clamp(1, last);
+        let rows = store::list_page(
             &self.db,
-            &store::Filter {
-                state: f.state.trim().to_owned(),
-                devid: f.device.trim().to_owned(),
-                peer: f.peer.trim().to_owned(),
-                batch_id,
-            },
-            200,
+            &filter,
+            order,
+            f.descending(),
+            per_page,
+            (page - 1) * per_page,
         )
         .await
         .map_err(internal)?;
-        Ok(rows.into_iter().map(row_dto).collect())
+        Ok(DelegationPage {
+            rows: rows.into_iter().map(row_dto).collect(),
+            total,
+            page,
+            per_page,
+        })
     }
 
     async fn waiting(&self) -> Result<(Vec<store::Delegation>, Vec<store::Delegation>), AppError> {
@@ -567,6 +588,61 @@ impl Portal {
             .approve(id, &a.caller().name)
             .await
             .map_err(engine_error)
+    }
+
+    /// "Approve all": each request the caller may approve, one transition
+    /// each; their own requests are refused (four eyes) and audited.
+    pub(super) async fn approve_requests(
+        &self,
+        req: &Parts,
+        ids: Vec<i64>,
+    ) -> Result<BulkDecision, AppError> {
+        let a = self.approver(req, "approve requests").await?;
+        if ids.is_empty() {
+            return Err(AppError::invalid("ids", "pick at least one request"));
+        }
+        if ids.len() > BULK_MAX {
+            return Err(AppError::invalid(
+                "ids",
+                format!("at most {BULK_MAX} requests at once"),
+            ));
+        }
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
+        for id in ids {
+            match store::get(&self.db, id).await.map_err(internal)? {
+                Some(r)
+                    if r.state == AWAITING_REQUEST_APPROVAL
+                        && r.requested_by == a.caller().name =>
+                {
+                    mine.push(id)
+                }
+                Some(_) => theirs.push(id),
+                None => mine.push(-id),
+            }
+        }
+        let mut out = BulkDecision::default();
+        for id in mine {
+            if id < 0 {
+                out.refused.push((-id, "no such delegation".to_owned()));
+            } else {
+                // The same refusal, and the same audit entry, as one by one.
+                let e = self.not_own(a.caller(), id, "approve").await.err();
+                let why = e.map(|e| e.to_string()).unwrap_or_default();
+                out.refused.push((id, why));
+            }
+        }
+        for (id, r) in self.engine.approve_all(&theirs, &a.caller().name).await {
+            match r {
+                Ok(()) => out.approved += 1,
+                Err(e) => out.refused.push((id, engine_error(e).to_string())),
+            }
+        }
+        out.refused.sort();
+        Ok(out)
     }
 
     pub(super) async fn reject_request(

@@ -36,11 +36,13 @@ pub struct Delegation {
     pub created_at: i64,
     pub updated_at: i64,
     pub ended_at: Option<i64>,
+    /// When it reached Completed; kept after it ends.
+    pub completed_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, peer, delegation_id, role, initiator, devid, batch_id, kind, term, \
     expires_at, scope, reason, requested_by, approved_by, state, outcome, wake_at, job_id, \
-    created_at, updated_at, ended_at";
+    created_at, updated_at, ended_at, completed_at";
 
 fn from_row(r: &AnyRow) -> Result<Delegation, sqlx::Error> {
     Ok(Delegation {
@@ -65,6 +67,7 @@ fn from_row(r: &AnyRow) -> Result<Delegation, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         ended_at: opt_i64(r, "ended_at")?,
+        completed_at: opt_i64(r, "completed_at")?,
     })
 }
 
@@ -219,7 +222,9 @@ pub async fn save(
     sqlx::query(&db.sql(
         "UPDATE delegations SET state = $2, outcome = $3, machine = $4, wake_at = $5, \
          job_id = $6, approved_by = $7, updated_at = $8, work = $9, \
-         ended_at = CASE WHEN $3 <> '' AND ended_at IS NULL THEN $8 ELSE ended_at END \
+         ended_at = CASE WHEN $3 <> '' AND ended_at IS NULL THEN $8 ELSE ended_at END, \
+         completed_at = CASE WHEN $2 = 'Completed' AND completed_at IS NULL THEN $8 \
+         ELSE completed_at END \
          WHERE id = $1",
     ))
     .bind(id)
@@ -247,8 +252,31 @@ pub struct Filter {
 }
 
 /// Delegations matching `f`, newest first.
-pub async fn list(db: &Db, f: &Filter, limit: i64) -> Result<Vec<Delegation>, sqlx::Error> {
-    let mut sql = format!("SELECT {COLUMNS} FROM delegations WHERE 1 = 1");
+/// The order of a delegation list; ties fall back to the newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// By id, i.e. by when the delegation was created.
+    #[default]
+    Created,
+    Devid,
+    Peer,
+    State,
+}
+
+impl Order {
+    fn column(self) -> &'static str {
+        match self {
+            Order::Created => "id",
+            Order::Devid => "devid",
+            Order::Peer => "peer",
+            Order::State => "state",
+        }
+    }
+}
+
+/// `WHERE …` for `f`, with its text values to bind in order.
+fn where_clause(f: &Filter) -> (String, Vec<String>) {
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     let mut arg = |sql: &mut String, cond: &str, v: &str| {
         binds.push(v.to_owned());
@@ -269,7 +297,35 @@ pub async fn list(db: &Db, f: &Filter, limit: i64) -> Result<Vec<Delegation>, sq
     if let Some(b) = f.batch_id {
         sql.push_str(&format!(" AND batch_id = {b}"));
     }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+    (sql, binds)
+}
+
+/// The newest `limit` delegations matching `f`.
+pub async fn list(db: &Db, f: &Filter, limit: i64) -> Result<Vec<Delegation>, sqlx::Error> {
+    list_page(db, f, Order::Created, true, limit, 0).await
+}
+
+/// One page of the delegations matching `f`, in `order`.
+pub async fn list_page(
+    db: &Db,
+    f: &Filter,
+    order: Order,
+    desc: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Delegation>, sqlx::Error> {
+    let (cond, binds) = where_clause(f);
+    let dir = if desc { "DESC" } else { "ASC" };
+    let tie = match order {
+        Order::Created => String::new(),
+        _ => ", id DESC".to_owned(),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM delegations{cond} ORDER BY {} {dir}{tie} LIMIT {} OFFSET {}",
+        order.column(),
+        limit.max(0),
+        offset.max(0)
+    );
     let sql = db.sql(&sql).into_owned();
     let mut q = sqlx::query(&sql);
     for b in &binds {
@@ -277,6 +333,19 @@ pub async fn list(db: &Db, f: &Filter, limit: i64) -> Result<Vec<Delegation>, sq
     }
     let rows = q.fetch_all(db.pool()).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// How many delegations match `f`.
+pub async fn count(db: &Db, f: &Filter) -> Result<i64, sqlx::Error> {
+    let (cond, binds) = where_clause(f);
+    let sql = db
+        .sql(&format!("SELECT COUNT(*) AS n FROM delegations{cond}"))
+        .into_owned();
+    let mut q = sqlx::query(&sql);
+    for b in &binds {
+        q = q.bind(b);
+    }
+    q.fetch_one(db.pool()).await?.try_get("n")
 }
 
 /// Running delegations whose wake time has come.

@@ -379,11 +379,36 @@ pub async fn request(from: &Authority, body: Value) -> Vec<i64> {
         )
         .await;
     assert_eq!(s, 403, "{v}");
-    for id in &ids {
-        let (s, v) = from.act(*id, "approve", "").await;
+    if ids.len() == 1 {
+        let (s, v) = from.act(ids[0], "approve", "").await;
         assert_eq!(s, 200, "{v}");
+        return ids;
     }
+    // A batch: one call approves it, never by its requester.
+    let batch = v_batch(from, ids[0]).await;
+    let path = format!("/api/v1/batches/{batch}/approve");
+    let (s, v) = from.api("ana", "POST", &path, None).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = from.api("ben", "POST", &path, None).await;
+    assert_eq!(s, 200, "{v}");
+    let approved: Vec<i64> = v["approved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    assert_eq!(approved, ids, "{v}");
+    assert_eq!(v["refused"], json!([]));
+    let (s, v) = from.api("ben", "POST", &path, None).await;
+    assert_eq!(s, 409, "nothing left to approve: {v}");
     ids
+}
+
+/// The batch a delegation belongs to.
+async fn v_batch(a: &Authority, id: i64) -> i64 {
+    a.delegation(id).await["delegation"]["batch_id"]
+        .as_i64()
+        .expect("a batch")
 }
 
 /// The other side's row once its staff sees the request (B.4).
