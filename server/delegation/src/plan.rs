@@ -298,19 +298,14 @@ pub fn check_scope(tree: &Tree, dms1: &ServerId, scope: &Scope) -> Result<(), Pl
     Ok(())
 }
 
-/// The step 6 ACL values (B.6), in the order of the `Atomic` (and of
-/// `Complete`). `partial`: the scope URIs with their rights. `full`: every
-/// node whose own ACL names DMS-1 and whose ACL DMS-1 may replace (DMS-2
-/// gets DMS-1's rights there), plus the root with all five rights when
-/// DMS-1 may replace it, except DMS-1's own DMAcc and DMS-2's new one.
-/// Nodes whose new value equals their own stored value are left out.
-pub fn acl_update(
+/// The nodes step 6 changes and the rights DMS-2 gets on each (B.6),
+/// judged from `tree` (for `full`, the tree DMS-1 last read).
+fn step6_targets(
     tree: &Tree,
     dms1: &ServerId,
-    dms2: &ServerId,
     scope: &Scope,
     dms2_account: Option<&TreeUri>,
-) -> Result<Vec<AclChange>, PlanError> {
+) -> Result<Vec<(TreeUri, Rights)>, PlanError> {
     check_scope(tree, dms1, scope)?;
     let mut targets: Vec<(TreeUri, Rights)> = Vec::new();
     match scope {
@@ -345,6 +340,49 @@ pub fn acl_update(
             }
         }
     }
+    Ok(targets)
+}
+
+/// What DMS-1 reads before step 6 (B.6 "first reads and stores the ACL
+/// value of every node it will change"): the ACL property of each node
+/// step 6 changes and of every ancestor up to the root, from which the
+/// inherited value and the right to replace it (A.7) follow. One `Get`
+/// of `?prop=ACL` per node, root first, instead of a walk of the tree.
+pub fn acl_reads(
+    tree: &Tree,
+    dms1: &ServerId,
+    scope: &Scope,
+    dms2_account: Option<&TreeUri>,
+) -> Result<Vec<Op>, PlanError> {
+    let mut uris = std::collections::BTreeSet::new();
+    for (u, _) in step6_targets(tree, dms1, scope, dms2_account)? {
+        let mut at = Some(u);
+        while let Some(u) = at {
+            at = u.parent();
+            if !uris.insert(u) {
+                break;
+            }
+        }
+    }
+    let mut uris: Vec<TreeUri> = uris.into_iter().collect();
+    uris.sort_by_key(|u| (u.as_str().matches('/').count(), u.as_str().to_owned()));
+    Ok(uris.into_iter().map(|u| Op::Get(acl_target(&u))).collect())
+}
+
+/// The step 6 ACL values (B.6), in the order of the `Atomic` (and of
+/// `Complete`). `partial`: the scope URIs with their rights. `full`: every
+/// node whose own ACL names DMS-1 and whose ACL DMS-1 may replace (DMS-2
+/// gets DMS-1's rights there), plus the root with all five rights when
+/// DMS-1 may replace it, except DMS-1's own DMAcc and DMS-2's new one.
+/// Nodes whose new value equals their own stored value are left out.
+pub fn acl_update(
+    tree: &Tree,
+    dms1: &ServerId,
+    dms2: &ServerId,
+    scope: &Scope,
+    dms2_account: Option<&TreeUri>,
+) -> Result<Vec<AclChange>, PlanError> {
+    let targets = step6_targets(tree, dms1, scope, dms2_account)?;
     let mut out = Vec::new();
     for (u, rights) in targets {
         let node = tree

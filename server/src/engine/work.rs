@@ -243,13 +243,33 @@ impl Engine {
                 Ok(Vec::new())
             }
             DeviceWork::UpdateAcls => {
-                let cmd = jobs::JobCommand::Get {
-                    target: ".".into(),
-                    walk: true,
-                };
-                self.queue_job(tx, cur, cmd, Phase::ReadingAcls, actor, after)
-                    .await?;
-                Ok(Vec::new())
+                // B.6: read the ACL of every node step 6 changes, and of
+                // their ancestors, in one Sequence; the results refresh the
+                // cached tree that step 6 is planned on.
+                let device = devices::get_in(self.db(), tx, &devid).await?;
+                let tree = tree_from_cache(device.as_ref().map_or("[]", |d| d.tree.as_str()));
+                let account = cur
+                    .work
+                    .account
+                    .as_deref()
+                    .and_then(|a| TreeUri::parse(a).ok());
+                let scope: Scope = cur.terms().scope.clone();
+                match plan::acl_reads(&tree, &self.0.me, &scope, account.as_ref()) {
+                    Ok(reads) if !reads.is_empty() => {
+                        let cmd = device_work::sequence(&reads);
+                        self.queue_job(tx, cur, cmd, Phase::ReadingAcls, actor, after)
+                            .await?;
+                        Ok(Vec::new())
+                    }
+                    Ok(_) => Ok(cur
+                        .dms1()?
+                        .acl_update_failed("nothing to change")
+                        .unwrap_or_default()),
+                    Err(e) => Ok(cur
+                        .dms1()?
+                        .acl_update_failed(&e.to_string())
+                        .unwrap_or_default()),
+                }
             }
             DeviceWork::Revert => {
                 cur.work.attempts = 0;
@@ -465,10 +485,19 @@ impl Engine {
                 }
             }
             Phase::ReadingAcls => {
-                if !ok {
+                // A Sequence is answered 200 even when a Get in it failed.
+                let children = job_children(&job);
+                let refused = children
+                    .iter()
+                    .find(|s| !matches!(s, Some(c) if (200..300).contains(c)));
+                if !ok || children.is_empty() || refused.is_some() {
+                    let status = match refused {
+                        Some(s) => s.unwrap_or(500),
+                        None => status,
+                    };
                     let m = cur.dms1()?;
                     outputs = m
-                        .acl_update_failed(&format!("reading the tree failed with status {status}"))
+                        .acl_update_failed(&format!("reading the ACLs failed with status {status}"))
                         .unwrap_or_default();
                 } else {
                     let d = devices::get_in(self.db(), &mut tx, &cur.row.devid).await?;

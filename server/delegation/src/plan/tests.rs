@@ -370,3 +370,88 @@ fn b6_scrub_removes_dms2_where_a_client_did_not() {
     assert_eq!(t.atomic(&dms1(), &ops, NOW).status.code(), 200);
     assert_eq!(acl_of(&t, "./Vendor/Corp/Apps"), "Replace=carrier.example");
 }
+
+#[test]
+fn b6_reads_the_changed_nodes_and_their_ancestors_root_first() {
+    let t = device_tree();
+    let scope = Scope::Partial(vec![
+        partial("./Vendor/Corp/Apps", "Get,Replace"),
+        partial("./Vendor/Carrier", "Get"),
+    ]);
+    let reads = acl_reads(&t, &dms1(), &scope, None).unwrap();
+    let targets: Vec<String> = reads
+        .iter()
+        .map(|op| match op {
+            Op::Get(Target::Prop(u, Property::Acl)) => u.as_str().to_owned(),
+            other => panic!("not an ACL read: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        vec![
+            ".",
+            "./Vendor",
+            "./Vendor/Carrier",
+            "./Vendor/Corp",
+            "./Vendor/Corp/Apps"
+        ]
+    );
+    // A scope the tree does not hold is refused before anything is read.
+    let unknown = Scope::Partial(vec![partial("./Nowhere", "Get")]);
+    assert!(acl_reads(&t, &dms1(), &unknown, None).is_err());
+}
+
+/// The ACLs read are enough: a cache whose ACLs are stale, brought up to
+/// date with only what the reads return, plans the same step 6 as the
+/// device's own tree (B.6, A.7 inheritance and the right to replace). For
+/// `full`, which nodes DMS-1 manages is judged from the tree it last read
+/// (B.6); their values are read again.
+#[test]
+fn b6_the_reads_suffice_to_plan_step_6() {
+    let cases = [
+        (
+            Scope::Partial(vec![
+                partial("./Vendor/Corp/Apps", "Add,Get,Replace"),
+                partial("./Vendor/Carrier", "Get"),
+            ]),
+            "./Vendor/Corp",
+            "Get=*&Replace=carrier.example",
+        ),
+        (
+            Scope::Full,
+            "./Vendor",
+            "Add=carrier.example&Exec=carrier.example&Get=*&Replace=carrier.example",
+        ),
+    ];
+    for (scope, changed, value) in cases {
+        let mut device = device_tree();
+        let acc = account(&device);
+        device.atomic(&dms1(), &acc.ops(), NOW);
+        // The cache was read before DMS-1 changed ACLs on the device.
+        let mut cache = device.clone();
+        device.set_acl_local(&uri(changed), Acl::parse(value).unwrap());
+        device.set_acl_local(
+            &TreeUri::root(),
+            Acl::parse("Add=*&Get=*&Replace=carrier.example").unwrap(),
+        );
+        let reads = acl_reads(&cache, &dms1(), &scope, Some(&acc.node)).unwrap();
+        let got = device.sequence(&dms1(), &reads, NOW);
+        assert_eq!(got.status.code(), 200);
+        for (op, r) in reads.iter().zip(&got.results) {
+            let (Op::Get(Target::Prop(u, _)), Some(handover_dm::tree::Output::Item { data, .. })) =
+                (op, &r.output)
+            else {
+                panic!("{op:?} gave {r:?}");
+            };
+            let acl = Acl::parse(std::str::from_utf8(data).unwrap()).unwrap();
+            cache.set_acl_local(u, acl);
+        }
+        let planned = acl_update(&cache, &dms1(), &dms2(), &scope, Some(&acc.node));
+        assert!(planned.as_ref().is_ok_and(|c| !c.is_empty()), "{scope:?}");
+        assert_eq!(
+            planned,
+            acl_update(&device, &dms1(), &dms2(), &scope, Some(&acc.node)),
+            "{scope:?}"
+        );
+    }
+}
