@@ -40,7 +40,7 @@ test.beforeAll(() => {
     "--dm-url", "http://127.0.0.1:9/dm", "--fingerprint", "cd".repeat(32),
   ]));
   const lines = ["devid,auth,client_name,client_secret,client_nonce,server_name,server_secret,server_nonce,push_address"];
-  for (let i = 1; i <= 12; i++) {
+  for (let i = 1; i <= 14; i++) {
     lines.push([devid(i), "md5", `c${i}`, `client secret ${i}`, nonce(`cn ${i}`), "corp.example", `server secret ${i}`, nonce(`sn ${i}`), ""].join(","));
   }
   const file = join(dataDir, "live-devices.csv");
@@ -153,4 +153,47 @@ test("a batch's progress and the time from an event to the browser", async ({ pa
   const p95 = sorted[Math.ceil(sorted.length * 0.95) - 1];
   console.log(`event → browser over ${lags.length} events: median ${sorted[Math.floor(sorted.length / 2)]} ms, p95 ${p95} ms, max ${sorted[sorted.length - 1]} ms`);
   expect(p95).toBeLessThanOrEqual(100);
+});
+
+test.describe("in the reader's time zone", () => {
+  test.use({ timezoneId: "Asia/Kolkata" });
+
+  test("times of day are local with UTC on hover, delegations sort by column, a batch is approved in one go", async ({ page, browser }) => {
+    const { batch_id, delegations: [first] } = await request([devid(13), devid(14)]);
+    await signIn(page, "live-olga");
+
+    // "waiting … since HH:MM:SS": the clock in Asia/Kolkata (UTC+05:30).
+    await page.goto(`/delegations/${first}`);
+    const since = page.getByTestId("timeline").locator("[data-status=now] p time");
+    await expect(since).toHaveAttribute("title", / UTC$/);
+    const ms = Number(await since.getAttribute("datetime"));
+    const local = new Intl.DateTimeFormat("en-GB", {
+      timeZone: "Asia/Kolkata", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }).format(new Date(ms));
+    await expect(since).toHaveText(local);
+    expect(await since.getAttribute("title")).not.toContain(local);
+
+    // The batch's delegations, sorted by device both ways.
+    await page.goto(`/delegations?batch=${batch_id}`);
+    const table = page.getByRole("table", { name: "Delegations" });
+    const devices = () => table.locator("tbody tr td:first-child").allTextContents();
+    await table.getByRole("link", { name: "Device" }).click();
+    await expect(table.locator("th[aria-sort=ascending]")).toContainText("Device");
+    expect(await devices()).toEqual([devid(13), devid(14)]);
+    await table.getByRole("link", { name: /Device/ }).click();
+    await expect(table.locator("th[aria-sort=descending]")).toContainText("Device");
+    expect(await devices()).toEqual([devid(14), devid(13)]);
+    await expect(page).toHaveURL(/sort=device&dir=desc/);
+
+    // A second person approves the whole batch at once.
+    const approver = await browser.newPage({ timezoneId: "Asia/Kolkata" });
+    await signIn(approver, "live-abe");
+    await approver.goto("/approvals");
+    const group = approver.getByRole("region", { name: `Batch ${batch_id} · 2 requests` });
+    await group.getByRole("button", { name: `Approve all 2 requests of batch ${batch_id}` }).click();
+    await expect(approver.getByRole("region", { name: `Batch ${batch_id} · 2 requests` })).toHaveCount(0);
+    await page.goto(`/delegations/${first}`);
+    await expect(page.getByTestId("state")).not.toHaveText("AwaitingRequestApproval");
+    await approver.close();
+  });
 });
