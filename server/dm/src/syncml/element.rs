@@ -218,12 +218,12 @@ const NONE: u32 = 0;
 /// The id of a slot that is not an element (never a [`Name`] id).
 const NOT_EL: u8 = u8::MAX - 1;
 
-/// What one node of a [`Doc`] is.
+/// What is added to a [`Doc`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind<'a> {
     El {
         /// Borrowed from the input (XML) or the token tables (WBXML).
-        name: Cow<'a, str>,
+        name: &'a str,
         /// The [`Name`] id of `name`.
         id: u8,
         ns: Ns,
@@ -234,20 +234,54 @@ pub(crate) enum Kind<'a> {
     Opaque(&'a [u8]),
 }
 
+/// What one slot of a [`Doc`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    El,
+    /// Text borrowed from the input, in `Slot::text`.
+    Text,
+    /// Text that was unescaped or joined, in `Doc::owned[Slot::at]`.
+    OwnedText,
+    /// Binary data (WBXML `OPAQUE`), in `Doc::opaque[Slot::at]`.
+    Opaque,
+}
+
+/// One node, in 32 bytes: decoding writes one per element and text, so
+/// its size is most of the memory the tree touches.
 #[derive(Debug, Clone)]
 struct Slot<'a> {
-    kind: Kind<'a>,
+    /// An element's name, or text borrowed from the input.
+    text: &'a str,
+    /// An element's byte offset in the input (saturating: messages are far
+    /// smaller than 4 GiB), or the index of owned text or opaque data.
+    at: u32,
+    first: u32,
+    next: u32,
     /// The name id of an element, [`NOT_EL`] for text and opaque data.
     id: u8,
-    first: u32,
+    ns: Ns,
+    kind: SlotKind,
+}
+
+/// The last child so far of an element that has children.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    parent: u32,
     last: u32,
-    next: u32,
 }
 
 /// A decoded document: the root element is node 0.
 #[derive(Debug, Clone)]
 pub(crate) struct Doc<'a> {
     nodes: Vec<Slot<'a>>,
+    owned: Vec<String>,
+    opaque: Vec<&'a [u8]>,
+    /// The last children of the elements that nodes are being added to,
+    /// outermost first. Nodes are added in document order, always to an
+    /// open element: every element after the one being added to (a
+    /// greater index) has ended, so its entry can go. This keeps the
+    /// `last` link out of the slots.
+    tails: Vec<Tail>,
 }
 
 impl<'a> Doc<'a> {
@@ -255,63 +289,125 @@ impl<'a> Doc<'a> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             nodes: Vec::with_capacity(capacity),
+            owned: Vec::new(),
+            opaque: Vec::new(),
+            tails: Vec::with_capacity(16),
         }
     }
 
     /// Adds a node under `parent` (`None` for the root, which must come
-    /// first) and returns its index.
+    /// first; afterwards an element that has not ended) and returns its
+    /// index.
     #[inline]
     pub(crate) fn add(&mut self, parent: Option<u32>, kind: Kind<'a>) -> u32 {
         let idx = self.nodes.len() as u32;
-        let id = match &kind {
-            Kind::El { id, .. } => *id,
-            _ => NOT_EL,
+        let (text, at, id, ns, kind) = match kind {
+            Kind::El {
+                name,
+                id,
+                ns,
+                offset,
+            } => (
+                name,
+                u32::try_from(offset).unwrap_or(u32::MAX),
+                id,
+                ns,
+                SlotKind::El,
+            ),
+            Kind::Text(Cow::Borrowed(t)) => (t, 0, NOT_EL, Ns::SyncMl, SlotKind::Text),
+            Kind::Text(Cow::Owned(t)) => {
+                self.owned.push(t);
+                let at = self.owned.len() as u32 - 1;
+                ("", at, NOT_EL, Ns::SyncMl, SlotKind::OwnedText)
+            }
+            Kind::Opaque(b) => {
+                self.opaque.push(b);
+                let at = self.opaque.len() as u32 - 1;
+                ("", at, NOT_EL, Ns::SyncMl, SlotKind::Opaque)
+            }
         };
         self.nodes.push(Slot {
-            kind,
-            id,
+            text,
+            at,
             first: NONE,
-            last: NONE,
             next: NONE,
+            id,
+            ns,
+            kind,
         });
         if let Some(p) = parent {
-            let last = self.nodes[p as usize].last;
-            if last == NONE {
-                self.nodes[p as usize].first = idx;
-            } else {
-                self.nodes[last as usize].next = idx;
+            match self.last_child(p) {
+                NONE => {
+                    self.nodes[p as usize].first = idx;
+                    self.tails.push(Tail {
+                        parent: p,
+                        last: idx,
+                    });
+                }
+                last => {
+                    self.nodes[last as usize].next = idx;
+                    if let Some(t) = self.tails.last_mut() {
+                        t.last = idx;
+                    }
+                }
             }
-            self.nodes[p as usize].last = idx;
         }
         idx
+    }
+
+    /// The last child of `parent` so far, dropping the entries of the
+    /// elements after it (see [`Doc::tails`]).
+    fn last_child(&mut self, parent: u32) -> u32 {
+        while let Some(t) = self.tails.last() {
+            if t.parent == parent {
+                return t.last;
+            }
+            if t.parent < parent {
+                break;
+            }
+            self.tails.pop();
+        }
+        NONE
     }
 
     /// Appends text to `parent`, joined to its last child when that is text
     /// (WBXML: `STR_I`, `ENTITY`, `STR_T` in a row make one text).
     pub(crate) fn add_text_joined(&mut self, parent: u32, text: Cow<'a, str>) {
-        let last = self.nodes[parent as usize].last;
+        let last = self.last_child(parent);
         if last != NONE {
-            if let Kind::Text(t) = &mut self.nodes[last as usize].kind {
-                t.to_mut().push_str(&text);
-                return;
+            let slot = &mut self.nodes[last as usize];
+            match slot.kind {
+                SlotKind::Text => {
+                    let mut joined = String::with_capacity(slot.text.len() + text.len());
+                    joined.push_str(slot.text);
+                    joined.push_str(&text);
+                    slot.text = "";
+                    slot.kind = SlotKind::OwnedText;
+                    slot.at = self.owned.len() as u32;
+                    self.owned.push(joined);
+                    return;
+                }
+                SlotKind::OwnedText => {
+                    self.owned[slot.at as usize].push_str(&text);
+                    return;
+                }
+                SlotKind::El | SlotKind::Opaque => {}
             }
         }
         self.add(Some(parent), Kind::Text(text));
     }
 
     /// The name of element `idx` (for error messages).
-    pub(crate) fn name_of(&self, idx: u32) -> &str {
-        match &self.nodes[idx as usize].kind {
-            Kind::El { name, .. } => name,
+    pub(crate) fn name_of(&self, idx: u32) -> &'a str {
+        let slot = &self.nodes[idx as usize];
+        match slot.kind {
+            SlotKind::El => slot.text,
             _ => "",
         }
     }
 
     pub(crate) fn ns_of(&self, idx: u32) -> Ns {
-        match &self.nodes[idx as usize].kind {
-            Kind::El { ns, .. } => *ns,
-            _ => Ns::SyncMl,
-        }
+        self.nodes[idx as usize].ns
     }
 
     /// The root element.
@@ -334,6 +430,13 @@ pub(crate) struct Children<'d, 'a> {
     next: u32,
 }
 
+impl Children<'_, '_> {
+    /// No more children.
+    fn is_none(&self) -> bool {
+        self.next == NONE
+    }
+}
+
 /// One child node.
 pub(crate) enum Child<'d, 'a> {
     El(Elem<'d, 'a>),
@@ -349,12 +452,14 @@ impl<'d, 'a> Iterator for Children<'d, 'a> {
             return None;
         }
         let idx = self.next;
-        let slot = &self.doc.nodes[idx as usize];
+        let doc = self.doc;
+        let slot = &doc.nodes[idx as usize];
         self.next = slot.next;
-        Some(match &slot.kind {
-            Kind::El { .. } => Child::El(Elem { doc: self.doc, idx }),
-            Kind::Text(t) => Child::Text(t),
-            Kind::Opaque(b) => Child::Opaque(b),
+        Some(match slot.kind {
+            SlotKind::El => Child::El(Elem { doc, idx }),
+            SlotKind::Text => Child::Text(slot.text),
+            SlotKind::OwnedText => Child::Text(&doc.owned[slot.at as usize]),
+            SlotKind::Opaque => Child::Opaque(doc.opaque[slot.at as usize]),
         })
     }
 }
@@ -369,10 +474,7 @@ impl<'d, 'a> Elem<'d, 'a> {
     }
 
     pub(crate) fn offset(self) -> usize {
-        match &self.slot().kind {
-            Kind::El { offset, .. } => *offset,
-            _ => 0,
-        }
+        self.slot().at as usize
     }
 
     pub(crate) fn children(self) -> Children<'d, 'a> {
@@ -451,7 +553,7 @@ impl<'d, 'a> Elem<'d, 'a> {
             Some(first) => first,
         };
         if let Child::Text(t) = first {
-            if self.slot().first == self.slot().last {
+            if children.is_none() {
                 return Ok(Cow::Borrowed(t));
             }
         }

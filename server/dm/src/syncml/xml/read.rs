@@ -244,7 +244,7 @@ impl<'a> Reader<'a> {
         let idx = self.doc.add(
             parent,
             Kind::El {
-                name: Cow::Borrowed(name),
+                name,
                 id,
                 ns,
                 offset: at,
