@@ -196,6 +196,11 @@ pub(crate) fn name_id(name: &[u8]) -> u8 {
     }
 }
 
+/// The name whose id is `id` (not `UNKNOWN`).
+pub(crate) fn name_text(id: u8) -> &'static str {
+    ALL[usize::from(id)]
+}
+
 /// The id of the element of `token` on the page of `ns`.
 pub(crate) fn token_id(ns: Ns, token: u8) -> u8 {
     let base = match ns {
@@ -217,22 +222,6 @@ const NONE: u32 = 0;
 
 /// The id of a slot that is not an element (never a [`Name`] id).
 const NOT_EL: u8 = u8::MAX - 1;
-
-/// What is added to a [`Doc`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Kind<'a> {
-    El {
-        /// Borrowed from the input (XML) or the token tables (WBXML).
-        name: &'a str,
-        /// The [`Name`] id of `name`.
-        id: u8,
-        ns: Ns,
-        /// Byte offset of the element's start in the input.
-        offset: usize,
-    },
-    Text(Cow<'a, str>),
-    Opaque(&'a [u8]),
-}
 
 /// What one slot of a [`Doc`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,37 +284,62 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// Adds a node under `parent` (`None` for the root, which must come
-    /// first; afterwards an element that has not ended) and returns its
-    /// index.
+    /// Adds an element under `parent` (`None` for the root, which must
+    /// come first; afterwards an element that has not ended) and returns
+    /// its index. `name` is borrowed from the input (XML) or the token
+    /// tables (WBXML), `id` is its [`Name`] id, `offset` the byte offset of
+    /// its start in the input.
     #[inline]
-    pub(crate) fn add(&mut self, parent: Option<u32>, kind: Kind<'a>) -> u32 {
-        let idx = self.nodes.len() as u32;
-        let (text, at, id, ns, kind) = match kind {
-            Kind::El {
-                name,
-                id,
-                ns,
-                offset,
-            } => (
-                name,
-                u32::try_from(offset).unwrap_or(u32::MAX),
-                id,
-                ns,
-                SlotKind::El,
-            ),
-            Kind::Text(Cow::Borrowed(t)) => (t, 0, NOT_EL, Ns::SyncMl, SlotKind::Text),
-            Kind::Text(Cow::Owned(t)) => {
+    pub(crate) fn element(
+        &mut self,
+        parent: Option<u32>,
+        name: &'a str,
+        id: u8,
+        ns: Ns,
+        offset: usize,
+    ) -> u32 {
+        let at = u32::try_from(offset).unwrap_or(u32::MAX);
+        self.push(parent, name, at, id, ns, SlotKind::El)
+    }
+
+    /// Adds text under the open element `parent`.
+    #[inline]
+    pub(crate) fn text(&mut self, parent: u32, text: Cow<'a, str>) {
+        match text {
+            Cow::Borrowed(t) => self.push(Some(parent), t, 0, NOT_EL, Ns::SyncMl, SlotKind::Text),
+            Cow::Owned(t) => {
                 self.owned.push(t);
                 let at = self.owned.len() as u32 - 1;
-                ("", at, NOT_EL, Ns::SyncMl, SlotKind::OwnedText)
-            }
-            Kind::Opaque(b) => {
-                self.opaque.push(b);
-                let at = self.opaque.len() as u32 - 1;
-                ("", at, NOT_EL, Ns::SyncMl, SlotKind::Opaque)
+                self.push(
+                    Some(parent),
+                    "",
+                    at,
+                    NOT_EL,
+                    Ns::SyncMl,
+                    SlotKind::OwnedText,
+                )
             }
         };
+    }
+
+    /// Adds binary data (WBXML `OPAQUE`) under the open element `parent`.
+    pub(crate) fn opaque(&mut self, parent: u32, bytes: &'a [u8]) {
+        self.opaque.push(bytes);
+        let at = self.opaque.len() as u32 - 1;
+        self.push(Some(parent), "", at, NOT_EL, Ns::SyncMl, SlotKind::Opaque);
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        parent: Option<u32>,
+        text: &'a str,
+        at: u32,
+        id: u8,
+        ns: Ns,
+        kind: SlotKind,
+    ) -> u32 {
+        let idx = self.nodes.len() as u32;
         self.nodes.push(Slot {
             text,
             at,
@@ -335,8 +349,16 @@ impl<'a> Doc<'a> {
             ns,
             kind,
         });
-        if let Some(p) = parent {
-            match self.last_child(p) {
+        let Some(p) = parent else {
+            return idx;
+        };
+        match self.tails.last_mut() {
+            // The usual case: a sibling of the node added before.
+            Some(t) if t.parent == p => {
+                let last = std::mem::replace(&mut t.last, idx);
+                self.nodes[last as usize].next = idx;
+            }
+            _ => match self.last_child(p) {
                 NONE => {
                     self.nodes[p as usize].first = idx;
                     self.tails.push(Tail {
@@ -350,7 +372,7 @@ impl<'a> Doc<'a> {
                         t.last = idx;
                     }
                 }
-            }
+            },
         }
         idx
     }
@@ -394,7 +416,7 @@ impl<'a> Doc<'a> {
                 SlotKind::El | SlotKind::Opaque => {}
             }
         }
-        self.add(Some(parent), Kind::Text(text));
+        self.text(parent, text);
     }
 
     /// The name of element `idx` (for error messages).

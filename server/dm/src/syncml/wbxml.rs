@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::element::{name_id, token_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
+use super::element::{name_id, token_id, Doc, Ns, Sink, Tag, UNKNOWN};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -632,7 +632,7 @@ impl<'a> Cursor<'a> {
                     let len = self.mb(el)?;
                     let b = self.take(len, el)?;
                     match stack.last() {
-                        Some(&p) => doc.add(Some(p), Kind::Opaque(b)),
+                        Some(&p) => doc.opaque(p, b),
                         None => return Err(self.malformed(el, "OPAQUE outside the root")),
                     };
                     false
@@ -673,15 +673,7 @@ impl<'a> Cursor<'a> {
                     if tok & CONTENT != 0 && stack.len() >= MAX_NESTING {
                         return Err(self.fail_at(el, at, DecodeErrorKind::TooDeep));
                     }
-                    let idx = doc.add(
-                        stack.last().copied(),
-                        Kind::El {
-                            name,
-                            id,
-                            ns,
-                            offset: at,
-                        },
-                    );
+                    let idx = doc.element(stack.last().copied(), name, id, ns, at);
                     if tok & CONTENT != 0 {
                         stack.push(idx);
                         false

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memchr2, memmem};
 
-use crate::syncml::element::{name_id, Doc, Kind, Ns, UNKNOWN};
+use crate::syncml::element::{name_id, name_text, Doc, Ns, UNKNOWN};
 use crate::syncml::{DecodeError, DecodeErrorKind, MAX_NESTING};
 
 /// Reads one XML document into a [`Doc`].
@@ -97,6 +97,29 @@ fn count_lt(bytes: &[u8]) -> usize {
         .sum()
 }
 
+/// The position of the first `<` in `input` from `start`, or its length.
+/// Most are a few bytes away (after a tag or short text), nearer than
+/// calling `memchr` pays for.
+fn next_lt(input: &[u8], start: usize) -> usize {
+    let near = &input[start..input.len().min(start + 16)];
+    match near.iter().position(|&b| b == b'<') {
+        Some(i) => start + i,
+        None => {
+            let from = start + near.len();
+            memchr(b'<', &input[from..]).map_or(input.len(), |i| from + i)
+        }
+    }
+}
+
+/// Whether `hay` holds `b` (short ones byte by byte, as [`next_lt`]).
+fn contains(hay: &[u8], b: u8) -> bool {
+    if hay.len() <= 16 {
+        hay.contains(&b)
+    } else {
+        memchr(b, hay).is_some()
+    }
+}
+
 impl<'a> Reader<'a> {
     /// §2.1 `document`: prolog, one root element, then only blanks,
     /// comments and processing instructions.
@@ -104,7 +127,7 @@ impl<'a> Reader<'a> {
         let input = self.input;
         loop {
             let start = self.pos;
-            let lt = memchr(b'<', &input[start..]).map_or(input.len(), |i| start + i);
+            let lt = next_lt(input, start);
             if lt > start {
                 self.text(start, lt)?;
             }
@@ -189,12 +212,12 @@ impl<'a> Reader<'a> {
             return Err(self.syntax(start, "text outside the root element"));
         };
         let text = self.str_at(start, end, "text")?;
-        let text = if memchr(b'&', raw).is_some() {
+        let text = if contains(raw, b'&') {
             unescape(text).map_err(|(at, what)| self.syntax(start + at, what))?
         } else {
             Cow::Borrowed(text)
         };
-        self.doc.add(Some(parent), Kind::Text(text));
+        self.doc.text(parent, text);
         Ok(())
     }
 
@@ -228,7 +251,11 @@ impl<'a> Reader<'a> {
                 id = name_id(&input[local_start..name_end]);
             }
         }
-        let name = self.str_at(local_start, name_end, "element name")?;
+        let name = match id {
+            UNKNOWN => self.str_at(local_start, name_end, "element name")?,
+            // The same bytes, already known to be text.
+            _ => name_text(id),
+        };
         let mut ns = match self.open.last() {
             Some(o) => self.doc.ns_of(o.idx),
             None => Ns::SyncMl,
@@ -241,15 +268,7 @@ impl<'a> Reader<'a> {
             }
         }
         let parent = self.open.last().map(|o| o.idx);
-        let idx = self.doc.add(
-            parent,
-            Kind::El {
-                name,
-                id,
-                ns,
-                offset: at,
-            },
-        );
+        let idx = self.doc.element(parent, name, id, ns, at);
         if empty {
             self.done = parent.is_none();
         } else {
@@ -274,15 +293,13 @@ impl<'a> Reader<'a> {
         let unclosed = |r: &Self| r.syntax(at, "unclosed tag");
         let mut xmlns = None;
         self.attr_names.clear();
-        loop {
+        let (empty, end) = loop {
             let before = p;
             p = self.skip_space(p);
             match input.get(p) {
                 None => return Err(unclosed(self)),
-                Some(b'>') => return self.check_attr_names(at).map(|()| (xmlns, false, p + 1)),
-                Some(b'/') if input.get(p + 1) == Some(&b'>') => {
-                    return self.check_attr_names(at).map(|()| (xmlns, true, p + 2))
-                }
+                Some(b'>') => break (false, p + 1),
+                Some(b'/') if input.get(p + 1) == Some(&b'>') => break (true, p + 2),
                 Some(_) if p == before => {
                     return Err(self.syntax(p, "expected whitespace, `>` or `/>` in a tag"))
                 }
@@ -313,7 +330,11 @@ impl<'a> Reader<'a> {
             }
             self.attr_names.push(key);
             p = v_end + 1;
+        };
+        if self.attr_names.len() > 1 {
+            self.check_attr_names(at)?;
         }
+        Ok((xmlns, empty, end))
     }
 
     /// §3.1 "Unique Att Spec": no attribute name twice in one tag.
@@ -393,7 +414,7 @@ impl<'a> Reader<'a> {
                 return Err(self.syntax(at, "CDATA outside the root element"));
             };
             let text = self.str_at(start, start + len, "CDATA")?;
-            self.doc.add(Some(parent), Kind::Text(Cow::Borrowed(text)));
+            self.doc.text(parent, Cow::Borrowed(text));
             self.pos = start + len + 3;
             return Ok(());
         }
