@@ -438,6 +438,17 @@ impl<'a> Doc<'a> {
     }
 }
 
+/// `text` without surrounding whitespace ([`str::trim`]), found without
+/// decoding characters when it starts and ends with visible ASCII (the
+/// usual case).
+fn trim(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        [only] if only.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// One element of a [`Doc`]: children found by [`Name`], text read
 /// without copying anything until a value is taken into the model.
 #[derive(Clone, Copy)]
@@ -601,14 +612,14 @@ impl<'d, 'a> Elem<'d, 'a> {
     /// The element's text without surrounding whitespace (identifiers,
     /// numbers, URIs: whitespace around them is layout, not value).
     pub(crate) fn text(self) -> Result<String, DecodeError> {
-        Ok(self.text_as_received()?.trim().to_owned())
+        Ok(trim(&self.text_as_received()?).to_owned())
     }
 
     /// [`Elem::text`], borrowed when it can be.
     pub(crate) fn text_ref(self) -> Result<Cow<'d, str>, DecodeError> {
         Ok(match self.text_as_received()? {
-            Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
-            Cow::Owned(t) => Cow::Owned(t.trim().to_owned()),
+            Cow::Borrowed(t) => Cow::Borrowed(trim(t)),
+            Cow::Owned(t) => Cow::Owned(trim(&t).to_owned()),
         })
     }
 
@@ -629,7 +640,7 @@ impl<'d, 'a> Elem<'d, 'a> {
 
     pub(crate) fn parse_u64(self) -> Result<u64, DecodeError> {
         let t = self.text_as_received()?;
-        let t = t.trim();
+        let t = trim(&t);
         t.parse::<u64>()
             .map_err(|_| self.invalid(t, "not a non-negative integer"))
     }
@@ -756,4 +767,37 @@ pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     }
     // Only ASCII digits were written.
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    // The shortcut of `trim` changes nothing: the same as `str::trim`,
+    // Unicode whitespace included.
+    #[test]
+    fn trim_is_str_trim() {
+        let cases = [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\ta\n",
+            "ab",
+            "a b",
+            "\u{A0}a",
+            "a\u{A0}",
+            "\u{3000}",
+            "é",
+            "é ",
+            " é",
+            "\u{85}x\u{85}",
+            "\u{B}a\u{C}",
+            "\u{1F}a",
+            "~",
+            "x\r",
+        ];
+        for s in cases {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
+    }
 }

@@ -262,7 +262,10 @@ impl<'a> Reader<'a> {
         };
         if let Some((v_start, v_end)) = xmlns {
             let uri = self.str_at(v_start, v_end, "attribute value")?;
-            let uri = unescape(uri).map_err(|(i, what)| self.syntax(v_start + i, what))?;
+            let uri = match contains(uri.as_bytes(), b'&') {
+                false => Cow::Borrowed(uri),
+                true => unescape(uri).map_err(|(i, what)| self.syntax(v_start + i, what))?,
+            };
             if let Some(found) = Ns::from_uri(&uri) {
                 ns = found;
             }
@@ -364,6 +367,20 @@ impl<'a> Reader<'a> {
         }
         let input = self.input;
         let name_start = at + 2;
+        // The usual case, the name of the innermost element then `>`,
+        // without reading the name as a name first.
+        if let Some(open) = self.open.last() {
+            let (s, e) = open.name;
+            let name_end = name_start + (e - s);
+            if input.get(name_start..name_end) == Some(&input[s..e])
+                && input.get(name_end) == Some(&b'>')
+            {
+                self.open.pop();
+                self.done = self.open.is_empty();
+                self.pos = name_end + 1;
+                return Ok(());
+            }
+        }
         let name_end = self
             .name_end(name_start)
             .ok_or_else(|| self.syntax(at, "expected an element name after `</`"))?;
@@ -644,6 +661,8 @@ mod tests {
         assert_eq!(data(&xml), Data::from("x"));
         let xml = replace("<Data>x</Dat>");
         syntax_at(&xml, "Data", xml.find("</Dat>").unwrap());
+        let xml = replace("<Data>x</DataX>");
+        syntax_at(&xml, "Data", xml.find("</DataX>").unwrap());
         let xml = replace("<Data>x< Data>");
         syntax_at(&xml, "Data", xml.find("< Data>").unwrap());
         let xml = replace("<Data>x<1a/></Data>");
