@@ -21,14 +21,6 @@ pub(crate) enum Ns {
 }
 
 impl Ns {
-    pub(crate) fn uri(self) -> &'static str {
-        match self {
-            Ns::SyncMl => "SYNCML:SYNCML1.2",
-            Ns::MetInf => "syncml:metinf",
-            Ns::DmDdf => "syncml:dmddf1.2",
-        }
-    }
-
     /// The namespace of an `xmlns` value; namespace names are compared
     /// ignoring case since clients differ (`SYNCML:SYNCML1.2`, `syncml:SYNCML1.2`).
     pub(crate) fn from_uri(uri: &str) -> Option<Self> {
@@ -659,6 +651,47 @@ pub(crate) struct Tag {
     pub name: &'static str,
     /// Token on the code page of `ns`, without flags.
     pub token: u8,
+    pub xml: &'static XmlTag,
+}
+
+/// Size of the blocks of [`XmlTag`]: the longest end tag, `</RTProperties>`,
+/// fits.
+pub(crate) const TAG_BLOCK: usize = 16;
+
+/// An element's start (`<Name`) and end tag (`</Name>`) in XML, each in a
+/// block of [`TAG_BLOCK`] bytes followed by its length: the writer copies
+/// the whole block and cuts it to length, a few moves instead of a call to
+/// copy each piece.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct XmlTag {
+    pub start: ([u8; TAG_BLOCK], usize),
+    pub end: ([u8; TAG_BLOCK], usize),
+}
+
+impl XmlTag {
+    pub(crate) const fn new(name: &str) -> Self {
+        const fn block(parts: [&[u8]; 3]) -> ([u8; TAG_BLOCK], usize) {
+            let mut out = [0u8; TAG_BLOCK];
+            let mut len = 0;
+            let mut p = 0;
+            while p < parts.len() {
+                let mut i = 0;
+                while i < parts[p].len() {
+                    assert!(len < TAG_BLOCK, "element name too long for TAG_BLOCK");
+                    out[len] = parts[p][i];
+                    len += 1;
+                    i += 1;
+                }
+                p += 1;
+            }
+            (out, len)
+        }
+        let name = name.as_bytes();
+        Self {
+            start: block([b"<", name, b""]),
+            end: block([b"</", name, b">"]),
+        }
+    }
 }
 
 /// The token of `name` in `page` (0x05 for the first entry); fails to
@@ -683,27 +716,30 @@ const fn token_in(page: &[&str], name: &str) -> u8 {
 }
 
 impl Tag {
-    pub(crate) const fn sml(name: &'static str) -> Self {
+    pub(crate) const fn sml(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::SyncMl,
             name,
             token: token_in(&super::wbxml::PAGE_SYNCML, name),
+            xml,
         }
     }
 
-    pub(crate) const fn metinf(name: &'static str) -> Self {
+    pub(crate) const fn metinf(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::MetInf,
             name,
             token: token_in(&super::wbxml::PAGE_METINF, name),
+            xml,
         }
     }
 
-    pub(crate) const fn ddf(name: &'static str) -> Self {
+    pub(crate) const fn ddf(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::DmDdf,
             name,
             token: token_in(&super::wbxml::PAGE_DMDDF, name),
+            xml,
         }
     }
 }

@@ -466,10 +466,14 @@ fn props_into(el: Elem<'_, '_>, p: &mut RtProperties) -> Result<(), DecodeError>
 /// The element names the writer uses, with their WBXML tokens.
 mod tag {
     use super::Tag;
+    use crate::syncml::element::XmlTag;
 
     macro_rules! tags {
         ($ctor:ident: $($c:ident = $name:literal),* $(,)?) => {
-            $(pub(crate) const $c: Tag = Tag::$ctor($name);)*
+            $(pub(crate) const $c: Tag = Tag::$ctor($name, {
+                const XML: XmlTag = XmlTag::new($name);
+                &XML
+            });)*
         };
     }
 

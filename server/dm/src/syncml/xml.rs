@@ -18,7 +18,7 @@ mod read;
 
 pub(crate) use read::read_doc;
 
-use super::element::{Sink, Tag};
+use super::element::{Ns, Sink, Tag, TAG_BLOCK};
 use super::model::Message;
 use super::{map, DecodeError};
 use crate::tnds::MgmtTree;
@@ -112,6 +112,23 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// One block of an [`XmlTag`](super::element::XmlTag), cut to its length.
+fn put_block(out: &mut Vec<u8>, (block, len): ([u8; TAG_BLOCK], usize)) {
+    let at = out.len();
+    out.extend_from_slice(&block);
+    out.truncate(at + len);
+}
+
+/// The `xmlns` attribute of `ns`, in the spelling this encoder writes
+/// (each a constant, so no call to copy it).
+fn put_xmlns(out: &mut Vec<u8>, ns: Ns) {
+    match ns {
+        Ns::SyncMl => out.extend_from_slice(b" xmlns=\"SYNCML:SYNCML1.2\""),
+        Ns::MetInf => out.extend_from_slice(b" xmlns=\"syncml:metinf\""),
+        Ns::DmDdf => out.extend_from_slice(b" xmlns=\"syncml:dmddf1.2\""),
+    }
+}
+
 struct Frame {
     tag: Tag,
     /// `>` written: the element has content.
@@ -181,12 +198,9 @@ impl Sink for XmlWriter {
         if self.pretty && depth > 0 {
             self.indent(depth);
         }
-        self.out.push(b'<');
-        self.out.extend_from_slice(tag.name.as_bytes());
+        put_block(&mut self.out, tag.xml.start);
         if parent_ns != Some(tag.ns) {
-            self.out.extend_from_slice(b" xmlns=\"");
-            self.out.extend_from_slice(tag.ns.uri().as_bytes());
-            self.out.push(b'"');
+            put_xmlns(&mut self.out, tag.ns);
         }
         self.stack.push(Frame {
             tag,
@@ -224,9 +238,7 @@ impl Sink for XmlWriter {
             let depth = self.stack.len();
             self.indent(depth);
         }
-        self.out.extend_from_slice(b"</");
-        self.out.extend_from_slice(f.tag.name.as_bytes());
-        self.out.push(b'>');
+        put_block(&mut self.out, f.tag.xml.end);
     }
 
     fn tree(&mut self, tree: &MgmtTree) {
@@ -252,23 +264,17 @@ impl Sink for XmlWriter {
             }
             None => None,
         };
-        let name = tag.name.as_bytes();
-        self.out.reserve(2 * name.len() + text.len() + 32);
-        self.out.push(b'<');
-        self.out.extend_from_slice(name);
+        self.out.reserve(2 * TAG_BLOCK + 32 + text.len());
+        put_block(&mut self.out, tag.xml.start);
         if parent_ns != Some(tag.ns) {
-            self.out.extend_from_slice(b" xmlns=\"");
-            self.out.extend_from_slice(tag.ns.uri().as_bytes());
-            self.out.push(b'"');
+            put_xmlns(&mut self.out, tag.ns);
         }
         if text.is_empty() {
             self.out.extend_from_slice(b"/>");
         } else {
             self.out.push(b'>');
             escape_into(&mut self.out, text);
-            self.out.extend_from_slice(b"</");
-            self.out.extend_from_slice(name);
-            self.out.push(b'>');
+            put_block(&mut self.out, tag.xml.end);
         }
     }
 }
