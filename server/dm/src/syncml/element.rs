@@ -321,7 +321,7 @@ impl<'a> Doc<'a> {
         self.push(Some(parent), "", at, NOT_EL, Ns::SyncMl, SlotKind::Opaque);
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(
         &mut self,
         parent: Option<u32>,
