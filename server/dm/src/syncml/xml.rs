@@ -96,20 +96,21 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(bytes);
         return;
     }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\r' => b"&#13;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
+    let mut rest = bytes;
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r'))
+    {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            _ => out.extend_from_slice(b"&#13;"),
+        }
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
 }
 
 /// One block of an [`XmlTag`](super::element::XmlTag), cut to its length.
