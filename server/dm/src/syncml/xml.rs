@@ -1,5 +1,5 @@
 //! The XML encoding of SyncML DM (PROTOCOL A.1): a reader of its own
-//! ([`read`]) and a writer, both straight to and from bytes.
+//! (`xml/read.rs`) and a writer, both straight to and from bytes.
 //!
 //! Tolerant of what real clients send: an XML declaration, namespace
 //! declarations in single or double quotes, on Meta children or not,
