@@ -400,4 +400,25 @@ proptest! {
         b[i] = byte;
         let _ = decode(&b);
     }
+
+    // PROTOCOL A.1: whatever XML decodes, damaged or not, survives being
+    // encoded again (compact, pretty and WBXML) and decoded:
+    // decode(encode(m)) == m for every m that decode produces.
+    #[test]
+    fn xml_mutations_round_trip(
+        m in message(),
+        at in any::<usize>(),
+        byte in prop::sample::select(b"<>&;/!?\"' x\r]-".to_vec()),
+        pretty in any::<bool>(),
+    ) {
+        let mut b = if pretty { to_xml_pretty(&m).into_bytes() } else { encode_xml(&m) };
+        let i = at % b.len();
+        b[i] = byte;
+        for input in [&b[..i], &b[..]] {
+            let Ok(got) = decode(input) else { continue };
+            prop_assert_eq!(&decode(&encode_xml(&got)).unwrap(), &got);
+            prop_assert_eq!(&decode(to_xml_pretty(&got).as_bytes()).unwrap(), &got);
+            prop_assert_eq!(&decode(&encode_wbxml(&got)).unwrap(), &got);
+        }
+    }
 }

@@ -21,14 +21,6 @@ pub(crate) enum Ns {
 }
 
 impl Ns {
-    pub(crate) fn uri(self) -> &'static str {
-        match self {
-            Ns::SyncMl => "SYNCML:SYNCML1.2",
-            Ns::MetInf => "syncml:metinf",
-            Ns::DmDdf => "syncml:dmddf1.2",
-        }
-    }
-
     /// The namespace of an `xmlns` value; namespace names are compared
     /// ignoring case since clients differ (`SYNCML:SYNCML1.2`, `syncml:SYNCML1.2`).
     pub(crate) fn from_uri(uri: &str) -> Option<Self> {
@@ -196,6 +188,11 @@ pub(crate) fn name_id(name: &[u8]) -> u8 {
     }
 }
 
+/// The name whose id is `id` (not `UNKNOWN`).
+pub(crate) fn name_text(id: u8) -> &'static str {
+    ALL[usize::from(id)]
+}
+
 /// The id of the element of `token` on the page of `ns`.
 pub(crate) fn token_id(ns: Ns, token: u8) -> u8 {
     let base = match ns {
@@ -218,36 +215,54 @@ const NONE: u32 = 0;
 /// The id of a slot that is not an element (never a [`Name`] id).
 const NOT_EL: u8 = u8::MAX - 1;
 
-/// What one node of a [`Doc`] is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Kind<'a> {
-    El {
-        /// Borrowed from the input (XML) or the token tables (WBXML).
-        name: Cow<'a, str>,
-        /// The [`Name`] id of `name`.
-        id: u8,
-        ns: Ns,
-        /// Byte offset of the element's start in the input.
-        offset: usize,
-    },
-    Text(Cow<'a, str>),
-    Opaque(&'a [u8]),
+/// What one slot of a [`Doc`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    El,
+    /// Text borrowed from the input, in `Slot::text`.
+    Text,
+    /// Text that was unescaped or joined, in `Doc::owned[Slot::at]`.
+    OwnedText,
+    /// Binary data (WBXML `OPAQUE`), in `Doc::opaque[Slot::at]`.
+    Opaque,
 }
 
+/// One node, in 32 bytes: decoding writes one per element and text, so
+/// its size is most of the memory the tree touches.
 #[derive(Debug, Clone)]
 struct Slot<'a> {
-    kind: Kind<'a>,
+    /// An element's name, or text borrowed from the input.
+    text: &'a str,
+    /// An element's byte offset in the input (saturating: messages are far
+    /// smaller than 4 GiB), or the index of owned text or opaque data.
+    at: u32,
+    first: u32,
+    next: u32,
     /// The name id of an element, [`NOT_EL`] for text and opaque data.
     id: u8,
-    first: u32,
+    ns: Ns,
+    kind: SlotKind,
+}
+
+/// The last child so far of an element that has children.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    parent: u32,
     last: u32,
-    next: u32,
 }
 
 /// A decoded document: the root element is node 0.
 #[derive(Debug, Clone)]
 pub(crate) struct Doc<'a> {
     nodes: Vec<Slot<'a>>,
+    owned: Vec<String>,
+    opaque: Vec<&'a [u8]>,
+    /// The last children of the elements that nodes are being added to,
+    /// outermost first. Nodes are added in document order, always to an
+    /// open element: every element after the one being added to (a
+    /// greater index) has ended, so its entry can go. This keeps the
+    /// `last` link out of the slots.
+    tails: Vec<Tail>,
 }
 
 impl<'a> Doc<'a> {
@@ -255,68 +270,174 @@ impl<'a> Doc<'a> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             nodes: Vec::with_capacity(capacity),
+            owned: Vec::new(),
+            opaque: Vec::new(),
+            tails: Vec::with_capacity(16),
         }
     }
 
-    /// Adds a node under `parent` (`None` for the root, which must come
-    /// first) and returns its index.
+    /// Adds an element under `parent` (`None` for the root, which must
+    /// come first; afterwards an element that has not ended) and returns
+    /// its index. `name` is borrowed from the input (XML) or the token
+    /// tables (WBXML), `id` is its [`Name`] id, `offset` the byte offset of
+    /// its start in the input.
     #[inline]
-    pub(crate) fn add(&mut self, parent: Option<u32>, kind: Kind<'a>) -> u32 {
-        let idx = self.nodes.len() as u32;
-        let id = match &kind {
-            Kind::El { id, .. } => *id,
-            _ => NOT_EL,
+    pub(crate) fn element(
+        &mut self,
+        parent: Option<u32>,
+        name: &'a str,
+        id: u8,
+        ns: Ns,
+        offset: usize,
+    ) -> u32 {
+        let at = u32::try_from(offset).unwrap_or(u32::MAX);
+        self.push(parent, name, at, id, ns, SlotKind::El)
+    }
+
+    /// Adds text under the open element `parent`.
+    #[inline]
+    pub(crate) fn text(&mut self, parent: u32, text: Cow<'a, str>) {
+        match text {
+            Cow::Borrowed(t) => self.push(Some(parent), t, 0, NOT_EL, Ns::SyncMl, SlotKind::Text),
+            Cow::Owned(t) => {
+                self.owned.push(t);
+                let at = self.owned.len() as u32 - 1;
+                self.push(
+                    Some(parent),
+                    "",
+                    at,
+                    NOT_EL,
+                    Ns::SyncMl,
+                    SlotKind::OwnedText,
+                )
+            }
         };
+    }
+
+    /// Adds binary data (WBXML `OPAQUE`) under the open element `parent`.
+    pub(crate) fn opaque(&mut self, parent: u32, bytes: &'a [u8]) {
+        self.opaque.push(bytes);
+        let at = self.opaque.len() as u32 - 1;
+        self.push(Some(parent), "", at, NOT_EL, Ns::SyncMl, SlotKind::Opaque);
+    }
+
+    #[inline(always)]
+    fn push(
+        &mut self,
+        parent: Option<u32>,
+        text: &'a str,
+        at: u32,
+        id: u8,
+        ns: Ns,
+        kind: SlotKind,
+    ) -> u32 {
+        let idx = self.nodes.len() as u32;
         self.nodes.push(Slot {
-            kind,
-            id,
+            text,
+            at,
             first: NONE,
-            last: NONE,
             next: NONE,
+            id,
+            ns,
+            kind,
         });
-        if let Some(p) = parent {
-            let last = self.nodes[p as usize].last;
-            if last == NONE {
-                self.nodes[p as usize].first = idx;
-            } else {
+        let Some(p) = parent else {
+            return idx;
+        };
+        match self.tails.last_mut() {
+            // The usual case: a sibling of the node added before.
+            Some(t) if t.parent == p => {
+                let last = std::mem::replace(&mut t.last, idx);
                 self.nodes[last as usize].next = idx;
             }
-            self.nodes[p as usize].last = idx;
+            _ => match self.last_child(p) {
+                NONE => {
+                    self.nodes[p as usize].first = idx;
+                    self.tails.push(Tail {
+                        parent: p,
+                        last: idx,
+                    });
+                }
+                last => {
+                    self.nodes[last as usize].next = idx;
+                    if let Some(t) = self.tails.last_mut() {
+                        t.last = idx;
+                    }
+                }
+            },
         }
         idx
+    }
+
+    /// The last child of `parent` so far, dropping the entries of the
+    /// elements after it (see [`Doc::tails`]).
+    fn last_child(&mut self, parent: u32) -> u32 {
+        while let Some(t) = self.tails.last() {
+            if t.parent == parent {
+                return t.last;
+            }
+            if t.parent < parent {
+                break;
+            }
+            self.tails.pop();
+        }
+        NONE
     }
 
     /// Appends text to `parent`, joined to its last child when that is text
     /// (WBXML: `STR_I`, `ENTITY`, `STR_T` in a row make one text).
     pub(crate) fn add_text_joined(&mut self, parent: u32, text: Cow<'a, str>) {
-        let last = self.nodes[parent as usize].last;
+        let last = self.last_child(parent);
         if last != NONE {
-            if let Kind::Text(t) = &mut self.nodes[last as usize].kind {
-                t.to_mut().push_str(&text);
-                return;
+            let slot = &mut self.nodes[last as usize];
+            match slot.kind {
+                SlotKind::Text => {
+                    let mut joined = String::with_capacity(slot.text.len() + text.len());
+                    joined.push_str(slot.text);
+                    joined.push_str(&text);
+                    slot.text = "";
+                    slot.kind = SlotKind::OwnedText;
+                    slot.at = self.owned.len() as u32;
+                    self.owned.push(joined);
+                    return;
+                }
+                SlotKind::OwnedText => {
+                    self.owned[slot.at as usize].push_str(&text);
+                    return;
+                }
+                SlotKind::El | SlotKind::Opaque => {}
             }
         }
-        self.add(Some(parent), Kind::Text(text));
+        self.text(parent, text);
     }
 
     /// The name of element `idx` (for error messages).
-    pub(crate) fn name_of(&self, idx: u32) -> &str {
-        match &self.nodes[idx as usize].kind {
-            Kind::El { name, .. } => name,
+    pub(crate) fn name_of(&self, idx: u32) -> &'a str {
+        let slot = &self.nodes[idx as usize];
+        match slot.kind {
+            SlotKind::El => slot.text,
             _ => "",
         }
     }
 
     pub(crate) fn ns_of(&self, idx: u32) -> Ns {
-        match &self.nodes[idx as usize].kind {
-            Kind::El { ns, .. } => *ns,
-            _ => Ns::SyncMl,
-        }
+        self.nodes[idx as usize].ns
     }
 
     /// The root element.
     pub(crate) fn root(&self) -> Elem<'_, 'a> {
         Elem { doc: self, idx: 0 }
+    }
+}
+
+/// `text` without surrounding whitespace ([`str::trim`]), found without
+/// decoding characters when it starts and ends with visible ASCII (the
+/// usual case).
+fn trim(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        [only] if only.is_ascii_graphic() => text,
+        _ => text.trim(),
     }
 }
 
@@ -334,6 +455,13 @@ pub(crate) struct Children<'d, 'a> {
     next: u32,
 }
 
+impl Children<'_, '_> {
+    /// No more children.
+    fn is_none(&self) -> bool {
+        self.next == NONE
+    }
+}
+
 /// One child node.
 pub(crate) enum Child<'d, 'a> {
     El(Elem<'d, 'a>),
@@ -349,12 +477,14 @@ impl<'d, 'a> Iterator for Children<'d, 'a> {
             return None;
         }
         let idx = self.next;
-        let slot = &self.doc.nodes[idx as usize];
+        let doc = self.doc;
+        let slot = &doc.nodes[idx as usize];
         self.next = slot.next;
-        Some(match &slot.kind {
-            Kind::El { .. } => Child::El(Elem { doc: self.doc, idx }),
-            Kind::Text(t) => Child::Text(t),
-            Kind::Opaque(b) => Child::Opaque(b),
+        Some(match slot.kind {
+            SlotKind::El => Child::El(Elem { doc, idx }),
+            SlotKind::Text => Child::Text(slot.text),
+            SlotKind::OwnedText => Child::Text(&doc.owned[slot.at as usize]),
+            SlotKind::Opaque => Child::Opaque(doc.opaque[slot.at as usize]),
         })
     }
 }
@@ -369,10 +499,7 @@ impl<'d, 'a> Elem<'d, 'a> {
     }
 
     pub(crate) fn offset(self) -> usize {
-        match &self.slot().kind {
-            Kind::El { offset, .. } => *offset,
-            _ => 0,
-        }
+        self.slot().at as usize
     }
 
     pub(crate) fn children(self) -> Children<'d, 'a> {
@@ -451,7 +578,7 @@ impl<'d, 'a> Elem<'d, 'a> {
             Some(first) => first,
         };
         if let Child::Text(t) = first {
-            if self.slot().first == self.slot().last {
+            if children.is_none() {
                 return Ok(Cow::Borrowed(t));
             }
         }
@@ -477,14 +604,14 @@ impl<'d, 'a> Elem<'d, 'a> {
     /// The element's text without surrounding whitespace (identifiers,
     /// numbers, URIs: whitespace around them is layout, not value).
     pub(crate) fn text(self) -> Result<String, DecodeError> {
-        Ok(self.text_as_received()?.trim().to_owned())
+        Ok(trim(&self.text_as_received()?).to_owned())
     }
 
     /// [`Elem::text`], borrowed when it can be.
     pub(crate) fn text_ref(self) -> Result<Cow<'d, str>, DecodeError> {
         Ok(match self.text_as_received()? {
-            Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
-            Cow::Owned(t) => Cow::Owned(t.trim().to_owned()),
+            Cow::Borrowed(t) => Cow::Borrowed(trim(t)),
+            Cow::Owned(t) => Cow::Owned(trim(&t).to_owned()),
         })
     }
 
@@ -505,7 +632,7 @@ impl<'d, 'a> Elem<'d, 'a> {
 
     pub(crate) fn parse_u64(self) -> Result<u64, DecodeError> {
         let t = self.text_as_received()?;
-        let t = t.trim();
+        let t = trim(&t);
         t.parse::<u64>()
             .map_err(|_| self.invalid(t, "not a non-negative integer"))
     }
@@ -524,6 +651,47 @@ pub(crate) struct Tag {
     pub name: &'static str,
     /// Token on the code page of `ns`, without flags.
     pub token: u8,
+    pub xml: &'static XmlTag,
+}
+
+/// Size of the blocks of [`XmlTag`]: the longest end tag, `</RTProperties>`,
+/// fits.
+pub(crate) const TAG_BLOCK: usize = 16;
+
+/// An element's start (`<Name`) and end tag (`</Name>`) in XML, each in a
+/// block of [`TAG_BLOCK`] bytes followed by its length: the writer copies
+/// the whole block and cuts it to length, a few moves instead of a call to
+/// copy each piece.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct XmlTag {
+    pub start: ([u8; TAG_BLOCK], usize),
+    pub end: ([u8; TAG_BLOCK], usize),
+}
+
+impl XmlTag {
+    pub(crate) const fn new(name: &str) -> Self {
+        const fn block(parts: [&[u8]; 3]) -> ([u8; TAG_BLOCK], usize) {
+            let mut out = [0u8; TAG_BLOCK];
+            let mut len = 0;
+            let mut p = 0;
+            while p < parts.len() {
+                let mut i = 0;
+                while i < parts[p].len() {
+                    assert!(len < TAG_BLOCK, "element name too long for TAG_BLOCK");
+                    out[len] = parts[p][i];
+                    len += 1;
+                    i += 1;
+                }
+                p += 1;
+            }
+            (out, len)
+        }
+        let name = name.as_bytes();
+        Self {
+            start: block([b"<", name, b""]),
+            end: block([b"</", name, b">"]),
+        }
+    }
 }
 
 /// The token of `name` in `page` (0x05 for the first entry); fails to
@@ -548,27 +716,30 @@ const fn token_in(page: &[&str], name: &str) -> u8 {
 }
 
 impl Tag {
-    pub(crate) const fn sml(name: &'static str) -> Self {
+    pub(crate) const fn sml(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::SyncMl,
             name,
             token: token_in(&super::wbxml::PAGE_SYNCML, name),
+            xml,
         }
     }
 
-    pub(crate) const fn metinf(name: &'static str) -> Self {
+    pub(crate) const fn metinf(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::MetInf,
             name,
             token: token_in(&super::wbxml::PAGE_METINF, name),
+            xml,
         }
     }
 
-    pub(crate) const fn ddf(name: &'static str) -> Self {
+    pub(crate) const fn ddf(name: &'static str, xml: &'static XmlTag) -> Self {
         Self {
             ns: Ns::DmDdf,
             name,
             token: token_in(&super::wbxml::PAGE_DMDDF, name),
+            xml,
         }
     }
 }
@@ -632,4 +803,37 @@ pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     }
     // Only ASCII digits were written.
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    // The shortcut of `trim` changes nothing: the same as `str::trim`,
+    // Unicode whitespace included.
+    #[test]
+    fn trim_is_str_trim() {
+        let cases = [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\ta\n",
+            "ab",
+            "a b",
+            "\u{A0}a",
+            "a\u{A0}",
+            "\u{3000}",
+            "é",
+            "é ",
+            " é",
+            "\u{85}x\u{85}",
+            "\u{B}a\u{C}",
+            "\u{1F}a",
+            "~",
+            "x\r",
+        ];
+        for s in cases {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
+    }
 }

@@ -185,7 +185,7 @@ fn opt_cred(el: Elem<'_, '_>) -> Result<Option<Cred>, DecodeError> {
 /// at the end of `out`, filled in place.
 fn item_cmd_into(
     el: Elem<'_, '_>,
-    variant: fn(ItemCmd) -> Command,
+    variant: impl FnOnce(ItemCmd) -> Command,
     out: &mut Vec<Command>,
 ) -> Result<(), DecodeError> {
     let id = cmd_id(el)?;
@@ -244,18 +244,22 @@ fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
 
 /// The command `el` appended to `out`.
 fn command_into(el: Elem<'_, '_>, nested: bool, out: &mut Vec<Command>) -> Result<(), DecodeError> {
-    let variant: fn(ItemCmd) -> Command = match el.name() {
-        "Add" => Command::Add,
-        "Copy" => Command::Copy,
-        "Delete" => Command::Delete,
-        "Get" => Command::Get,
-        "Replace" => Command::Replace,
-        _ => {
-            out.push(command(el, nested)?);
-            return Ok(());
-        }
-    };
-    item_cmd_into(el, variant, out)
+    // Each variant its own instance of `item_cmd_into`, so that the
+    // command is built where it is pushed rather than copied there.
+    if el.is(n!("Add")) {
+        item_cmd_into(el, Command::Add, out)
+    } else if el.is(n!("Copy")) {
+        item_cmd_into(el, Command::Copy, out)
+    } else if el.is(n!("Delete")) {
+        item_cmd_into(el, Command::Delete, out)
+    } else if el.is(n!("Get")) {
+        item_cmd_into(el, Command::Get, out)
+    } else if el.is(n!("Replace")) {
+        item_cmd_into(el, Command::Replace, out)
+    } else {
+        out.push(command(el, nested)?);
+        Ok(())
+    }
 }
 
 fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
@@ -466,10 +470,14 @@ fn props_into(el: Elem<'_, '_>, p: &mut RtProperties) -> Result<(), DecodeError>
 /// The element names the writer uses, with their WBXML tokens.
 mod tag {
     use super::Tag;
+    use crate::syncml::element::XmlTag;
 
     macro_rules! tags {
         ($ctor:ident: $($c:ident = $name:literal),* $(,)?) => {
-            $(pub(crate) const $c: Tag = Tag::$ctor($name);)*
+            $(pub(crate) const $c: Tag = Tag::$ctor($name, {
+                const XML: XmlTag = XmlTag::new($name);
+                &XML
+            });)*
         };
     }
 

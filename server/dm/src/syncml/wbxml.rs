@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::element::{name_id, token_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
+use super::element::{name_id, token_id, Doc, Ns, Sink, Tag, UNKNOWN};
 use super::model::Message;
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
@@ -192,6 +192,31 @@ pub(crate) fn page_table(ns: Ns) -> &'static [&'static str] {
         Ns::MetInf => &PAGE_METINF,
         Ns::DmDdf => &PAGE_DMDDF,
     }
+}
+
+/// `unknown-token-P-0xTT`: the name given to token `TT` of code page `P`
+/// (0–2) when the page has no element there, one static string each so
+/// that every element name is borrowed.
+fn unknown_token_name(page: u8, token: u8) -> &'static str {
+    const LEN: usize = "unknown-token-0-0x00".len();
+    const NAMES: [[u8; LEN]; 3 * 64] = {
+        let mut names = [[0u8; LEN]; 3 * 64];
+        let hex = b"0123456789ABCDEF";
+        let mut i = 0;
+        while i < names.len() {
+            let (page, token) = (i / 64, i % 64);
+            let mut name = *b"unknown-token-0-0x00";
+            name[14] = b'0' + page as u8;
+            name[18] = hex[token / 16];
+            name[19] = hex[token % 16];
+            names[i] = name;
+            i += 1;
+        }
+        names
+    };
+    let i = usize::from(page.min(2)) * 64 + usize::from(token & 0x3F);
+    // Only ASCII was written.
+    std::str::from_utf8(&NAMES[i]).unwrap_or("unknown-token")
 }
 
 fn page_ns(page: u8) -> Option<Ns> {
@@ -607,7 +632,7 @@ impl<'a> Cursor<'a> {
                     let len = self.mb(el)?;
                     let b = self.take(len, el)?;
                     match stack.last() {
-                        Some(&p) => doc.add(Some(p), Kind::Opaque(b)),
+                        Some(&p) => doc.opaque(p, b),
                         None => return Err(self.malformed(el, "OPAQUE outside the root")),
                     };
                     false
@@ -638,28 +663,17 @@ impl<'a> Cursor<'a> {
                     let (name, id) = if tok & 0x3F == LITERAL {
                         let i = self.mb(el)?;
                         let name = self.table_str(header.strtbl, i, el)?;
-                        (Cow::Borrowed(name), name_id(name.as_bytes()))
+                        (name, name_id(name.as_bytes()))
                     } else {
                         match tag_name(ns, tok & 0x3F) {
-                            Some(name) => (Cow::Borrowed(name), token_id(ns, tok & 0x3F)),
-                            None => (
-                                Cow::Owned(format!("unknown-token-{page}-0x{:02X}", tok & 0x3F)),
-                                UNKNOWN,
-                            ),
+                            Some(name) => (name, token_id(ns, tok & 0x3F)),
+                            None => (unknown_token_name(page, tok & 0x3F), UNKNOWN),
                         }
                     };
                     if tok & CONTENT != 0 && stack.len() >= MAX_NESTING {
                         return Err(self.fail_at(el, at, DecodeErrorKind::TooDeep));
                     }
-                    let idx = doc.add(
-                        stack.last().copied(),
-                        Kind::El {
-                            name,
-                            id,
-                            ns,
-                            offset: at,
-                        },
-                    );
+                    let idx = doc.element(stack.last().copied(), name, id, ns, at);
                     if tok & CONTENT != 0 {
                         stack.push(idx);
                         false
@@ -698,6 +712,18 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Elements on no page keep the names they were given when built one
+    // by one.
+    #[test]
+    fn unknown_token_names() {
+        for page in 0..=2u8 {
+            for token in 0..64u8 {
+                let name = format!("unknown-token-{page}-0x{token:02X}");
+                assert_eq!(unknown_token_name(page, token), name);
+            }
+        }
+    }
 
     // PROTOCOL A.1: the token anchors given for each page.
     #[test]

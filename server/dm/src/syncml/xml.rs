@@ -1,4 +1,5 @@
-//! The XML encoding of SyncML DM (PROTOCOL A.1), on quick-xml.
+//! The XML encoding of SyncML DM (PROTOCOL A.1): a reader of its own
+//! (`xml/read.rs`) and a writer, both straight to and from bytes.
 //!
 //! Tolerant of what real clients send: an XML declaration, namespace
 //! declarations in single or double quotes, on Meta children or not,
@@ -7,19 +8,19 @@
 //! SyncML clients and `wbxml2xml` write one; it is never fetched).
 //! Refused: a `DOCTYPE` with an internal subset (no entity is ever
 //! defined), references other than the five predefined entities and
-//! numeric character references, nesting deeper than [`MAX_NESTING`], and
+//! numeric character references, nesting deeper than
+//! [`MAX_NESTING`](super::MAX_NESTING), and
 //! anything but blanks, comments and processing instructions after the root
 //! element (a second concatenated document is an error, not ignored: the
 //! body of one HTTP request is one message).
 
-use std::borrow::Cow;
+mod read;
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
+pub(crate) use read::read_doc;
 
-use super::element::{name_id, Doc, Kind, Ns, Sink, Tag, UNKNOWN};
+use super::element::{Ns, Sink, Tag, TAG_BLOCK};
 use super::model::Message;
-use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
+use super::{map, DecodeError};
 use crate::tnds::MgmtTree;
 use base64::Engine as _;
 
@@ -46,262 +47,6 @@ pub fn to_pretty(msg: &Message) -> String {
 fn into_string(bytes: Vec<u8>) -> String {
     // The writer only writes `&str`s and ASCII.
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-fn syntax(doc: &Doc<'_>, stack: &[u32], offset: usize, what: String) -> DecodeError {
-    let element = stack.last().map_or("(document)", |&e| doc.name_of(e));
-    DecodeError::new(
-        element,
-        offset,
-        DecodeErrorKind::Syntax(format!("XML: {what}")),
-    )
-}
-
-/// `piece`, a slice of `input`, as a slice of `valid` (`input` already
-/// checked as UTF-8), without checking it again.
-fn piece_of<'a>(valid: Option<&'a str>, input: &[u8], piece: &[u8]) -> Option<&'a str> {
-    let start = (piece.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
-    valid?.get(start..start.checked_add(piece.len())?)
-}
-
-fn open<'a>(
-    e: &quick_xml::events::BytesStart<'_>,
-    input: &'a [u8],
-    valid: Option<&'a str>,
-    doc: &Doc<'a>,
-    stack: &[u32],
-    offset: usize,
-) -> Result<Kind<'a>, DecodeError> {
-    let parent_ns = stack.last().map_or(Ns::SyncMl, |&p| doc.ns_of(p));
-    let qname = e.name().into_inner();
-    // The local name: after the first `:` (as quick-xml's `local_name`).
-    // No known name has a `:`, so a known name is its own local name.
-    let mut id = name_id(qname);
-    let local = if id != UNKNOWN {
-        qname
-    } else if let Some(i) = qname.iter().position(|&b| b == b':') {
-        let local = &qname[i + 1..];
-        id = name_id(local);
-        local
-    } else {
-        qname
-    };
-    let name = match piece_of(valid, input, local) {
-        // The usual case: a slice of the input, already checked as UTF-8.
-        Some(name) => Cow::Borrowed(name),
-        None => {
-            let not_utf8 = || syntax(doc, stack, offset, "element name is not UTF-8".into());
-            // The tag starts at `offset` (`<` then the qualified name):
-            // borrow the name from the input when it is there.
-            let end = offset + 1 + qname.len();
-            match input.get(end - local.len()..end) {
-                Some(there) if there == local => {
-                    Cow::Borrowed(std::str::from_utf8(there).map_err(|_| not_utf8())?)
-                }
-                _ => Cow::Owned(
-                    std::str::from_utf8(local)
-                        .map_err(|_| not_utf8())?
-                        .to_owned(),
-                ),
-            }
-        }
-    };
-    let mut ns = parent_ns;
-    let raw = e.attributes_raw();
-    if raw.is_empty() {
-        // No attributes: the usual case.
-    } else if let Some(uri) = lone_xmlns(raw).and_then(|v| match piece_of(valid, input, v) {
-        Some(v) => Some(v),
-        None => std::str::from_utf8(v).ok(),
-    }) {
-        if let Some(found) = Ns::from_uri(uri) {
-            ns = found;
-        }
-    } else {
-        for attr in e.attributes() {
-            let attr = attr.map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
-            if attr.key.as_ref() == b"xmlns" {
-                let v = attr
-                    .unescape_value()
-                    .map_err(|err| syntax(doc, stack, offset, err.to_string()))?;
-                if let Some(found) = Ns::from_uri(&v) {
-                    ns = found;
-                }
-            }
-        }
-    }
-    Ok(Kind::El {
-        name,
-        id,
-        ns,
-        offset,
-    })
-}
-
-/// The value of `raw` when it is exactly one `xmlns="…"` (or `'…'`)
-/// attribute whose value needs no unescaping, as clients write it; `None`
-/// sends anything else through quick-xml's attribute parser and its checks.
-fn lone_xmlns(raw: &[u8]) -> Option<&[u8]> {
-    let rest = raw.trim_ascii_start().strip_prefix(b"xmlns=")?;
-    let (&quote, rest) = rest.split_first()?;
-    if quote != b'"' && quote != b'\'' {
-        return None;
-    }
-    // Up to the closing quote, with nothing to unescape on the way.
-    let end = rest
-        .iter()
-        .position(|&b| b == quote || b == b'&' || b == b'<')
-        .filter(|&i| rest[i] == quote)?;
-    let (value, after) = (&rest[..end], &rest[end + 1..]);
-    if !after.trim_ascii().is_empty() {
-        return None;
-    }
-    Some(value)
-}
-
-/// How many `<` are in `bytes` (counted in blocks of 255 with a byte
-/// counter, which compilers turn into vector code).
-fn count_lt(bytes: &[u8]) -> usize {
-    bytes
-        .chunks(255)
-        .map(|block| {
-            let n = block
-                .iter()
-                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'<')));
-            usize::from(n)
-        })
-        .sum()
-}
-
-/// Reads one XML document into a [`Doc`] (see the module docs for what is
-/// tolerated and refused).
-pub(crate) fn read_doc(bytes: &[u8]) -> Result<Doc<'_>, DecodeError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // Checked as UTF-8 once: names and text that need no unescaping are
-    // then borrowed without checking each again. Invalid input takes the
-    // piecewise checks, which name the element and offset.
-    let valid = std::str::from_utf8(bytes).ok();
-    let mut reader = Reader::from_reader(bytes);
-    reader.config_mut().trim_text(false);
-    // At most one element or text per `<`, about one of each in compact XML.
-    let tags = count_lt(bytes);
-    let mut doc = Doc::with_capacity(tags + 4);
-    let mut stack: Vec<u32> = Vec::with_capacity(16);
-    let mut done = false;
-    loop {
-        let offset = reader.buffer_position() as usize;
-        let event = reader.read_event().map_err(|e| {
-            syntax(
-                &doc,
-                &stack,
-                reader.error_position() as usize,
-                e.to_string(),
-            )
-        })?;
-        if done {
-            match event {
-                Event::Eof => break,
-                Event::Comment(_) | Event::PI(_) => continue,
-                Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => continue,
-                _ => {
-                    return Err(DecodeError::new(
-                        "SyncML",
-                        offset,
-                        DecodeErrorKind::TrailingData,
-                    ))
-                }
-            }
-        }
-        match event {
-            Event::Start(e) => {
-                if stack.len() >= MAX_NESTING {
-                    let mut err = syntax(&doc, &stack, offset, "too deep".into());
-                    err.kind = DecodeErrorKind::TooDeep;
-                    return Err(err);
-                }
-                let kind = open(&e, bytes, valid, &doc, &stack, offset)?;
-                let idx = doc.add(stack.last().copied(), kind);
-                stack.push(idx);
-            }
-            Event::Empty(e) => {
-                let kind = open(&e, bytes, valid, &doc, &stack, offset)?;
-                doc.add(stack.last().copied(), kind);
-                done = stack.is_empty();
-            }
-            Event::End(_) => {
-                if stack.pop().is_none() {
-                    return Err(syntax(&doc, &stack, offset, "unexpected end tag".into()));
-                }
-                done = stack.is_empty();
-            }
-            Event::Text(t) => {
-                let text = match piece_of(valid, bytes, &t) {
-                    Some(text) if !text.contains('&') => Cow::Borrowed(text),
-                    _ => t
-                        .unescape()
-                        .map_err(|e| syntax(&doc, &stack, offset, e.to_string()))?,
-                };
-                match stack.last() {
-                    Some(&p) => {
-                        doc.add(Some(p), Kind::Text(text));
-                    }
-                    None if text.trim().is_empty() => {}
-                    None => {
-                        return Err(syntax(
-                            &doc,
-                            &stack,
-                            offset,
-                            "text outside the root element".into(),
-                        ))
-                    }
-                }
-            }
-            Event::CData(c) => {
-                let text = match c.into_inner() {
-                    Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed).ok(),
-                    Cow::Owned(b) => String::from_utf8(b).map(Cow::Owned).ok(),
-                }
-                .ok_or_else(|| syntax(&doc, &stack, offset, "CDATA is not UTF-8".into()))?;
-                match stack.last() {
-                    Some(&p) => {
-                        doc.add(Some(p), Kind::Text(text));
-                    }
-                    None => {
-                        return Err(syntax(
-                            &doc,
-                            &stack,
-                            offset,
-                            "CDATA outside the root element".into(),
-                        ))
-                    }
-                }
-            }
-            Event::DocType(d) => {
-                if d.contains(&b'[') {
-                    return Err(DecodeError::new(
-                        "(document)",
-                        offset,
-                        DecodeErrorKind::Unsupported(
-                            "a DOCTYPE with an internal subset (entity definitions)".into(),
-                        ),
-                    ));
-                }
-            }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
-            Event::Eof => {
-                return Err(syntax(
-                    &doc,
-                    &stack,
-                    offset,
-                    "unexpected end of input".into(),
-                ));
-            }
-        }
-    }
-    if !done {
-        return Err(syntax(&doc, &[], 0, "no root element".into()));
-    }
-    Ok(doc)
 }
 
 /// PROTOCOL A.1: a standalone TNDS XML document.
@@ -351,20 +96,38 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(bytes);
         return;
     }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\r' => b"&#13;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
+    let mut rest = bytes;
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| matches!(b, b'&' | b'<' | b'>' | b'\r'))
+    {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            _ => out.extend_from_slice(b"&#13;"),
+        }
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
+}
+
+/// One block of an [`XmlTag`](super::element::XmlTag), cut to its length.
+fn put_block(out: &mut Vec<u8>, (block, len): ([u8; TAG_BLOCK], usize)) {
+    let at = out.len();
+    out.extend_from_slice(&block);
+    out.truncate(at + len);
+}
+
+/// The `xmlns` attribute of `ns`, in the spelling this encoder writes
+/// (each a constant, so no call to copy it).
+fn put_xmlns(out: &mut Vec<u8>, ns: Ns) {
+    match ns {
+        Ns::SyncMl => out.extend_from_slice(b" xmlns=\"SYNCML:SYNCML1.2\""),
+        Ns::MetInf => out.extend_from_slice(b" xmlns=\"syncml:metinf\""),
+        Ns::DmDdf => out.extend_from_slice(b" xmlns=\"syncml:dmddf1.2\""),
+    }
 }
 
 struct Frame {
@@ -436,12 +199,9 @@ impl Sink for XmlWriter {
         if self.pretty && depth > 0 {
             self.indent(depth);
         }
-        self.out.push(b'<');
-        self.out.extend_from_slice(tag.name.as_bytes());
+        put_block(&mut self.out, tag.xml.start);
         if parent_ns != Some(tag.ns) {
-            self.out.extend_from_slice(b" xmlns=\"");
-            self.out.extend_from_slice(tag.ns.uri().as_bytes());
-            self.out.push(b'"');
+            put_xmlns(&mut self.out, tag.ns);
         }
         self.stack.push(Frame {
             tag,
@@ -479,9 +239,7 @@ impl Sink for XmlWriter {
             let depth = self.stack.len();
             self.indent(depth);
         }
-        self.out.extend_from_slice(b"</");
-        self.out.extend_from_slice(f.tag.name.as_bytes());
-        self.out.push(b'>');
+        put_block(&mut self.out, f.tag.xml.end);
     }
 
     fn tree(&mut self, tree: &MgmtTree) {
@@ -507,23 +265,17 @@ impl Sink for XmlWriter {
             }
             None => None,
         };
-        let name = tag.name.as_bytes();
-        self.out.reserve(2 * name.len() + text.len() + 32);
-        self.out.push(b'<');
-        self.out.extend_from_slice(name);
+        self.out.reserve(2 * TAG_BLOCK + 32 + text.len());
+        put_block(&mut self.out, tag.xml.start);
         if parent_ns != Some(tag.ns) {
-            self.out.extend_from_slice(b" xmlns=\"");
-            self.out.extend_from_slice(tag.ns.uri().as_bytes());
-            self.out.push(b'"');
+            put_xmlns(&mut self.out, tag.ns);
         }
         if text.is_empty() {
             self.out.extend_from_slice(b"/>");
         } else {
             self.out.push(b'>');
             escape_into(&mut self.out, text);
-            self.out.extend_from_slice(b"</");
-            self.out.extend_from_slice(name);
-            self.out.push(b'>');
+            put_block(&mut self.out, tag.xml.end);
         }
     }
 }
