@@ -157,6 +157,41 @@ fn nesting_is_bounded() {
     assert_eq!(e.element, "Atomic");
 }
 
+// Hostile input, A.3: Atomic and Sequence nest at most MAX_CONTAINER_DEPTH
+// deep; deeper (still within MAX_NESTING elements) is refused with a clear
+// error rather than spending stack, even on a small thread stack.
+#[test]
+fn containers_nest_a_bounded_depth() {
+    let nest = |n: usize| {
+        let mut body = String::from(
+            "<Get><CmdID>99</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>",
+        );
+        for i in 0..n {
+            let tag = if i % 2 == 0 { "Atomic" } else { "Sequence" };
+            body = format!("<{tag}><CmdID>{}</CmdID>{body}</{tag}>", i + 1);
+        }
+        msg(&body)
+    };
+    let ok = nest(syncml::MAX_CONTAINER_DEPTH);
+    assert!(syncml::decode(ok.as_bytes()).is_ok());
+    let wb = syncml::encode_wbxml(&syncml::decode(ok.as_bytes()).unwrap());
+    assert!(syncml::decode(&wb).is_ok());
+    for n in [syncml::MAX_CONTAINER_DEPTH + 1, 48] {
+        let text = nest(n);
+        let e = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || syncml::decode(text.as_bytes()).unwrap_err())
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(
+            matches!(e.kind, DecodeErrorKind::Unsupported(_)),
+            "{n}: {e}"
+        );
+        assert!(e.element == "Atomic" || e.element == "Sequence", "{e}");
+    }
+}
+
 // PROTOCOL A.1: WBXML header rules and clear refusals.
 #[test]
 fn wbxml_header_and_tokens() {

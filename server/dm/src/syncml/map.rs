@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 
 use super::element::{n, Child, Elem, Name, Sink, Tag};
 use super::model::*;
-use super::{DecodeError, DecodeErrorKind};
+use super::{DecodeError, DecodeErrorKind, MAX_CONTAINER_DEPTH};
 use crate::tnds::{DfFormat, DfType, MgmtTree, Node, RtProperties};
 use crate::{AlertCode, CmdId, StatusCode};
 
@@ -31,7 +31,7 @@ pub(crate) fn message_from_el(root: Elem<'_, '_>) -> Result<Message, DecodeError
         if el.is(n!("Final")) {
             final_ = true;
         } else {
-            command_into(el, false, &mut body)?;
+            command_into(el, 0, &mut body)?;
         }
     }
     Ok(Message { hdr, body, final_ })
@@ -206,12 +206,18 @@ fn item_cmd_into(
     items_into(el, &mut x.items)
 }
 
-fn container(el: Elem<'_, '_>) -> Result<Container, DecodeError> {
+/// An Atomic or Sequence `depth` containers deep (1 at the top level).
+fn container(el: Elem<'_, '_>, depth: usize) -> Result<Container, DecodeError> {
+    if depth > MAX_CONTAINER_DEPTH {
+        return Err(el.err(DecodeErrorKind::Unsupported(format!(
+            "Atomic and Sequence nested more than {MAX_CONTAINER_DEPTH} deep"
+        ))));
+    }
     let mut commands = Vec::new();
     for c in el.elements() {
         match c.name() {
             "CmdID" | "NoResp" | "Meta" => {}
-            _ => command_into(c, true, &mut commands)?,
+            _ => command_into(c, depth, &mut commands)?,
         }
     }
     Ok(Container {
@@ -243,7 +249,8 @@ fn cmd_ref(el: Elem<'_, '_>, cmd: &str) -> Result<CmdRef, DecodeError> {
 }
 
 /// The command `el` appended to `out`.
-fn command_into(el: Elem<'_, '_>, nested: bool, out: &mut Vec<Command>) -> Result<(), DecodeError> {
+/// The command `el`, inside `depth` Atomic or Sequence containers.
+fn command_into(el: Elem<'_, '_>, depth: usize, out: &mut Vec<Command>) -> Result<(), DecodeError> {
     // Each variant its own instance of `item_cmd_into`, so that the
     // command is built where it is pushed rather than copied there.
     if el.is(n!("Add")) {
@@ -257,15 +264,16 @@ fn command_into(el: Elem<'_, '_>, nested: bool, out: &mut Vec<Command>) -> Resul
     } else if el.is(n!("Replace")) {
         item_cmd_into(el, Command::Replace, out)
     } else {
-        out.push(command(el, nested)?);
+        out.push(command(el, depth)?);
         Ok(())
     }
 }
 
-fn command(el: Elem<'_, '_>, nested: bool) -> Result<Command, DecodeError> {
+fn command(el: Elem<'_, '_>, depth: usize) -> Result<Command, DecodeError> {
+    let nested = depth > 0;
     Ok(match el.name() {
-        "Atomic" => Command::Atomic(container(el)?),
-        "Sequence" => Command::Sequence(container(el)?),
+        "Atomic" => Command::Atomic(container(el, depth + 1)?),
+        "Sequence" => Command::Sequence(container(el, depth + 1)?),
         "Exec" => Command::Exec(Exec {
             cmd_id: cmd_id(el)?,
             no_resp: el.has(n!("NoResp")),

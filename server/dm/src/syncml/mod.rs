@@ -24,6 +24,10 @@ use std::fmt;
 /// levels inside nested Atomic/Sequence commands.
 pub const MAX_NESTING: usize = 100;
 
+/// Deepest nesting of Atomic and Sequence commands a decoder accepts (A.3):
+/// real clients nest one or two; mapping deeper ones would only spend stack.
+pub const MAX_CONTAINER_DEPTH: usize = 8;
+
 /// Why bytes could not be decoded into a [`Message`] (PROTOCOL A.1): names the
 /// element concerned and the byte offset in the input where it starts (or
 /// where the problem was found).
