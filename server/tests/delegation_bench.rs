@@ -99,7 +99,7 @@ async fn batch_end_to_end() {
             break;
         }
         last = v;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let wall = t0.elapsed();
     let completed = last["completed"].as_u64().unwrap_or(0);

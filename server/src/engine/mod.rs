@@ -1189,29 +1189,35 @@ impl Engine {
                 }
             }
             let mut next = self.0.settings.poll;
-            match store::due_outbox(self.db(), now_ms(), 256).await {
-                Ok(due) => {
-                    for m in due {
-                        if running.len() >= self.0.settings.concurrency {
-                            next = Duration::from_millis(20);
-                            break;
+            // Only as many documents as there are free slots, none of a
+            // delegation with one on its way: a finished delivery costs one
+            // small query, not a scan of the whole outbox.
+            let free = self.0.settings.concurrency.saturating_sub(running.len());
+            if free > 0 {
+                match store::due_outbox(self.db(), now_ms(), &in_flight, free).await {
+                    Ok(due) => {
+                        for m in due {
+                            if !in_flight.insert(m.delegation) {
+                                continue;
+                            }
+                            let me = self.clone();
+                            running.spawn(async move {
+                                let id = m.delegation;
+                                me.deliver(m).await;
+                                id
+                            });
                         }
-                        if !in_flight.insert(m.delegation) {
-                            continue;
-                        }
-                        let me = self.clone();
-                        running.spawn(async move {
-                            let id = m.delegation;
-                            me.deliver(m).await;
-                            id
-                        });
                     }
+                    Err(e) => tracing::error!(error = %e, "reading the delegation outbox failed"),
                 }
-                Err(e) => tracing::error!(error = %e, "reading the delegation outbox failed"),
+                if let Ok(Some(t)) = store::next_outbox_time(self.db(), &in_flight).await {
+                    let wait = (t - now_ms()).clamp(0, next.as_millis() as i64);
+                    next = Duration::from_millis(wait as u64);
+                }
             }
-            if let Ok(Some(t)) = store::next_outbox_time(self.db()).await {
-                let wait = (t - now_ms()).clamp(0, next.as_millis() as i64);
-                next = Duration::from_millis(wait as u64);
+            if running.len() >= self.0.settings.concurrency {
+                // Full: the next finished delivery frees a slot.
+                next = self.0.settings.poll;
             }
             tokio::select! {
                 _ = self.0.wake_outbox.notified() => {}

@@ -509,28 +509,52 @@ pub async fn enqueue(
 
 /// Outgoing messages due now: per delegation only its oldest unanswered
 /// one, so that messages go strictly in order (B.3).
-pub async fn due_outbox(db: &Db, now: i64, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
+pub async fn due_outbox(
+    db: &Db,
+    now: i64,
+    busy: &std::collections::HashSet<i64>,
+    limit: usize,
+) -> Result<Vec<Message>, sqlx::Error> {
+    // Delegations with a document on its way are left out: their next one
+    // waits for the answer (B.3, in order per delegation).
+    let not_busy = not_in("m.delegation", busy);
     let rows = sqlx::query(&db.sql(&format!(
         "SELECT {MSG_COLUMNS} FROM delegation_messages m WHERE m.delivery = 'queued' \
-         AND m.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM delegation_messages e \
+         AND m.next_attempt_at <= $1{not_busy} AND NOT EXISTS (SELECT 1 FROM delegation_messages e \
          WHERE e.delegation = m.delegation AND e.delivery = 'queued' AND e.id < m.id) \
          ORDER BY m.next_attempt_at LIMIT $2"
     )))
     .bind(now)
-    .bind(limit)
+    .bind(limit as i64)
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(msg_from_row).collect()
 }
 
-/// The earliest time an outgoing message is due, if any is queued.
-pub async fn next_outbox_time(db: &Db) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT MIN(next_attempt_at) AS t FROM delegation_messages WHERE delivery = 'queued'",
-    )
+/// The earliest time an outgoing message of a delegation not in `busy` is
+/// due, if any is queued.
+pub async fn next_outbox_time(
+    db: &Db,
+    busy: &std::collections::HashSet<i64>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT MIN(next_attempt_at) AS t FROM delegation_messages WHERE delivery = 'queued'{}",
+        not_in("delegation", busy)
+    ))
     .fetch_one(db.pool())
     .await?;
     opt_i64(&row, "t")
+}
+
+/// ` AND column NOT IN (…)` for a set of ids (numbers only), or nothing.
+fn not_in(column: &str, ids: &std::collections::HashSet<i64>) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let mut ids: Vec<i64> = ids.iter().copied().collect();
+    ids.sort_unstable();
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!(" AND {column} NOT IN ({})", list.join(","))
 }
 
 /// A failed attempt: try again at `next_at`.
