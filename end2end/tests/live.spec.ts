@@ -164,7 +164,7 @@ test.describe("in the reader's time zone", () => {
 
     // "waiting … since HH:MM:SS": the clock in Asia/Kolkata (UTC+05:30).
     await page.goto(`/delegations/${first}`);
-    const since = page.getByTestId("timeline").locator("[data-status=now] p time");
+    const since = page.getByTestId("timeline").locator("[data-status=now] p").nth(1).locator("time");
     await expect(since).toHaveAttribute("title", / UTC$/);
     const ms = Number(await since.getAttribute("datetime"));
     const local = new Intl.DateTimeFormat("en-GB", {
@@ -189,6 +189,7 @@ test.describe("in the reader's time zone", () => {
     const approver = await browser.newPage({ timezoneId: "Asia/Kolkata" });
     await signIn(approver, "live-abe");
     await approver.goto("/approvals");
+    await approver.waitForLoadState("networkidle");
     const group = approver.getByRole("region", { name: `Batch ${batch_id} · 2 requests` });
     await group.getByRole("button", { name: `Approve all 2 requests of batch ${batch_id}` }).click();
     await expect(approver.getByRole("region", { name: `Batch ${batch_id} · 2 requests` })).toHaveCount(0);

@@ -107,8 +107,8 @@ fn DelegationView(
             .join(", ")
     };
     let term = match r.expires_at {
-        Some(ms) => format!("temporary, until {}", utc_text(ms)),
-        None => r.term.clone(),
+        Some(ms) => view! { "temporary, until " <Time ms/> }.into_any(),
+        None => text(r.term.clone()),
     };
     let our_role = if r.role == "dms1" {
         "DMS-1: we hand authority over"
@@ -146,7 +146,7 @@ fn DelegationView(
                     {fact("Our role", text(our_role.to_owned()))}
                     {fact("Type", text(r.kind.clone()))}
                     {fact("Scope", text(scope))}
-                    {fact("Term", text(term))}
+                    {fact("Term", term)}
                     {fact("Reason", text(r.reason.clone()))}
                     {fact("Requested by", text(r.requested_by.clone()))}
                     {fact("Approved by", text(r.approved_by.clone()))}
