@@ -481,27 +481,26 @@ pub async fn handle(
         });
     }
     if !inventory_items.is_empty() {
-        // The row read under the lock: nothing in this message changed its
-        // tree or DevDetail.
-        if let Some(d) = &device {
-            let (tree, dd) = tree_cache::merge(&d.tree, &inventory_items);
+        // Read under the lock: nothing else changes them meanwhile.
+        if let Some((old_detail, old_tree)) = devices::inventory_in(db, &mut tx, &devid).await? {
+            let (tree, dd) = tree_cache::merge(&old_tree, &inventory_items);
             let detail = if dd.is_empty() {
                 None
             } else {
                 let mut detail: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&d.devdetail).unwrap_or_default();
+                    serde_json::from_str(&old_detail).unwrap_or_default();
                 for (k, v) in dd {
                     detail.insert(k, serde_json::Value::String(v));
                 }
                 Some(serde_json::Value::Object(detail).to_string())
             };
             // Values read again and unchanged (a routine Get): no write.
-            if tree != d.tree || detail.as_ref().is_some_and(|t| *t != d.devdetail) {
+            if tree != old_tree || detail.as_ref().is_some_and(|t| *t != old_detail) {
                 devices::set_inventory(
                     db,
                     &mut tx,
                     &devid,
-                    detail.as_deref().unwrap_or(&d.devdetail),
+                    detail.as_deref().unwrap_or(&old_detail),
                     &tree,
                 )
                 .await?;

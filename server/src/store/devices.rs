@@ -170,23 +170,42 @@ pub async fn get_in(
 /// The device, read inside `tx` (from [`Db::begin_write`]) with its row
 /// locked until commit, so sessions of one device run one message at a
 /// time: on SQLite the transaction holds the database's write lock already;
-/// on PostgreSQL `FOR UPDATE` locks the row.
+/// on PostgreSQL `FOR UPDATE` locks the row. Without its cached tree and
+/// DevDetail (left empty here): a DM message needs them only when it
+/// brings results, and then reads them with [`inventory_in`].
 pub async fn lock(
     db: &Db,
     tx: &mut Transaction<'static, Any>,
     devid: &str,
 ) -> Result<Option<Device>, sqlx::Error> {
+    let columns = COLUMNS
+        .replace("devdetail,", "'' AS devdetail,")
+        .replace(" tree,", " '' AS tree,");
     let sql = match db.dialect() {
         super::Dialect::Postgres => {
-            format!("SELECT {COLUMNS} FROM devices WHERE devid = $1 FOR UPDATE")
+            format!("SELECT {columns} FROM devices WHERE devid = $1 FOR UPDATE")
         }
-        super::Dialect::Sqlite => format!("SELECT {COLUMNS} FROM devices WHERE devid = $1"),
+        super::Dialect::Sqlite => format!("SELECT {columns} FROM devices WHERE devid = $1"),
     };
     let row = sqlx::query(&db.sql(&sql))
         .bind(devid)
         .fetch_optional(&mut **tx)
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// The device's DevDetail and cached tree (JSON), as `tx` sees them.
+pub async fn inventory_in(
+    db: &Db,
+    tx: &mut Transaction<'static, Any>,
+    devid: &str,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = sqlx::query(&db.sql("SELECT devdetail, tree FROM devices WHERE devid = $1"))
+        .bind(devid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| Ok((r.try_get("devdetail")?, r.try_get("tree")?)))
+        .transpose()
 }
 
 /// One line of an import file, checked.
