@@ -227,33 +227,43 @@ async fn record_try(
         }
         Err(e) => ("failed", e.to_string(), None),
     };
-    sqlx::query(&db.sql(
-        "UPDATE notification_outbox SET state = $2, attempts = $3, error = $4, \
-         sent_at = $5, next_attempt_at = $6 WHERE id = $1",
-    ))
-    .bind(id)
-    .bind(state)
-    .bind(tries)
-    .bind(&error)
-    .bind(now)
-    .bind(next)
-    .execute(db.pool())
-    .await?;
+    // The state and, for a push given up, its audit entry commit together.
+    let given_up = (state == "failed" && tries_before > 0).then(|| {
+        // The first try is audited by the notification itself.
+        NewEntry::new(Event::DeviceNotifyFailed, "system", devid).details(serde_json::json!({
+            "outbox": id, "transport": transport, "attempts": tries, "error": error,
+        }))
+    });
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = db.begin_write().await?;
+        sqlx::query(&db.sql(
+            "UPDATE notification_outbox SET state = $2, attempts = $3, error = $4, \
+             sent_at = $5, next_attempt_at = $6 WHERE id = $1",
+        ))
+        .bind(id)
+        .bind(state)
+        .bind(tries)
+        .bind(&error)
+        .bind(now)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(entry) = &given_up {
+            match audit::append_in(db, &mut tx, entry).await {
+                Ok(_) => {}
+                // Another writer took the log's head: all again.
+                Err(e) if crate::store::is_unique_violation(&e) && attempt < 50 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        break;
+    }
     match state {
         "retrying" => {
             tracing::info!(devid, tries, error = %error, "push failed; retrying");
-        }
-        "failed" if tries_before > 0 => {
-            // The first try is audited by the notification itself.
-            audit::append(
-                db,
-                NewEntry::new(Event::DeviceNotifyFailed, "system", devid).details(
-                    serde_json::json!({
-                        "outbox": id, "transport": transport, "attempts": tries, "error": error,
-                    }),
-                ),
-            )
-            .await?;
         }
         "sent" if tries_before > 0 => rt.bus.publish(DeviceEvent::Notified {
             devid: devid.to_owned(),
