@@ -2,6 +2,7 @@
 
 use crate::api::AppError;
 use leptos::prelude::*;
+use leptos_router::components::A;
 
 /// A red notice for a failed action, announced to screen readers.
 #[component]
@@ -42,6 +43,46 @@ pub fn PageHeader(
             <h1 class="text-2xl font-semibold tracking-tight text-slate-900">{title}</h1>
             {subtitle.map(|s| view! { <p class="mt-1 text-sm text-slate-500">{s}</p> })}
         </header>
+    }
+}
+
+/// A column header that sorts the table by its column: a link to `href`
+/// (the same table in this column's order), `aria-sort` and an arrow when
+/// it is the column sorted by (`order`: descending or not).
+#[component]
+pub fn SortHeader(label: &'static str, href: String, order: Option<bool>) -> impl IntoView {
+    let (aria_sort, arrow) = match order {
+        None => ("none", ""),
+        Some(false) => ("ascending", " ↑"),
+        Some(true) => ("descending", " ↓"),
+    };
+    view! {
+        <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
+            <A href=href attr:class="hover:text-slate-800">{label}{arrow}</A>
+        </th>
+    }
+}
+
+/// "← Previous", where we are, "Next →" under a paged table.
+#[component]
+pub fn Pager(
+    prev: Option<String>,
+    next: Option<String>,
+    #[prop(into)] text: String,
+) -> impl IntoView {
+    const LINK: &str = "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-50";
+    view! {
+        <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
+            {match prev {
+                Some(href) => view! { <A href=href attr:class=LINK attr:rel="prev">"← Previous"</A> }.into_any(),
+                None => view! { <span></span> }.into_any(),
+            }}
+            <span class="text-slate-500">{text}</span>
+            {match next {
+                Some(href) => view! { <A href=href attr:class=LINK attr:rel="next">"Next →"</A> }.into_any(),
+                None => view! { <span></span> }.into_any(),
+            }}
+        </nav>
     }
 }
 

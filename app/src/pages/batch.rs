@@ -5,7 +5,7 @@ use crate::api::devices::encode_component;
 use crate::api::live::{get_batch_live, sort_batch, BatchSort, BATCH_PER_PAGE};
 use crate::api::AppError;
 use crate::components::live::{use_live, LiveLine};
-use crate::components::ui::{ErrorNotice, PageHeader, Time};
+use crate::components::ui::{ErrorNotice, PageHeader, Pager, SortHeader, Time};
 use crate::pages::delegation::state_class;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -38,8 +38,6 @@ impl View {
         }
     }
 }
-
-const PAGER: &str = "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-50";
 
 #[component]
 pub fn Batch() -> impl IntoView {
@@ -98,16 +96,7 @@ pub fn Batch() -> impl IntoView {
                         let header = move |sort: BatchSort| {
                             let active = v.sort == sort;
                             let href = View { sort, desc: active && !v.desc, page: 1 }.href(batch);
-                            let (aria_sort, arrow) = match (active, v.desc) {
-                                (false, _) => ("none", ""),
-                                (true, false) => ("ascending", " ↑"),
-                                (true, true) => ("descending", " ↓"),
-                            };
-                            view! {
-                                <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
-                                    <A href=href attr:class="hover:text-slate-800">{sort.label()}{arrow}</A>
-                                </th>
-                            }
+                            view! { <SortHeader label=sort.label() href order=active.then_some(v.desc)/> }
                         };
                         let prev = (page > 1).then(|| View { page: page - 1, ..v }.href(batch));
                         let next = (page < pages).then(|| View { page: page + 1, ..v }.href(batch));
@@ -151,19 +140,7 @@ pub fn Batch() -> impl IntoView {
                                     </tbody>
                                 </table>
                             </div>
-                            {(pages > 1).then(|| view! {
-                                <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
-                                    {match prev {
-                                        Some(href) => view! { <A href=href attr:class=PAGER attr:rel="prev">"← Previous"</A> }.into_any(),
-                                        None => view! { <span></span> }.into_any(),
-                                    }}
-                                    <span class="text-slate-500">{format!("Page {page} of {pages}")}</span>
-                                    {match next {
-                                        Some(href) => view! { <A href=href attr:class=PAGER attr:rel="next">"Next →"</A> }.into_any(),
-                                        None => view! { <span></span> }.into_any(),
-                                    }}
-                                </nav>
-                            })}
+                            {(pages > 1).then(|| view! { <Pager prev next text=format!("Page {page} of {pages}")/> })}
                         }.into_any()
                     }
                     Err(AppError::NotFound(_)) => view! { <p class="text-sm text-slate-500">"There is no such batch."</p> }.into_any(),

@@ -6,14 +6,13 @@ use crate::api::delegations::{
     delegation_href, list_delegations, state_words, DelegationFilter, DelegationPage,
     DelegationSort, STATES,
 };
-use crate::components::ui::{ErrorNotice, PageHeader, Time};
+use crate::components::ui::{ErrorNotice, PageHeader, Pager, SortHeader, Time};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
 const FIELD: &str = "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm focus:border-indigo-500 focus:outline-none focus:ring-1 focus:ring-indigo-500";
 const LABEL: &str = "block text-sm font-medium text-slate-700";
-const PAGER: &str = "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-50";
 
 #[component]
 pub fn Delegations() -> impl IntoView {
@@ -152,16 +151,8 @@ fn Table(page: DelegationPage, filter: DelegationFilter) -> impl IntoView {
                 sort.natural_desc()
             };
             let href = filter.sorted_by(sort, desc).href();
-            let (aria_sort, arrow) = match (active, filter.descending()) {
-                (false, _) => ("none", ""),
-                (true, false) => ("ascending", " ↑"),
-                (true, true) => ("descending", " ↓"),
-            };
-            view! {
-                <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
-                    <A href=href attr:class="hover:text-slate-800">{sort.label()}{arrow}</A>
-                </th>
-            }
+            let order = active.then(|| filter.descending());
+            view! { <SortHeader label=sort.label() href order/> }
         }
     };
     view! {
@@ -202,16 +193,6 @@ fn Table(page: DelegationPage, filter: DelegationFilter) -> impl IntoView {
                 </tbody>
             </table>
         </div>
-        <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
-            {match prev {
-                Some(href) => view! { <A href=href attr:class=PAGER attr:rel="prev">"← Previous"</A> }.into_any(),
-                None => view! { <span></span> }.into_any(),
-            }}
-            <span class="text-slate-500">{format!("Page {} of {pages}", page.page)}</span>
-            {match next {
-                Some(href) => view! { <A href=href attr:class=PAGER attr:rel="next">"Next →"</A> }.into_any(),
-                None => view! { <span></span> }.into_any(),
-            }}
-        </nav>
+        <Pager prev next text=format!("Page {} of {pages}", page.page)/>
     }
 }

@@ -4,7 +4,7 @@ use crate::api::devices::{
     DeviceSelection, DeviceSort,
 };
 use crate::api::{Me, Role};
-use crate::components::ui::{ErrorNotice, PageHeader, Time};
+use crate::components::ui::{ErrorNotice, PageHeader, Pager, SortHeader, Time};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
@@ -265,21 +265,7 @@ fn DeviceTable(
                 ..query.clone()
             }
             .href();
-            let aria_sort = match (active, query.desc) {
-                (false, _) => "none",
-                (true, false) => "ascending",
-                (true, true) => "descending",
-            };
-            let arrow = match (active, query.desc) {
-                (false, _) => "",
-                (true, false) => " ↑",
-                (true, true) => " ↓",
-            };
-            view! {
-                <th scope="col" class="px-4 py-3" aria-sort=aria_sort>
-                    <A href=href attr:class="hover:text-slate-800">{sort.label()}{arrow}</A>
-                </th>
-            }
+            view! { <SortHeader label=sort.label() href order=active.then_some(query.desc)/> }
         }
     };
     view! {
@@ -314,17 +300,7 @@ fn DeviceTable(
                 </tbody>
             </table>
         </div>
-        <nav aria-label="Pagination" class="mt-4 flex items-center justify-between text-sm">
-            {match prev {
-                Some(href) => view! { <A href=href attr:class=BUTTON_QUIET attr:rel="prev">"← Previous"</A> }.into_any(),
-                None => view! { <span></span> }.into_any(),
-            }}
-            <span class="text-slate-500">{page_text}</span>
-            {match next {
-                Some(href) => view! { <A href=href attr:class=BUTTON_QUIET attr:rel="next">"Next →"</A> }.into_any(),
-                None => view! { <span></span> }.into_any(),
-            }}
-        </nav>
+        <Pager prev next text=page_text/>
     }
 }
 

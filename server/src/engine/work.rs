@@ -246,14 +246,7 @@ impl Engine {
                 // B.6: read the ACL of every node step 6 changes, and of
                 // their ancestors, in one Sequence; the results refresh the
                 // cached tree that step 6 is planned on.
-                let device = devices::get_in(self.db(), tx, &devid).await?;
-                let tree = tree_from_cache(device.as_ref().map_or("[]", |d| d.tree.as_str()));
-                let account = cur
-                    .work
-                    .account
-                    .as_deref()
-                    .and_then(|a| TreeUri::parse(a).ok());
-                let scope: Scope = cur.terms().scope.clone();
+                let (tree, account, scope) = self.step6_inputs(tx, cur).await?;
                 match plan::acl_reads(&tree, &self.0.me, &scope, account.as_ref()) {
                     Ok(reads) if !reads.is_empty() => {
                         let cmd = device_work::sequence(&reads);
@@ -291,6 +284,23 @@ impl Engine {
                 Ok(Vec::new())
             }
         }
+    }
+
+    /// What step 6 is planned on (B.6): the device's tree as last read,
+    /// DMS-2's account node on it and the delegated scope.
+    async fn step6_inputs(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cur: &Current,
+    ) -> Result<(handover_dm::Tree, Option<TreeUri>, Scope), EngineError> {
+        let device = devices::get_in(self.db(), tx, &cur.row.devid).await?;
+        let tree = tree_from_cache(device.as_ref().map_or("[]", |d| d.tree.as_str()));
+        let account = cur
+            .work
+            .account
+            .as_deref()
+            .and_then(|a| TreeUri::parse(a).ok());
+        Ok((tree, account, cur.terms().scope.clone()))
     }
 
     async fn queue_revert(
@@ -500,16 +510,9 @@ impl Engine {
                         .acl_update_failed(&format!("reading the ACLs failed with status {status}"))
                         .unwrap_or_default();
                 } else {
-                    let d = devices::get_in(self.db(), &mut tx, &cur.row.devid).await?;
-                    let tree = tree_from_cache(d.as_ref().map_or("[]", |d| d.tree.as_str()));
+                    let (tree, account, scope) = self.step6_inputs(&mut tx, &cur).await?;
                     let dms2 =
                         ServerId::parse(cur.row.peer.clone()).expect("stored peers are valid");
-                    let account = cur
-                        .work
-                        .account
-                        .as_deref()
-                        .and_then(|a| TreeUri::parse(a).ok());
-                    let scope: Scope = cur.terms().scope.clone();
                     match plan::acl_update(&tree, &self.0.me, &dms2, &scope, account.as_ref()) {
                         Err(e) => {
                             let m = cur.dms1()?;
