@@ -598,51 +598,7 @@ macro_rules! on_both {
     )*};
 }
 
-// A server stopped between queueing a delegation's device work and its
-// push finds, at start, the devices to push again: those with a push
-// address whose delegation job is still queued, not those already served.
-async fn queued_work_is_pushed_again(kind: Kind) {
-    let Some(w) = world(kind, Opts::default()).await else {
-        return;
-    };
-    let devid = w.devids[0].clone();
-    let id1 = request(&w.dms1, body(&devid, DMS2, true, true, false)).await[0];
-    let db = &w.dms1.db;
-    let none = handover::store::delegations::devices_with_queued_work(db)
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "{none:?}");
-    let c = handover::store::jobs::JobCommand::Get {
-        target: "./DevInfo/Man".into(),
-        walk: false,
-    };
-    let job = handover::store::jobs::enqueue(db, db.pool(), &devid, &c, "test", false)
-        .await
-        .unwrap();
-    sqlx::query(&db.sql("UPDATE delegations SET job_id = $1 WHERE id = $2"))
-        .bind(job)
-        .bind(id1)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    let again = handover::store::delegations::devices_with_queued_work(db)
-        .await
-        .unwrap();
-    assert_eq!(again, vec![devid.clone()]);
-    sqlx::query(&db.sql("UPDATE jobs SET state = 'sent' WHERE id = $1"))
-        .bind(job)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    let served = handover::store::delegations::devices_with_queued_work(db)
-        .await
-        .unwrap();
-    assert!(served.is_empty(), "{served:?}");
-    w.stop().await;
-}
-
 on_both! {
-    queued_work_is_pushed_again,
     peer_down,
     rejected,
     device_refuses_bootstrap,

@@ -1417,20 +1417,6 @@ impl Engine {
 
     async fn job_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut events = self.0.rt.bus.subscribe();
-        // A server stopped between queueing a delegation's device work and
-        // its push leaves the device to its next poll: push again now.
-        match store::devices_with_queued_work(self.db()).await {
-            Ok(devids) => {
-                for devid in devids {
-                    if let Err(e) = notify::notify(&self.0.rt, &devid, "delegation").await {
-                        tracing::warn!(%devid, error = %e, "notifying the device again failed; it is reached at its next session");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reading delegations with queued device work failed")
-            }
-        }
         let mut tick = tokio::time::interval(self.0.settings.poll);
         loop {
             let sweep = tokio::select! {

@@ -361,20 +361,6 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<i64>, sqlx::Error>
     rows.iter().map(|r| r.try_get("id")).collect()
 }
 
-/// Devices with a push address whose delegation work is queued and not
-/// yet sent (B.5, B.6).
-pub async fn devices_with_queued_work(db: &Db) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT d.devid AS devid FROM delegations d \
-         JOIN jobs j ON j.id = d.job_id \
-         JOIN devices v ON v.devid = d.devid \
-         WHERE j.state = 'queued' AND v.push_address <> '' ORDER BY d.devid",
-    )
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(|r| r.try_get("devid")).collect()
-}
-
 /// Delegations waiting for a device job that has finished.
 pub async fn waiting_on_finished_jobs(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
     let rows = sqlx::query(
