@@ -31,6 +31,11 @@ pub const DEVDETAIL_LEAVES: &[&str] = &[
     "URI/MaxSegLen",
 ];
 
+/// The error of a job the device did not run because it refused the
+/// server's credentials (A.4): it is sent once more.
+pub const SENT_AGAIN: &str =
+    "the device refused the server's credentials; sent again at its next session";
+
 /// Who queues the automatic DevDetail reads.
 pub const SYSTEM_DEVDETAIL: &str = "system:devdetail";
 
@@ -421,7 +426,18 @@ pub async fn handle(
                 let Some(j) = cached(db, &mut tx, &mut job_cache, top).await? else {
                     continue;
                 };
-                if job as i64 == top {
+                let refused_server = matches!(status.code(), 401 | 407)
+                    && j.requested_by != rotate::REQUESTED_BY
+                    && j.error != SENT_AGAIN;
+                if job as i64 == top && refused_server {
+                    // A.4: the device refused the server's credentials and ran
+                    // nothing; its Chal has renewed the server nonce. Once
+                    // more at its next session, then it counts as failed.
+                    j.state = "queued".into();
+                    j.status = None;
+                    j.results = None;
+                    j.error = SENT_AGAIN.to_owned();
+                } else if job as i64 == top {
                     j.status = Some(status.code() as i64);
                     if status.is_success() {
                         j.state = "succeeded".into();
@@ -430,7 +446,7 @@ pub async fn handle(
                         j.state = "failed".into();
                         j.error = status.meaning().to_owned();
                     }
-                } else {
+                } else if !(j.state == "queued" && j.error == SENT_AGAIN) {
                     let r = j.results.get_or_insert_with(|| serde_json::json!({}));
                     let list = r
                         .as_object_mut()
@@ -516,7 +532,7 @@ pub async fn handle(
         if j.requested_by == rotate::REQUESTED_BY {
             rotate::finish(rt, &mut tx, j).await?;
         }
-        if j.state != "sent" {
+        if j.state != "sent" && j.state != "queued" {
             audits.extend(change_audits(j));
         }
         bus.push(DeviceEvent::JobUpdated {
