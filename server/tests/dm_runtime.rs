@@ -90,6 +90,8 @@ struct Device {
     signed_answers: usize,
     /// SRVCRED's secret.
     server_secret: String,
+    /// Refusing the server's credentials is expected (not a test failure).
+    may_refuse_server: bool,
 }
 
 impl Device {
@@ -108,6 +110,7 @@ impl Device {
                 "serverpw2"
             }
             .into(),
+            may_refuse_server: false,
         }
     }
 
@@ -156,6 +159,9 @@ impl Device {
         let mut rng = rand::rngs::OsRng;
         let mut end = None;
         for _ in 0..stop_after {
+            // An ended session may still have its last message to send (the
+            // 401 refusing the server's credentials, A.4); its answer is not read.
+            let ended = c.has_ended();
             let Some(t) = c.poll_transmit() else { break };
             let mut req = http
                 .post(url)
@@ -178,6 +184,9 @@ impl Device {
                 .map(|v| v.to_str().unwrap().to_owned());
             self.signed_answers += usize::from(hmac.is_some());
             let body = res.bytes().await.unwrap();
+            if ended {
+                break;
+            }
             c.handle_response(&body, hmac.as_deref(), NOW, &mut rng)
                 .expect("server message");
             while let Some(e) = c.poll_event() {
@@ -194,14 +203,11 @@ impl Device {
                         }
                     }
                     ClientEvent::SessionEnded { reason } => end = Some(reason),
-                    ClientEvent::ServerAuthFailed { status } => {
+                    ClientEvent::ServerAuthFailed { status } if !self.may_refuse_server => {
                         panic!("the server's credential was refused: {status:?}")
                     }
                     _ => {}
                 }
-            }
-            if c.has_ended() {
-                break;
             }
         }
         end
@@ -240,6 +246,43 @@ async fn job(db: &Db, id: i64) -> jobs::Job {
 
 // PROTOCOL A.3, A.4, A.7: a challenged MD5 session runs the queue; 425 and
 // a failed Atomic become failed jobs, the Atomic rolled back on the device.
+// PROTOCOL A.4: a device that refuses the server's credentials runs
+// nothing; its commands are sent once more at its next session (its Chal
+// renewed the server nonce), and fail only when refused again.
+async fn refused_server_credentials_send_again_once(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let (bound, running) = start(serve_config(&t)).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let get = queue(&db, "IMEI:1", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    d.server_secret = "not the server's secret".into();
+    d.may_refuse_server = true;
+    for (session, want) in [("1", "queued"), ("2", "failed")] {
+        let mut c = d.start(session, Encoding::Xml);
+        d.run(&mut c, &url, 50).await;
+        d.finish(c);
+        let j = job(&db, get).await;
+        assert_eq!(j.state, want, "after session {session}: {j:?}");
+        if want == "queued" {
+            assert_eq!(j.error, handover::device::session::SENT_AGAIN);
+            assert_eq!(j.status, None);
+        } else {
+            assert_eq!(j.status, Some(401));
+        }
+    }
+    // With the right secret the next command runs.
+    let again = queue(&db, "IMEI:1", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+    d.server_secret = "serverpw".into();
+    d.may_refuse_server = false;
+    let mut c = d.start("3", Encoding::Xml);
+    d.run(&mut c, &url, 50).await;
+    d.finish(c);
+    assert_eq!(job(&db, again).await.state, "succeeded");
+    running.stop().await;
+}
+
 async fn md5_session_runs_the_queue(t: TestDb) {
     let db = Db::connect(&t.url).await.unwrap();
     import(&t, &db).await;
@@ -828,6 +871,7 @@ on_both_databases! {
     push_retry => push_is_retried_with_backoff;
     idle_clock => idle_session_expires_on_the_runtime_clock;
     md5_queue => md5_session_runs_the_queue;
+    refused_server => refused_server_credentials_send_again_once;
     hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;
     restart => restart_mid_session;
     api_push => api_and_push;
