@@ -13,6 +13,18 @@ pub struct Live {
     pub connected: ReadSignal<bool>,
 }
 
+/// The page's numeric `:id` route parameter (0 when it is not a number).
+pub fn use_id_param() -> Memo<i64> {
+    let params = leptos_router::hooks::use_params_map();
+    Memo::new(move |_| {
+        params
+            .read()
+            .get("id")
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    })
+}
+
 /// Listens to `url` while the calling component lives (in the browser only).
 pub fn use_live(url: Signal<String>) -> Live {
     let (tick, set_tick) = signal(0u64);

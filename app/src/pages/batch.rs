@@ -4,12 +4,12 @@
 use crate::api::devices::encode_component;
 use crate::api::live::{get_batch_live, sort_batch, BatchSort, BATCH_PER_PAGE};
 use crate::api::AppError;
-use crate::components::live::{use_live, LiveLine};
+use crate::components::live::{use_id_param, use_live, LiveLine};
 use crate::components::ui::{ErrorNotice, PageHeader, Pager, SortHeader, Time};
 use crate::pages::delegation::state_class;
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 
 /// The order and page of the batch page, as in its URL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,14 +41,7 @@ impl View {
 
 #[component]
 pub fn Batch() -> impl IntoView {
-    let params = use_params_map();
-    let id = Memo::new(move |_| {
-        params
-            .read()
-            .get("id")
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    });
+    let id = use_id_param();
     let query = use_query_map();
     let view_of = Memo::new(move |_| {
         let q = query.read();

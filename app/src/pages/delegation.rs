@@ -6,24 +6,17 @@ use crate::api::live::{
     get_delegation_live, sequence, timeline, ActOnDelegation, Arrow, DelegationLive, Lane, Status,
 };
 use crate::api::AppError;
-use crate::components::live::{use_live, LiveLine};
+use crate::components::live::{use_id_param, use_live, LiveLine};
 use crate::components::ui::{utc_text, ErrorNotice, PageHeader, Time, WordsView};
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_navigate;
 
 pub(crate) const CARD: &str = "rounded-lg border border-slate-200 bg-white p-5 shadow-sm";
 
 #[component]
 pub fn Delegation() -> impl IntoView {
-    let params = use_params_map();
-    let id = Memo::new(move |_| {
-        params
-            .read()
-            .get("id")
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    });
+    let id = use_id_param();
     let live = use_live(Signal::derive(move || {
         format!("/live/delegations/{}", id.get())
     }));
