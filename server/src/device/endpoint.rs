@@ -55,8 +55,23 @@ async fn dm(
     if Encoding::sniff(&bytes) != encoding {
         return refuse(415, "the body is not in the declared encoding");
     }
-    let hmac = headers.get(HMAC_HEADER).and_then(|v| v.to_str().ok());
-    match session::handle(&rt, &bytes, hmac, &peer.ip().to_string()).await {
+    let hmac = headers
+        .get(HMAC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Handled to the end even if the device hangs up meanwhile: its session
+    // state, jobs and audit entries are committed together (the device
+    // sends the message again or starts over, A.2), and no transaction or
+    // notification after it is left half done by a dropped future.
+    let handled = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            session::handle(&rt, &bytes, hmac.as_deref(), &peer.ip().to_string()).await
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the message's task failed: {e}")))
+    };
+    match handled {
         Ok(Reply::Message(out, out_hmac)) => {
             // Answer with the media type family the client used (DS or DM).
             let ct = if ct.to_ascii_lowercase().contains("vnd.syncml.dm") {

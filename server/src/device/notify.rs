@@ -166,32 +166,39 @@ pub async fn notify(rt: &Runtime, devid: &str, actor: &str) -> anyhow::Result<Ou
     let transport = pusher.map_or("gateway", |p| p.transport());
     let db = &rt.db;
     let now = rt.settings.clock.now_ms();
-    let id: i64 = sqlx::query(&db.sql(
-        "INSERT INTO notification_outbox (devid, transport, address, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    ))
-    .bind(devid)
-    .bind(transport)
-    .bind(&dev.push_address)
-    .bind(base64::engine::general_purpose::STANDARD.encode(&bytes))
-    .bind(now)
-    .fetch_one(db.pool())
-    .await?
-    .try_get("id")?;
-    let (state, error) = match pusher {
-        None => ("pending".to_owned(), String::new()),
-        Some(p) => {
-            let result = p.deliver(&dev.push_address, &bytes).await;
-            record_try(rt, id, devid, transport, 0, result).await?
-        }
-    };
-    audit::append(
-        db,
+    let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let notified = |state: &str, error: &str| {
         NewEntry::new(Event::DeviceNotified, actor, devid).details(serde_json::json!({
             "transport": transport, "session_id": sid.to_string(), "state": state, "error": error,
-        })),
-    )
-    .await?;
+        }))
+    };
+    let insert = db.sql(
+        "INSERT INTO notification_outbox (devid, transport, address, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    );
+    let insert = sqlx::query(&insert)
+        .bind(devid)
+        .bind(transport)
+        .bind(&dev.push_address)
+        .bind(&payload)
+        .bind(now);
+    let (state, error) = match pusher {
+        // For the gateway: the row and its audit entry commit together.
+        None => {
+            let mut tx = db.begin_write().await?;
+            insert.fetch_one(&mut *tx).await?;
+            audit::append_in(db, &mut tx, &notified("pending", "")).await?;
+            tx.commit().await?;
+            ("pending".to_owned(), String::new())
+        }
+        // Pushed now: the row first, then how the push went with its
+        // audit entry (see `record_try`).
+        Some(p) => {
+            let id: i64 = insert.fetch_one(db.write_pool()).await?.try_get("id")?;
+            let result = p.deliver(&dev.push_address, &bytes).await;
+            record_try(rt, id, devid, transport, 0, result, Some(&notified)).await?
+        }
+    };
     rt.bus.publish(DeviceEvent::Notified {
         devid: devid.to_owned(),
         transport: transport.to_owned(),
@@ -204,10 +211,14 @@ pub async fn notify(rt: &Runtime, devid: &str, actor: &str) -> anyhow::Result<Ou
     })
 }
 
+/// Makes a notification's audit entry from its state and error.
+type NotifiedEntry<'a> = dyn Fn(&str, &str) -> NewEntry + Sync + 'a;
+
 /// Stores how try number `tries_before + 1` of outbox row `id` went: `sent`,
 /// `retrying` with the next try scheduled by the runtime's [`Backoff`], or
-/// `failed` (a refusal, or the last try) and audited. Returns the state and
-/// the error.
+/// `failed` (a refusal, or the last try) and audited. The first try's
+/// `notified` entry, made from the state and the error, commits with it.
+/// Returns the state and the error.
 async fn record_try(
     rt: &Runtime,
     id: i64,
@@ -215,6 +226,7 @@ async fn record_try(
     transport: &str,
     tries_before: i64,
     result: Result<(), DeliveryError>,
+    notified: Option<&NotifiedEntry<'_>>,
 ) -> anyhow::Result<(String, String)> {
     let db = &rt.db;
     let now = rt.settings.clock.now_ms();
@@ -234,6 +246,11 @@ async fn record_try(
             "outbox": id, "transport": transport, "attempts": tries, "error": error,
         }))
     });
+    let entries: Vec<NewEntry> = notified
+        .map(|f| f(state, &error))
+        .into_iter()
+        .chain(given_up)
+        .collect();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -250,8 +267,8 @@ async fn record_try(
         .bind(next)
         .execute(&mut *tx)
         .await?;
-        if let Some(entry) = &given_up {
-            match audit::append_in(db, &mut tx, entry).await {
+        if !entries.is_empty() {
+            match audit::append_all_in(db, &mut tx, &entries).await {
                 Ok(_) => {}
                 // Another writer took the log's head: all again.
                 Err(e) if crate::store::is_unique_violation(&e) && attempt < 50 => continue,
@@ -322,7 +339,7 @@ pub async fn retry_due(rt: &Runtime) -> anyhow::Result<usize> {
                 "stored package 0 is not base64".into(),
             )),
         };
-        record_try(rt, id, &devid, &transport, tries, result).await?;
+        record_try(rt, id, &devid, &transport, tries, result, None).await?;
         n += 1;
     }
     Ok(n)

@@ -167,15 +167,26 @@ pub async fn handle(
     let mut bus = Vec::new();
     let mut audits = Vec::new();
 
-    // The stored session, unless it ended or expired.
-    let row = sqlx::query(&db.sql(
-        "SELECT state, messages, started_at, updated_at, ended FROM dm_sessions \
-         WHERE devid = $1 AND session_id = $2",
+    // The stored session, unless it ended or expired, and in the same
+    // statement the device's other open sessions it left silent (see below).
+    let starts = msg.hdr.msg_id.get() == 1;
+    let rows = sqlx::query(&db.sql(
+        "SELECT session_id, state, messages, started_at, updated_at, ended FROM dm_sessions \
+         WHERE devid = $1 AND (session_id = $2 OR (ended = 0 AND updated_at < $3))",
     ))
     .bind(&devid)
     .bind(&sid)
-    .fetch_optional(&mut *tx)
+    .bind(now - ABANDONED_AFTER_MS)
+    .fetch_all(&mut *tx)
     .await?;
+    let (mut row, mut abandoned) = (None, Vec::new());
+    for r in rows {
+        if r.try_get::<String, _>("session_id")? == sid {
+            row = Some(r);
+        } else {
+            abandoned.push(r);
+        }
+    }
     let mut stored = None;
     if let Some(r) = row {
         let ended = r.try_get::<i64, _>("ended")? != 0;
@@ -189,7 +200,7 @@ pub async fn handle(
                 &mut bus,
             )
             .await?;
-        } else if !ended && messages > 0 && msg.hdr.msg_id.get() == 1 {
+        } else if !ended && messages > 0 && starts {
             // The device started over with the same SessionID (e.g. it
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
@@ -219,21 +230,12 @@ pub async fn handle(
             });
         }
     }
-    if stored.is_none() && starts_a_session(body) {
+    if stored.is_none() && starts {
         // A device runs one session at a time with a server: one it left
         // silent for a while before starting this one is over (the server
         // died under it, or the network). Its jobs are settled now, as at
         // expiry, instead of waiting out the idle limit.
-        let rows = sqlx::query(&db.sql(
-            "SELECT session_id, state, messages, started_at FROM dm_sessions \
-             WHERE devid = $1 AND session_id <> $2 AND ended = 0 AND updated_at < $3",
-        ))
-        .bind(&devid)
-        .bind(&sid)
-        .bind(now - ABANDONED_AFTER_MS)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in rows {
+        for r in abandoned {
             close(
                 rt,
                 &mut tx,
@@ -576,11 +578,10 @@ pub async fn handle(
         )
         .await?;
     }
+    // The audit entries commit with the changes they record.
+    audit::append_all_in(db, &mut tx, &audits).await?;
     tx.commit().await?;
 
-    for a in audits {
-        audit::append(db, a).await?;
-    }
     let key = throttle_key(&devid);
     if auth_failed {
         throttle::fail(db, &key, &DM_POLICY, now).await?;
@@ -649,14 +650,10 @@ fn timestamp(ms: i64) -> Timestamp {
     Timestamp((ms / 1000).max(0) as u64)
 }
 
-/// A client's first message of a session: MsgID 1 (A.2).
-/// An open session of a device that starts another one and has been
-/// silent this long is over (longer than a device waits for an answer).
+/// An open session of a device that starts another one (its MsgID 1,
+/// A.2) and has been silent this long is over (longer than a device waits
+/// for an answer).
 const ABANDONED_AFTER_MS: i64 = 30_000;
-
-fn starts_a_session(body: &[u8]) -> bool {
-    syncml::decode(body).is_ok_and(|m| m.hdr.msg_id.get() == 1)
-}
 
 fn publish(rt: &Runtime, bus: Vec<DeviceEvent>) {
     for e in bus {

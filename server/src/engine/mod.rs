@@ -274,6 +274,12 @@ fn fresh_nonce() -> NonceB64 {
     NonceB64::from_bytes(&b).expect("18 bytes make a nonce")
 }
 
+/// Approvals of one "Approve all" in flight at once.
+const APPROVALS_AT_ONCE: usize = 16;
+
+/// One delegation's outcome in "Approve all".
+type Approval = (i64, Result<(), EngineError>);
+
 impl Engine {
     /// An engine for this server; call [`Engine::spawn`] to start its workers.
     pub fn new(rt: Runtime, identity: Arc<Identity>, settings: Settings) -> Engine {
@@ -991,16 +997,18 @@ impl Engine {
     /// Approves several delegations as `approver`, one transition each, in
     /// order; each answer says how that one went (the requester's own are
     /// refused, as by [`Engine::approve`]).
-    pub async fn approve_all(
-        &self,
-        ids: &[i64],
-        approver: &str,
-    ) -> Vec<(i64, Result<(), EngineError>)> {
-        let mut out = Vec::with_capacity(ids.len());
-        for &id in ids {
-            out.push((id, self.approve(id, approver).await));
-        }
-        out
+    pub async fn approve_all(&self, ids: &[i64], approver: &str) -> Vec<Approval> {
+        use futures_util::StreamExt;
+        // Several at a time: each is its own transaction, and one after the
+        // other each would wait its turn behind every writer of the moment.
+        let approve = |id: i64| -> futures_util::future::BoxFuture<'_, Approval> {
+            Box::pin(async move { (id, self.approve(id, approver).await) })
+        };
+        futures_util::stream::iter(ids.to_vec())
+            .map(approve)
+            .buffered(APPROVALS_AT_ONCE)
+            .collect()
+            .await
     }
 
     /// Rejects with a reason: a request of this side, or an incoming one.

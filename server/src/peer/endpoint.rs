@@ -329,8 +329,18 @@ async fn receive(
         fingerprint: conn.fingerprint,
         remote: conn.remote,
     };
-    let (code, body) = shared.inbox.receive(from, body).await;
-    answer(code, body)
+    // Run to the end even if the peer hangs up meanwhile: a transition
+    // stopped halfway would leave its transaction to the driver's rollback
+    // on drop and its effects after the commit undone. The peer sends the
+    // document again (idempotent by MsgID, B.2) when it missed the answer.
+    let inbox = shared.inbox.clone();
+    match tokio::spawn(async move { inbox.receive(from, body).await }).await {
+        Ok((code, body)) => answer(code, body),
+        Err(e) => {
+            tracing::error!(error = %e, "delegation document failed");
+            refuse(500, "internal error")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -261,15 +261,17 @@ async fn commands(
             .map_err(ApiError::internal)?;
         ids.push(id);
     }
-    tx.commit().await.map_err(ApiError::internal)?;
-    audit::append(
+    // The audit entry commits with the jobs it records.
+    audit::append_in(
         &rt.db,
-        NewEntry::new(Event::CommandQueued, &caller.name, &devid)
+        &mut tx,
+        &NewEntry::new(Event::CommandQueued, &caller.name, &devid)
             .source(&caller.source)
             .details(json!({ "jobs": ids, "commands": body.commands })),
     )
     .await
     .map_err(ApiError::internal)?;
+    tx.commit().await.map_err(ApiError::internal)?;
     let notification = if body.notify {
         match notify::notify(&rt, &devid, &caller.name).await {
             Ok(o) => json!(o),

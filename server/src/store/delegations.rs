@@ -552,7 +552,7 @@ pub async fn retry_later(db: &Db, id: i64, error: &str, next_at: i64) -> Result<
     .bind(id)
     .bind(error)
     .bind(next_at)
-    .execute(db.pool())
+    .execute(db.write_pool())
     .await?;
     Ok(())
 }
