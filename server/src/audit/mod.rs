@@ -126,10 +126,11 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
 }
 
 /// Appends one entry inside the caller's transaction, so that it commits
-/// (or not) together with the change it records. The transaction holds the
-/// log's write lock from here to its end; a racing writer that still
-/// collides makes this fail with a unique violation, and the caller's
-/// whole transaction is retried.
+/// (or not) together with the change it records. The transaction must come
+/// from [`Db::begin_write`]: on SQLite it holds the database's write lock
+/// from its start, on PostgreSQL this takes the log's lock until its end.
+/// A racing writer that still collides makes this fail with a unique
+/// violation, and the caller's whole transaction is retried.
 pub async fn append_in(
     db: &Db,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -156,14 +157,11 @@ pub async fn append_all_in(
         sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
             .execute(&mut **tx)
             .await?;
-    } else {
-        // A write first, so SQLite takes its write lock now (waiting for
-        // busy writers): a read transaction that writes later fails at once
-        // when another connection committed in between.
-        sqlx::query("UPDATE audit_log SET seq = seq WHERE seq < 0")
-            .execute(&mut **tx)
-            .await?;
     }
+    // On SQLite the transaction comes from `Db::begin_write`, whose
+    // `BEGIN IMMEDIATE` holds the database's write lock from its start: the
+    // head read below cannot move before the commit, in this process or
+    // another one sharing the file.
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
