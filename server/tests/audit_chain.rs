@@ -163,7 +163,65 @@ async fn export_lists_every_entry(t: TestDb) {
     assert_eq!(first["details"]["i"], 0);
 }
 
+/// Entries appended together commit with their transaction, in order, over
+/// several multi-row statements, and chain on to single appends; a rolled
+/// back batch leaves no trace.
+async fn batches_chain_on_and_roll_back(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    fill(&db, 2).await;
+    let batch = |n: usize, tag: &str| -> Vec<NewEntry> {
+        (0..n)
+            .map(|i| {
+                NewEntry::new(Event::SignOut, format!("{tag}{i}"), "batch")
+                    .details(serde_json::json!({ "i": i }))
+            })
+            .collect()
+    };
+
+    // 150 entries: three statements of at most 64 rows.
+    let mut tx = db.begin_write().await.unwrap();
+    let seqs = audit::append_all_in(&db, &mut tx, &batch(150, "a"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(seqs, (3..153).collect::<Vec<i64>>());
+
+    // Rolled back: neither the entries nor a gap remain.
+    let mut tx = db.begin_write().await.unwrap();
+    audit::append_all_in(&db, &mut tx, &batch(70, "gone"))
+        .await
+        .unwrap();
+    drop(tx);
+    fill(&db, 1).await;
+    let mut tx = db.begin_write().await.unwrap();
+    assert!(audit::append_all_in(&db, &mut tx, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let seqs = audit::append_all_in(&db, &mut tx, &batch(1, "b"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(seqs, vec![154]);
+
+    let v = audit::verify(&db).await.unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(v.checked, 154);
+    let entries = audit::scan(&db, &audit::Filter::default(), 0, 1000)
+        .await
+        .unwrap();
+    let actors: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors[2], "a0");
+    assert_eq!(actors[151], "a149");
+    assert_eq!(actors[153], "b0");
+    assert!(!actors.iter().any(|a| a.starts_with("gone")));
+    assert!(entries
+        .windows(2)
+        .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
+}
+
 on_both_databases! {
+    batches => batches_chain_on_and_roll_back;
     tamper => tamper_is_named;
     concurrent => concurrent_appends_keep_one_chain;
     export => export_lists_every_entry;
