@@ -204,21 +204,11 @@ pub async fn append_all_in(
         .chunks(ROWS_PER_STATEMENT)
         .zip(hashes.chunks(ROWS_PER_STATEMENT))
     {
+        // ($1, …, $9), ($10, …, $18), …
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 9;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9
-                )
+                let row: Vec<String> = (1..=9).map(|k| format!("${}", i * 9 + k)).collect();
+                format!("({})", row.join(", "))
             })
             .collect();
         let sql = db.sql(&format!(

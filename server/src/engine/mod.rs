@@ -994,13 +994,17 @@ impl Engine {
         .await
     }
 
-    /// Approves several delegations as `approver`, one transition each, in
-    /// order; each answer says how that one went (the requester's own are
-    /// refused, as by [`Engine::approve`]).
+    /// Approves several delegations as `approver`, one transition each, up
+    /// to [`APPROVALS_AT_ONCE`] at a time; the answers, in the order of
+    /// `ids`, say how each went (the requester's own are refused, as by
+    /// [`Engine::approve`]).
     pub async fn approve_all(&self, ids: &[i64], approver: &str) -> Vec<Approval> {
         use futures_util::StreamExt;
         // Several at a time: each is its own transaction, and one after the
         // other each would wait its turn behind every writer of the moment.
+        // Boxed with its lifetime spelled out: the stream's futures borrow
+        // `self` and `approver`, which an unboxed closure's future cannot
+        // state in a way the Send check of the callers accepts.
         let approve = |id: i64| -> futures_util::future::BoxFuture<'_, Approval> {
             Box::pin(async move { (id, self.approve(id, approver).await) })
         };

@@ -331,8 +331,9 @@ async fn receive(
     };
     // Run to the end even if the peer hangs up meanwhile: a transition
     // stopped halfway would leave its transaction to the driver's rollback
-    // on drop and its effects after the commit undone. The peer sends the
-    // document again (idempotent by MsgID, B.2) when it missed the answer.
+    // on drop, or skip what follows its commit (waking the workers,
+    // notifying the device). The peer sends the document again (idempotent
+    // by MsgID, B.2) when it missed the answer.
     let inbox = shared.inbox.clone();
     match tokio::spawn(async move { inbox.receive(from, body).await }).await {
         Ok((code, body)) => answer(code, body),
