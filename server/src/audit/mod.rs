@@ -133,7 +133,7 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
 /// violation, and the caller's whole transaction is retried.
 pub async fn append_in(
     db: &Db,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     entry: &NewEntry,
 ) -> Result<i64, sqlx::Error> {
     let seqs = append_all_in(db, tx, std::slice::from_ref(entry)).await?;
@@ -146,7 +146,7 @@ pub async fn append_in(
 /// statements, not fifty transactions. Returns their sequence numbers.
 pub async fn append_all_in(
     db: &Db,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     entries: &[NewEntry],
 ) -> Result<Vec<i64>, sqlx::Error> {
     if entries.is_empty() {
@@ -155,7 +155,7 @@ pub async fn append_all_in(
     if db.dialect() == Dialect::Postgres {
         // Instances sharing one PostgreSQL append one at a time.
         sqlx::query("SELECT pg_advisory_xact_lock(7215004)")
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     // On SQLite the transaction comes from `Db::begin_write`, whose
@@ -163,7 +163,7 @@ pub async fn append_all_in(
     // head read below cannot move before the commit, in this process or
     // another one sharing the file.
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     let (mut prev_seq, mut prev_hash) = match head {
         Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
@@ -230,7 +230,7 @@ pub async fn append_all_in(
                 .bind(prev)
                 .bind(*hash);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *tx).await?;
     }
     Ok(rows.iter().map(|r| r.0).collect())
 }

@@ -194,7 +194,10 @@ pub async fn notify(rt: &Runtime, devid: &str, actor: &str) -> anyhow::Result<Ou
         // Pushed now: the row first, then how the push went with its
         // audit entry (see `record_try`).
         Some(p) => {
-            let id: i64 = insert.fetch_one(db.write_pool()).await?.try_get("id")?;
+            let id: i64 = insert
+                .fetch_one(&mut *db.write_conn().await?)
+                .await?
+                .try_get("id")?;
             let result = p.deliver(&dev.push_address, &bytes).await;
             record_try(rt, id, devid, transport, 0, result, Some(&notified)).await?
         }

@@ -26,23 +26,19 @@ use crate::store::jobs::{self, Job, JobCommand, Value};
 use handover_dm::auth::Secret;
 use handover_dm::session::{CommandKind, ServerCommand};
 use handover_dm::syncml::{self, Command, Data};
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Who queues the steps (shown with the jobs, audited for the Replace).
 pub const REQUESTED_BY: &str = "system:credentials";
 
 /// Starts the search for the device's account (the device was just enrolled).
-pub async fn start(
-    rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
-    devid: &str,
-) -> anyhow::Result<()> {
+pub async fn start(rt: &Runtime, tx: &mut AnyConnection, devid: &str) -> anyhow::Result<()> {
     let get = JobCommand::Get {
         target: "./DMAcc".into(),
         walk: false,
     };
-    jobs::enqueue(&rt.db, &mut **tx, devid, &get, REQUESTED_BY, false).await?;
+    jobs::enqueue(&rt.db, &mut *tx, devid, &get, REQUESTED_BY, false).await?;
     Ok(())
 }
 
@@ -90,7 +86,7 @@ fn children(text: &str) -> impl Iterator<Item = &str> {
 /// before the session decides its next package.
 pub async fn advance(
     rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     dev: &Device,
     open: &[Job],
     body: &[u8],
@@ -152,7 +148,7 @@ pub async fn advance(
             walk: false,
         };
         if get.validate().is_ok() {
-            jobs::enqueue(db, &mut **tx, &dev.devid, &get, REQUESTED_BY, false).await?;
+            jobs::enqueue(db, &mut *tx, &dev.devid, &get, REQUESTED_BY, false).await?;
         }
     }
     // Both levels of one account found: replace both secrets at once.
@@ -175,7 +171,7 @@ pub async fn advance(
         if atomic.validate().is_ok() {
             let new = || Secret::new(crate::secrets::random_token(18));
             devices::set_pending_secrets(db, tx, &rt.vault, &dev.devid, &new(), &new()).await?;
-            jobs::enqueue(db, &mut **tx, &dev.devid, &atomic, REQUESTED_BY, false).await?;
+            jobs::enqueue(db, &mut *tx, &dev.devid, &atomic, REQUESTED_BY, false).await?;
         }
     }
     Ok(())
@@ -185,7 +181,7 @@ pub async fn advance(
 /// secrets gets the pending values, CLCRED's then SRVCRED's.
 pub async fn command(
     rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     job: &Job,
     c: &JobCommand,
 ) -> anyhow::Result<ServerCommand> {
@@ -208,11 +204,7 @@ pub async fn command(
 
 /// The device answered the Replace: on success the new secrets are the
 /// device's from its next session; otherwise they are dropped.
-pub async fn finish(
-    rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
-    job: &Job,
-) -> anyhow::Result<()> {
+pub async fn finish(rt: &Runtime, tx: &mut AnyConnection, job: &Job) -> anyhow::Result<()> {
     if !matches!(job.command(), Some(JobCommand::Atomic { .. })) || job.state == "sent" {
         return Ok(());
     }

@@ -8,14 +8,14 @@ use super::events::DeviceEvent;
 use super::{rotate, tree_cache, Runtime};
 use crate::audit::{self, Event, NewEntry};
 use crate::store::jobs::{self, Job, JobCommand};
-use crate::store::{devices, throttle};
+use crate::store::{devices, throttle, Writes};
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::{
     DeviceAccount, EndReason, Incoming, ReceivedItem, ServerEvent, ServerSession,
 };
 use handover_dm::syncml::{self, Command};
 use handover_dm::tree::Timestamp;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashSet};
 
 /// The DevDetail leaves read on a device's first session (PROTOCOL A.6).
@@ -152,6 +152,10 @@ pub async fn handle(
     }
 
     let mut tx = db.begin_write().await?;
+    // What the message changes and reads back nowhere, sent just before
+    // the commit.
+    let mut w = Writes::default();
+    let none = BTreeMap::new();
     let mut device = devices::lock(db, &mut tx, &devid).await?;
     // An unknown device the enrolment policy admits is judged against its
     // derived credentials; it is only stored once it authenticates.
@@ -196,8 +200,8 @@ pub async fn handle(
         let started_at: i64 = r.try_get("started_at")?;
         if !ended && now - updated > rt.settings.idle_ms {
             close(
-                rt, &mut tx, &devid, &sid, &state, "expired", started_at, messages, source,
-                &mut bus,
+                rt, &mut tx, &mut w, &none, &devid, &sid, &state, "expired", started_at, messages,
+                source, &mut bus,
             )
             .await?;
         } else if !ended && messages > 0 && starts {
@@ -205,17 +209,18 @@ pub async fn handle(
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
             close(
-                rt, &mut tx, &devid, &sid, &state, "aborted", started_at, messages, source,
-                &mut bus,
+                rt, &mut tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at, messages,
+                source, &mut bus,
             )
             .await?;
         } else if !ended {
             if messages >= rt.settings.max_messages {
                 close(
-                    rt, &mut tx, &devid, &sid, &state, "aborted", started_at, messages, source,
-                    &mut bus,
+                    rt, &mut tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at,
+                    messages, source, &mut bus,
                 )
                 .await?;
+                w.run(db, &mut tx).await?;
                 tx.commit().await?;
                 publish(rt, bus);
                 return Ok(Reply::Refused(429, "too many messages in this session"));
@@ -239,6 +244,8 @@ pub async fn handle(
             close(
                 rt,
                 &mut tx,
+                &mut w,
+                &none,
                 &devid,
                 &r.try_get::<String, _>("session_id")?,
                 &r.try_get::<String, _>("state")?,
@@ -251,6 +258,9 @@ pub async fn handle(
             .await?;
         }
     }
+    // Jobs of a session closed above that go back to the queue are sent in
+    // this one: in the database before the queue is read.
+    w.run(db, &mut tx).await?;
     let mut st = stored.unwrap_or_else(|| {
         let mut session = ServerSession::new();
         session.set_max_msg_size(rt.settings.max_body as u64);
@@ -307,7 +317,12 @@ pub async fn handle(
     let mut job_cache: BTreeMap<i64, Job> = BTreeMap::new();
     if let Some(dev) = &device {
         // Both read the answers in this message to commands already sent.
-        let open = jobs::open_in_session(db, &mut tx, &devid, &sid).await?;
+        // A session begun with this message has sent nothing yet.
+        let open = if st.fresh {
+            Vec::new()
+        } else {
+            jobs::open_in_session(db, &mut tx, &devid, &sid).await?
+        };
         expand_walks(rt, &mut tx, &devid, &open, body).await?;
         rotate::advance(rt, &mut tx, dev, &open, body).await?;
         job_cache.extend(open.into_iter().map(|j| (j.id, j)));
@@ -484,14 +499,12 @@ pub async fn handle(
         }
     }
     devices::set_nonces_seen(
-        db,
-        &mut tx,
+        &mut w,
         &devid,
         client_nonce.as_ref(),
         server_nonce.as_ref(),
         authenticated.then_some(now),
-    )
-    .await?;
+    );
     if authenticated {
         bus.push(DeviceEvent::SessionStarted {
             devid: devid.clone(),
@@ -515,28 +528,29 @@ pub async fn handle(
             // Values read again and unchanged (a routine Get): no write.
             if tree != old_tree || detail.as_ref().is_some_and(|t| *t != old_detail) {
                 devices::set_inventory(
-                    db,
-                    &mut tx,
+                    &mut w,
                     &devid,
                     detail.as_deref().unwrap_or(&old_detail),
                     &tree,
-                )
-                .await?;
+                );
             }
             bus.push(DeviceEvent::InventoryUpdated {
                 devid: devid.clone(),
             });
         }
     }
+    // The jobs this message settled, as `w` will write them.
+    let mut pending = BTreeMap::new();
     for id in dirty {
         let j = &job_cache[&id];
-        jobs::finish(db, &mut tx, j).await?;
+        jobs::finish_later(&mut w, j);
         if j.requested_by == rotate::REQUESTED_BY {
             rotate::finish(rt, &mut tx, j).await?;
         }
         if j.state != "sent" && j.state != "queued" {
             audits.extend(change_audits(j));
         }
+        pending.insert(id, j.clone());
         bus.push(DeviceEvent::JobUpdated {
             devid: devid.clone(),
             job: j.id,
@@ -554,6 +568,8 @@ pub async fn handle(
         close(
             rt,
             &mut tx,
+            &mut w,
+            &pending,
             &devid,
             &sid,
             &state,
@@ -566,8 +582,7 @@ pub async fn handle(
         .await?;
     } else {
         save(
-            db,
-            &mut tx,
+            &mut w,
             &devid,
             &sid,
             &state,
@@ -575,12 +590,11 @@ pub async fn handle(
             st.started_at,
             now,
             st.fresh,
-        )
-        .await?;
+        );
     }
     // The audit entries commit with the changes they record.
     audit::append_all_in(db, &mut tx, &audits).await?;
-    tx.commit().await?;
+    tx.commit_with(db, &mut w).await?;
 
     let key = throttle_key(&devid);
     if auth_failed {
@@ -626,7 +640,7 @@ fn authenticates(
 /// with, sealed like an import's.
 async fn enrol(
     rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     account: &DeviceAccount,
 ) -> anyhow::Result<()> {
@@ -679,7 +693,7 @@ fn item_json(i: &ReceivedItem) -> serde_json::Value {
 
 async fn cached<'a>(
     db: &crate::store::Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     cache: &'a mut BTreeMap<i64, Job>,
     id: i64,
 ) -> Result<Option<&'a mut Job>, sqlx::Error> {
@@ -731,7 +745,7 @@ fn change_audits(j: &Job) -> Vec<NewEntry> {
 /// before the session decides its next package.
 async fn expand_walks(
     rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     open: &[Job],
     body: &[u8],
@@ -783,8 +797,8 @@ async fn expand_walks(
                     walk: false,
                 };
                 if get.validate().is_ok() {
-                    jobs::enqueue(db, &mut **tx, devid, &get, "system:tree-read", false).await?;
-                    jobs::enqueue(db, &mut **tx, devid, &acl, "system:tree-read", false).await?;
+                    jobs::enqueue(db, &mut *tx, devid, &get, "system:tree-read", false).await?;
+                    jobs::enqueue(db, &mut *tx, devid, &acl, "system:tree-read", false).await?;
                 }
             }
         }
@@ -812,9 +826,8 @@ pub async fn queue_tree_read(rt: &Runtime, devid: &str, who: &str) -> anyhow::Re
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn save(
-    db: &crate::store::Db,
-    tx: &mut Transaction<'static, Any>,
+fn save(
+    w: &mut Writes,
     devid: &str,
     sid: &str,
     state: &str,
@@ -822,38 +835,37 @@ async fn save(
     started_at: i64,
     now: i64,
     fresh: bool,
-) -> Result<(), sqlx::Error> {
+) {
     if fresh {
         // A row left by an earlier session with this id is replaced.
-        sqlx::query(&db.sql(
+        w.push(
             "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
              VALUES ($1, $2, $3, $4, $5, $6, 0) \
              ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
              messages = excluded.messages, started_at = excluded.started_at, \
              updated_at = excluded.updated_at, ended = 0",
-        ))
-        .bind(devid)
-        .bind(sid)
-        .bind(state)
-        .bind(messages)
-        .bind(started_at)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+            vec![
+                devid.into(),
+                sid.into(),
+                state.into(),
+                messages.into(),
+                started_at.into(),
+                now.into(),
+            ],
+        );
     } else {
-        sqlx::query(&db.sql(
+        w.push(
             "UPDATE dm_sessions SET state = $3, messages = $4, updated_at = $5 \
              WHERE devid = $1 AND session_id = $2",
-        ))
-        .bind(devid)
-        .bind(sid)
-        .bind(state)
-        .bind(messages)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+            vec![
+                devid.into(),
+                sid.into(),
+                state.into(),
+                messages.into(),
+                now.into(),
+            ],
+        );
     }
-    Ok(())
 }
 
 /// Ends a session: stored as ended, a history row, and its unfinished jobs
@@ -862,7 +874,9 @@ async fn save(
 #[allow(clippy::too_many_arguments)]
 async fn close(
     rt: &Runtime,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
+    w: &mut Writes,
+    pending: &BTreeMap<i64, Job>,
     devid: &str,
     sid: &str,
     state: &str,
@@ -886,13 +900,20 @@ async fn close(
     let commands = v["commands_sent"].as_i64().unwrap_or(0);
     let mut requeue = Vec::new();
     for mut j in jobs::open_in_session(db, tx, devid, sid).await? {
+        // A job whose new state waits in `w` is judged by that state.
+        if let Some(p) = pending.get(&j.id) {
+            if p.state != "sent" {
+                continue;
+            }
+            j = p.clone();
+        }
         if !authenticated || untransmitted.contains(&j.id) {
             requeue.push(j.id);
             continue;
         }
         j.state = "failed".into();
         j.error = format!("the session ended ({outcome}) before the device answered");
-        jobs::finish(db, tx, &j).await?;
+        jobs::finish_later(w, &j);
         bus.push(DeviceEvent::JobUpdated {
             devid: devid.to_owned(),
             job: j.id,
@@ -900,35 +921,24 @@ async fn close(
             status: None,
         });
     }
-    jobs::requeue(db, tx, &requeue).await?;
-    let n = sqlx::query(&db.sql(
-        "UPDATE dm_sessions SET state = $3, messages = $4, updated_at = $5, ended = 1 \
-         WHERE devid = $1 AND session_id = $2",
-    ))
-    .bind(devid)
-    .bind(sid)
-    .bind(state)
-    .bind(messages)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if n.rows_affected() == 0 {
-        sqlx::query(&db.sql(
-            "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1)",
-        ))
-        .bind(devid)
-        .bind(sid)
-        .bind(state)
-        .bind(messages)
-        .bind(started_at)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
+    jobs::requeue_later(w, &requeue);
+    // A stored session keeps its start time.
+    w.push(
+        "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1) \
+         ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
+         messages = excluded.messages, updated_at = excluded.updated_at, ended = 1",
+        vec![
+            devid.into(),
+            sid.into(),
+            state.into(),
+            messages.into(),
+            started_at.into(),
+            now.into(),
+        ],
+    );
     devices::record_session(
-        db,
-        tx,
+        w,
         devid,
         &devices::SessionRecord {
             session_id: sid.to_owned(),
@@ -939,8 +949,7 @@ async fn close(
             commands,
             source: source.to_owned(),
         },
-    )
-    .await?;
+    );
     bus.push(DeviceEvent::SessionEnded {
         devid: devid.to_owned(),
         session_id: sid.to_owned(),
@@ -977,9 +986,12 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
         .await?;
         let mut bus = Vec::new();
         if let Some(r) = row {
+            let mut w = Writes::default();
             close(
                 rt,
                 &mut tx,
+                &mut w,
+                &BTreeMap::new(),
                 &devid,
                 &sid,
                 &r.try_get::<String, _>("state")?,
@@ -990,6 +1002,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
                 &mut bus,
             )
             .await?;
+            w.run(db, &mut tx).await?;
             n += 1;
         }
         tx.commit().await?;

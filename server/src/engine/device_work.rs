@@ -9,7 +9,7 @@ use crate::store::{devices, now_ms, Db};
 use base64::Engine;
 use handover_delegation::wire::BootstrapCredentials;
 use handover_dm::{Acl, NewNode, Op, Secret, Target, Timestamp, Tree, TreeUri};
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 
 fn target_text(t: &Target) -> String {
     t.to_string()
@@ -145,7 +145,7 @@ pub fn tree_from_cache(json: &str) -> Tree {
 #[allow(clippy::too_many_arguments)]
 pub async fn provision_bootstrap(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     vault: &Vault,
     devid: &str,
     grant: &BootstrapCredentials,
@@ -178,7 +178,7 @@ pub async fn provision_bootstrap(
     .bind(grant.server_nonce.expose())
     .bind(&push)
     .bind(authority)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if updated == 0 {
@@ -198,7 +198,7 @@ pub async fn provision_bootstrap(
         .bind(&push)
         .bind(authority)
         .bind(now_ms())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
@@ -210,7 +210,7 @@ pub async fn provision_bootstrap(
 /// history pages.
 pub async fn forget_device(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     vault: &Vault,
     devid: &str,
 ) -> Result<(), sqlx::Error> {
@@ -226,7 +226,7 @@ pub async fn forget_device(
     .bind(devid)
     .bind(vault.seal(devid, "client_secret", &junk()))
     .bind(vault.seal(devid, "server_secret", &junk()))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query(&db.sql(
         "UPDATE jobs SET state = 'failed', error = 'the delegation ended', updated_at = $2 \
@@ -234,7 +234,7 @@ pub async fn forget_device(
     ))
     .bind(devid)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -157,7 +157,7 @@ impl Engine {
 
     async fn record_received(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &Current,
         msg: &DelegationMessage,
         body: &[u8],
@@ -198,7 +198,7 @@ impl Engine {
     /// person (B.4), then a new delegation answering with AuthChallenge.
     async fn new_delegation(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         msg: &DelegationMessage,
         body: &[u8],
         keys: Keys<'_>,

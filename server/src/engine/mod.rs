@@ -338,11 +338,7 @@ impl Engine {
         Ok(serde_json::from_str(s.expose())?)
     }
 
-    async fn load(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        id: i64,
-    ) -> Result<Current, EngineError> {
+    async fn load(&self, tx: &mut sqlx::AnyConnection, id: i64) -> Result<Current, EngineError> {
         let (row, machine, work) = store::lock(self.db(), tx, id)
             .await?
             .ok_or(EngineError::NotFound)?;
@@ -363,11 +359,7 @@ impl Engine {
         })
     }
 
-    async fn save(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        cur: &Current,
-    ) -> Result<(), EngineError> {
+    async fn save(&self, tx: &mut sqlx::AnyConnection, cur: &Current) -> Result<(), EngineError> {
         let deadline = match &cur.stored {
             Stored::Request(d) => Some(unix_ms(d.deadline)),
             Stored::Withdrawn { .. } => None,
@@ -406,7 +398,7 @@ impl Engine {
 
     async fn audit(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &Current,
         event: Event,
         actor: &str,
@@ -441,7 +433,7 @@ impl Engine {
     /// Carries out a machine's outputs inside the transition's transaction.
     async fn apply(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
         outputs: Vec<Output>,
         actor: &str,
@@ -601,7 +593,7 @@ impl Engine {
     /// Bookkeeping of a completed delegation on the device row.
     async fn completed(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &Current,
         actor: &str,
     ) -> Result<(), EngineError> {
@@ -621,7 +613,7 @@ impl Engine {
             .bind(&cur.row.devid)
             .bind(cur.terms().is_handover() as i64)
             .bind(self.0.me.as_str())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Ok(())
@@ -935,7 +927,7 @@ impl Engine {
     /// True when the device has a delegation that has not ended.
     async fn running_for(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         devid: &str,
     ) -> Result<bool, sqlx::Error> {
         use sqlx::Row as _;
@@ -945,7 +937,7 @@ impl Engine {
                 .sql("SELECT COUNT(*) AS n FROM delegations WHERE devid = $1 AND outcome = ''"),
         )
         .bind(devid)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
         Ok(n > 0)
@@ -1445,6 +1437,10 @@ impl Engine {
             if !sweep {
                 continue;
             }
+            // A burst of finished jobs (a busy fleet finishes several per
+            // millisecond) needs one look, not one per job: what is already
+            // queued is taken in by this sweep.
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
             match store::waiting_on_finished_jobs(self.db()).await {
                 Ok(ids) => {
                     for id in ids {

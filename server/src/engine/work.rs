@@ -121,7 +121,7 @@ fn restore_ops(work: &Work) -> Vec<handover_dm::Op> {
 impl Engine {
     async fn queue_job(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
         command: jobs::JobCommand,
         phase: Phase,
@@ -129,7 +129,7 @@ impl Engine {
         after: &mut After,
     ) -> Result<(), EngineError> {
         let who = format!("delegation:{}", cur.row.delegation_id);
-        let id = jobs::enqueue(self.db(), &mut **tx, &cur.row.devid, &command, &who, true).await?;
+        let id = jobs::enqueue(self.db(), &mut *tx, &cur.row.devid, &command, &who, true).await?;
         cur.work.phase = phase;
         cur.work.job = Some(id);
         after.notify.push(cur.row.devid.clone());
@@ -151,7 +151,7 @@ impl Engine {
     /// returns outputs of machine calls made immediately.
     pub(super) async fn start_work(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
         w: DeviceWork,
         actor: &str,
@@ -290,7 +290,7 @@ impl Engine {
     /// DMS-2's account node on it and the delegated scope.
     async fn step6_inputs(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &Current,
     ) -> Result<(handover_dm::Tree, Option<TreeUri>, Scope), EngineError> {
         let device = devices::get_in(self.db(), tx, &cur.row.devid).await?;
@@ -305,7 +305,7 @@ impl Engine {
 
     async fn queue_revert(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
         actor: &str,
         after: &mut After,
@@ -325,7 +325,7 @@ impl Engine {
 
     async fn queue_delete_own(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
         actor: &str,
         after: &mut After,
@@ -349,7 +349,7 @@ impl Engine {
 
     async fn handed_over(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::AnyConnection,
         cur: &mut Current,
     ) -> Result<(), EngineError> {
         cur.work.phase = Phase::Idle;
@@ -361,7 +361,7 @@ impl Engine {
         )
         .bind(&cur.row.devid)
         .bind(&cur.row.peer)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }
@@ -636,13 +636,13 @@ impl Engine {
 /// only the targets.
 async fn redact_job(
     db: &crate::store::Db,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     job_id: i64,
 ) -> Result<(), sqlx::Error> {
     use sqlx::Row as _;
     let Some(row) = sqlx::query(&db.sql("SELECT command FROM jobs WHERE id = $1"))
         .bind(job_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
     else {
         return Ok(());
@@ -677,7 +677,7 @@ async fn redact_job(
     sqlx::query(&db.sql("UPDATE jobs SET command = $2 WHERE id = $1"))
         .bind(job_id)
         .bind(v.to_string())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -47,7 +47,7 @@ pub async fn user_of(db: &Db, token: &str) -> Result<Option<users::User>, sqlx::
             sqlx::query(&db.sql("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1"))
                 .bind(id)
                 .bind(now)
-                .execute(db.write_pool())
+                .execute(&mut *db.write_conn().await?)
                 .await?;
             Ok(Some(u))
         }

@@ -5,7 +5,7 @@
 
 use super::{now_ms, opt_i64, Db};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 /// A delegation row, without its machine.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -94,7 +94,7 @@ pub struct NewDelegation<'a> {
 
 pub async fn insert_batch(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     peer: &str,
     created_by: &str,
     reason: &str,
@@ -107,7 +107,7 @@ pub async fn insert_batch(
     .bind(created_by)
     .bind(reason)
     .bind(now_ms())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?
     .try_get("id")
 }
@@ -116,7 +116,7 @@ pub async fn insert_batch(
 /// is a unique violation.
 pub async fn insert(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     d: &NewDelegation<'_>,
 ) -> Result<i64, sqlx::Error> {
     let now = now_ms();
@@ -144,7 +144,7 @@ pub async fn insert(
     .bind(d.machine)
     .bind(d.wake_at)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?
     .try_get("id")
 }
@@ -160,7 +160,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Delegation>, sqlx::Error> {
 /// The row id of (peer, DelegationID), if this server knows it.
 pub async fn find(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     peer: &str,
     delegation_id: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -168,7 +168,7 @@ pub async fn find(
         sqlx::query(&db.sql("SELECT id FROM delegations WHERE peer = $1 AND delegation_id = $2"))
             .bind(peer)
             .bind(delegation_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     row.map(|r| r.try_get("id")).transpose()
 }
@@ -177,18 +177,18 @@ pub async fn find(
 /// row on PostgreSQL, the database on SQLite (a write first takes the lock).
 pub async fn lock(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     id: i64,
 ) -> Result<Option<(Delegation, String, String)>, sqlx::Error> {
     sqlx::query(&db.sql("UPDATE delegations SET state = state WHERE id = $1"))
         .bind(id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     let row = sqlx::query(&db.sql(&format!(
         "SELECT {COLUMNS}, machine, work FROM delegations WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     match row {
         Some(r) => Ok(Some((
@@ -214,7 +214,7 @@ pub struct Saved<'a> {
 
 pub async fn save(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     id: i64,
     s: &Saved<'_>,
 ) -> Result<(), sqlx::Error> {
@@ -236,7 +236,7 @@ pub async fn save(
     .bind(s.approved_by)
     .bind(now)
     .bind(s.work)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -445,7 +445,7 @@ fn msg_from_row(r: &AnyRow) -> Result<Message, sqlx::Error> {
 /// Records a received message with the code it was answered.
 pub async fn insert_received(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     delegation: i64,
     msg_type: &str,
     msg_id: &str,
@@ -463,7 +463,7 @@ pub async fn insert_received(
     .bind(body)
     .bind(code as i64)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -471,7 +471,7 @@ pub async fn insert_received(
 /// Queues a message for the peer (the outbox, B.3).
 pub async fn enqueue(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     delegation: i64,
     msg_type: &str,
     msg_id: &str,
@@ -488,7 +488,7 @@ pub async fn enqueue(
     .bind(msg_id)
     .bind(body)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?
     .try_get("id")
 }
@@ -552,7 +552,7 @@ pub async fn retry_later(db: &Db, id: i64, error: &str, next_at: i64) -> Result<
     .bind(id)
     .bind(error)
     .bind(next_at)
-    .execute(db.write_pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }
@@ -561,7 +561,7 @@ pub async fn retry_later(db: &Db, id: i64, error: &str, next_at: i64) -> Result<
 /// False when the message was no longer queued (answered meanwhile).
 pub async fn answered(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     id: i64,
     code: u16,
     delivery: &str,
@@ -574,7 +574,7 @@ pub async fn answered(
     .bind(code as i64)
     .bind(delivery)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -584,7 +584,7 @@ pub async fn answered(
 /// delegation has ended" — later messages are no longer sent).
 pub async fn drop_queued(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     delegation: i64,
     except_after: i64,
 ) -> Result<(), sqlx::Error> {
@@ -594,7 +594,7 @@ pub async fn drop_queued(
     ))
     .bind(delegation)
     .bind(except_after)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -603,7 +603,7 @@ pub async fn drop_queued(
 /// secrets, once they can no longer be resent.
 pub async fn erase_bodies(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     delegation: i64,
     msg_type: &str,
 ) -> Result<(), sqlx::Error> {
@@ -613,7 +613,7 @@ pub async fn erase_bodies(
     ))
     .bind(delegation)
     .bind(msg_type)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -632,7 +632,7 @@ pub async fn messages(db: &Db, delegation: i64) -> Result<Vec<Message>, sqlx::Er
 /// The stored answer to (Sender, MsgID) (B.3 idempotency).
 pub async fn stored_answer(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     sender: &str,
     msg_id: &str,
 ) -> Result<Option<(u16, Vec<u8>)>, sqlx::Error> {
@@ -641,7 +641,7 @@ pub async fn stored_answer(
     )
     .bind(sender)
     .bind(msg_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     match row {
         Some(r) => {
@@ -656,7 +656,7 @@ pub async fn stored_answer(
 /// Keeps an answer for repeats; 5xx answers are never stored (B.3).
 pub async fn store_answer(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     sender: &str,
     msg_id: &str,
     code: u16,
@@ -674,7 +674,7 @@ pub async fn store_answer(
     .bind(code as i64)
     .bind(String::from_utf8_lossy(body).into_owned())
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! The device registry: accounts (secrets sealed by the [`Vault`]), DevInfo,
 //! DevDetail, the cached tree, first/last seen, and session history.
 
-use super::{now_ms, opt_i64, Db};
+use super::{now_ms, opt_i64, Db, Writes};
 use crate::device::vault::Vault;
 use base64::Engine;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::DeviceAccount;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 /// A device as the registry knows it. Secrets stay sealed until
 /// [`Device::account`] opens them.
@@ -157,12 +157,12 @@ pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
 /// The device as `tx` sees it.
 pub async fn get_in(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
 ) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
         .bind(devid)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -175,7 +175,7 @@ pub async fn get_in(
 /// brings results, and then reads them with [`inventory_in`].
 pub async fn lock(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
 ) -> Result<Option<Device>, sqlx::Error> {
     let columns = COLUMNS
@@ -189,7 +189,7 @@ pub async fn lock(
     };
     let row = sqlx::query(&db.sql(&sql))
         .bind(devid)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -197,12 +197,12 @@ pub async fn lock(
 /// The device's DevDetail and cached tree (JSON), as `tx` sees them.
 pub async fn inventory_in(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let row = sqlx::query(&db.sql("SELECT devdetail, tree FROM devices WHERE devid = $1"))
         .bind(devid)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.map(|r| Ok((r.try_get("devdetail")?, r.try_get("tree")?)))
         .transpose()
@@ -385,7 +385,7 @@ pub async fn import(
 /// authority set as for an import.
 pub async fn insert_in(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     vault: &Vault,
     l: &ImportLine,
 ) -> Result<(), sqlx::Error> {
@@ -404,7 +404,7 @@ pub async fn insert_in(
     .bind(l.server_nonce.to_b64())
     .bind(&l.push_address)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -412,7 +412,7 @@ pub async fn insert_in(
 /// Replaces one sealed secret (`client_secret` or `server_secret`).
 pub async fn set_secret(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     vault: &Vault,
     devid: &str,
     field: &str,
@@ -428,7 +428,7 @@ pub async fn set_secret(
     )))
     .bind(devid)
     .bind(vault.seal(devid, field, secret))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -437,7 +437,7 @@ pub async fn set_secret(
 /// it has them ([`settle_pending_secrets`]).
 pub async fn set_pending_secrets(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     vault: &Vault,
     devid: &str,
     client: &Secret,
@@ -450,7 +450,7 @@ pub async fn set_pending_secrets(
     .bind(devid)
     .bind(vault.seal(devid, "client_secret", client))
     .bind(vault.seal(devid, "server_secret", server))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -458,7 +458,7 @@ pub async fn set_pending_secrets(
 /// The pending secrets become the device's (`confirmed`) or are dropped.
 pub async fn settle_pending_secrets(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     confirmed: bool,
 ) -> Result<(), sqlx::Error> {
@@ -473,7 +473,7 @@ pub async fn settle_pending_secrets(
     };
     sqlx::query(&db.sql(sql))
         .bind(devid)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -496,7 +496,7 @@ pub async fn set_push_address(
 /// Marks an authenticated contact: first/last seen, `active`.
 pub async fn seen(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -506,44 +506,44 @@ pub async fn seen(
     ))
     .bind(devid)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Stores the nonces both sides use next (when given) and, with `seen`,
 /// marks an authenticated contact as [`seen`] does: one statement.
-pub async fn set_nonces_seen(
-    db: &Db,
-    tx: &mut Transaction<'static, Any>,
+/// A session's next nonces and its device's last contact (sent with the
+/// transaction's other [`Writes`]).
+pub fn set_nonces_seen(
+    w: &mut Writes,
     devid: &str,
     client_next: Option<&Nonce>,
     server_next: Option<&Nonce>,
     seen: Option<i64>,
-) -> Result<(), sqlx::Error> {
+) {
     if client_next.is_none() && server_next.is_none() && seen.is_none() {
-        return Ok(());
+        return;
     }
-    sqlx::query(&db.sql(
+    w.push(
         "UPDATE devices SET client_nonce = COALESCE($2, client_nonce), \
          server_nonce = COALESCE($3, server_nonce), \
          first_seen = CASE WHEN $4 IS NULL THEN first_seen ELSE COALESCE(first_seen, $4) END, \
          last_seen = COALESCE($4, last_seen), \
          state = CASE WHEN $4 IS NOT NULL AND state = 'provisioned' THEN 'active' ELSE state END \
          WHERE devid = $1",
-    ))
-    .bind(devid)
-    .bind(client_next.map(Nonce::to_b64))
-    .bind(server_next.map(Nonce::to_b64))
-    .bind(seen)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        vec![
+            devid.into(),
+            client_next.map(Nonce::to_b64).into(),
+            server_next.map(Nonce::to_b64).into(),
+            seen.into(),
+        ],
+    );
 }
 
 pub async fn set_devinfo(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     man: &str,
     model: &str,
@@ -558,14 +558,14 @@ pub async fn set_devinfo(
     .bind(model)
     .bind(dmv)
     .bind(lang)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 pub async fn set_nonces(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     client_next: Option<&Nonce>,
     server_next: Option<&Nonce>,
@@ -574,34 +574,27 @@ pub async fn set_nonces(
         sqlx::query(&db.sql("UPDATE devices SET client_nonce = $2 WHERE devid = $1"))
             .bind(devid)
             .bind(n.to_b64())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     if let Some(n) = server_next {
         sqlx::query(&db.sql("UPDATE devices SET server_nonce = $2 WHERE devid = $1"))
             .bind(devid)
             .bind(n.to_b64())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(())
 }
 
 /// Stores the inventory documents (DevDetail object and tree array).
-pub async fn set_inventory(
-    db: &Db,
-    tx: &mut Transaction<'static, Any>,
-    devid: &str,
-    devdetail: &str,
-    tree: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&db.sql("UPDATE devices SET devdetail = $2, tree = $3 WHERE devid = $1"))
-        .bind(devid)
-        .bind(devdetail)
-        .bind(tree)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// The device's DevDetail and cached tree (sent with the transaction's
+/// other [`Writes`]).
+pub fn set_inventory(w: &mut Writes, devid: &str, devdetail: &str, tree: &str) {
+    w.push(
+        "UPDATE devices SET devdetail = $2, tree = $3 WHERE devid = $1",
+        vec![devid.into(), devdetail.into(), tree.into()],
+    );
 }
 
 /// One filtered, paged listing of devices.
@@ -657,28 +650,22 @@ pub struct SessionRecord {
     pub source: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn record_session(
-    db: &Db,
-    tx: &mut Transaction<'static, Any>,
-    devid: &str,
-    rec: &SessionRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&db.sql(
+/// A session's history row (sent with the transaction's other [`Writes`]).
+pub fn record_session(w: &mut Writes, devid: &str, rec: &SessionRecord) {
+    w.push(
         "INSERT INTO session_history (devid, session_id, started_at, ended_at, outcome, messages, commands, source) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    ))
-    .bind(devid)
-    .bind(&rec.session_id)
-    .bind(rec.started_at)
-    .bind(rec.ended_at)
-    .bind(&rec.outcome)
-    .bind(rec.messages)
-    .bind(rec.commands)
-    .bind(&rec.source)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        vec![
+            devid.into(),
+            rec.session_id.as_str().into(),
+            rec.started_at.into(),
+            rec.ended_at.into(),
+            rec.outcome.as_str().into(),
+            rec.messages.into(),
+            rec.commands.into(),
+            rec.source.as_str().into(),
+        ],
+    );
 }
 
 /// The latest sessions of a device, newest first.

@@ -3,11 +3,11 @@
 //! device's next session and marked `sent` in the transaction that stores
 //! the session holding it (so it is delivered exactly once).
 
-use super::{now_ms, opt_i64, Db};
+use super::{now_ms, opt_i64, Db, Writes};
 use base64::Engine;
 use handover_dm::session::{CommandKind, JobId, ServerCommand};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row};
 
 /// A command as callers describe it (JSON API, CLI, the runtime itself).
 /// `data` is text; `data_b64` raw bytes in base64 (one or the other).
@@ -305,7 +305,7 @@ pub async fn for_device(db: &Db, devid: &str, limit: i64) -> Result<Vec<Job>, sq
 /// Takes the device's queued jobs, in order, marking them sent in `session_id`.
 pub async fn take_queued(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
@@ -317,7 +317,7 @@ pub async fn take_queued(
     .bind(devid)
     .bind(session_id)
     .bind(now_ms())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut jobs: Vec<Job> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     jobs.sort_by_key(|j| j.id);
@@ -327,7 +327,7 @@ pub async fn take_queued(
 /// The jobs sent in one session and not finished.
 pub async fn open_in_session(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
@@ -336,65 +336,60 @@ pub async fn open_in_session(
     )))
     .bind(devid)
     .bind(session_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter().map(from_row).collect()
 }
 
 pub async fn lock_one(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     id: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")))
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// Writes a job's outcome.
-pub async fn finish(
-    db: &Db,
-    tx: &mut Transaction<'static, Any>,
-    job: &Job,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&db.sql(
-        "UPDATE jobs SET state = $2, status = $3, results = $4, error = $5, updated_at = $6 WHERE id = $1",
-    ))
-    .bind(job.id)
-    .bind(&job.state)
-    .bind(job.status)
-    .bind(job.results.as_ref().map(|r| r.to_string()))
-    .bind(&job.error)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+pub async fn finish(db: &Db, tx: &mut AnyConnection, job: &Job) -> Result<(), sqlx::Error> {
+    let mut w = Writes::default();
+    finish_later(&mut w, job);
+    w.run(db, tx).await
 }
 
-/// Puts jobs that never left the server back in the queue.
-pub async fn requeue(
-    db: &Db,
-    tx: &mut Transaction<'static, Any>,
-    ids: &[i64],
-) -> Result<(), sqlx::Error> {
+/// [`finish`], sent with the transaction's other [`Writes`].
+pub fn finish_later(w: &mut Writes, job: &Job) {
+    w.push(
+        "UPDATE jobs SET state = $2, status = $3, results = $4, error = $5, updated_at = $6 WHERE id = $1",
+        vec![
+            job.id.into(),
+            job.state.as_str().into(),
+            job.status.into(),
+            job.results.as_ref().map(|r| r.to_string()).into(),
+            job.error.as_str().into(),
+            now_ms().into(),
+        ],
+    );
+}
+
+/// Puts jobs that never left the server back in the queue, with the
+/// transaction's other [`Writes`].
+pub fn requeue_later(w: &mut Writes, ids: &[i64]) {
     for id in ids {
-        sqlx::query(&db.sql(
+        w.push(
             "UPDATE jobs SET state = 'queued', session_id = '', updated_at = $2 WHERE id = $1 AND state = 'sent'",
-        ))
-        .bind(id)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
+            vec![(*id).into(), now_ms().into()],
+        );
     }
-    Ok(())
 }
 
 /// True when the device already has jobs requested by `who`.
 pub async fn exists_by(
     db: &Db,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut AnyConnection,
     devid: &str,
     who: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -403,7 +398,7 @@ pub async fn exists_by(
     )
     .bind(devid)
     .bind(who)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?
     .try_get("n")?;
     Ok(n > 0)

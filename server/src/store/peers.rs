@@ -119,12 +119,12 @@ pub async fn get(db: &Db, server_id: &str) -> Result<Option<Peer>, sqlx::Error> 
 /// second connection (SQLite's small pool would starve).
 pub async fn get_in(
     db: &Db,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     server_id: &str,
 ) -> Result<Option<Peer>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM peers WHERE server_id = $1")))
         .bind(server_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(from_row).transpose()
 }

@@ -101,7 +101,7 @@ pub async fn fail(
     .bind(st.failures)
     .bind(st.last_failure)
     .bind(st.locked_until)
-    .execute(db.write_pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok((st, locked))
 }
@@ -109,7 +109,7 @@ pub async fn fail(
 pub async fn clear(db: &Db, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query(&db.sql("DELETE FROM login_throttle WHERE key = $1"))
         .bind(key)
-        .execute(db.write_pool())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok(())
 }
