@@ -838,20 +838,15 @@ fn save(
 ) {
     if fresh {
         // A row left by an earlier session with this id is replaced.
-        w.push(
+        session_row(
+            w,
             "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
              VALUES ($1, $2, $3, $4, $5, $6, 0) \
              ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
              messages = excluded.messages, started_at = excluded.started_at, \
              updated_at = excluded.updated_at, ended = 0",
-            vec![
-                devid.into(),
-                sid.into(),
-                state.into(),
-                messages.into(),
-                started_at.into(),
-                now.into(),
-            ],
+            [devid, sid, state],
+            [messages, started_at, now],
         );
     } else {
         w.push(
@@ -866,6 +861,14 @@ fn save(
             ],
         );
     }
+}
+
+/// A session's row written by `sql`, whose placeholders are, in order, the
+/// device, the SessionID, the state, the message count, the start and now.
+fn session_row(w: &mut Writes, sql: &'static str, text: [&str; 3], numbers: [i64; 3]) {
+    let mut values: Vec<crate::store::Value> = text.into_iter().map(Into::into).collect();
+    values.extend(numbers.map(Into::into));
+    w.push(sql, values);
 }
 
 /// Ends a session: stored as ended, a history row, and its unfinished jobs
@@ -923,19 +926,14 @@ async fn close(
     }
     jobs::requeue_later(w, &requeue);
     // A stored session keeps its start time.
-    w.push(
+    session_row(
+        w,
         "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
          VALUES ($1, $2, $3, $4, $5, $6, 1) \
          ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
          messages = excluded.messages, updated_at = excluded.updated_at, ended = 1",
-        vec![
-            devid.into(),
-            sid.into(),
-            state.into(),
-            messages.into(),
-            started_at.into(),
-            now.into(),
-        ],
+        [devid, sid, state],
+        [messages, started_at, now],
     );
     devices::record_session(
         w,
