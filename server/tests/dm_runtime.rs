@@ -582,6 +582,64 @@ async fn api_and_push(t: TestDb) {
     assert_eq!(v["notification"]["state"], "sent", "{v}");
     let id = v["jobs"][0].as_i64().unwrap();
 
+    // Several commands in one request are queued in their order.
+    let targets = ["./DevInfo/Man", "./DevInfo/Mod", "./DevInfo/Lang"];
+    let several = json!({
+        "commands": targets.iter().map(|t| json!({"cmd": "Get", "target": t})).collect::<Vec<_>>()
+    });
+    let v: serde_json::Value = http
+        .post(format!("{base}/devices/IMEI:2/commands"))
+        .bearer_auth(&operator)
+        .json(&several)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{v}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for (id, target) in ids.iter().zip(targets) {
+        let j: serde_json::Value = http
+            .get(format!("{base}/jobs/{id}"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(j["command"]["target"], target, "{j}");
+        assert_eq!(j["state"], "queued", "{j}");
+    }
+    // Too many at once: refused, nothing queued.
+    let flood = json!({
+        "commands": vec![json!({"cmd": "Get", "target": "./DevInfo/Man"}); 1001]
+    });
+    let res = http
+        .post(format!("{base}/devices/IMEI:2/commands"))
+        .bearer_auth(&operator)
+        .json(&flood)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let err: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "bad_request", "{err}");
+    assert_eq!(
+        handover::store::jobs::for_device(&db, "IMEI:2", 2000)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
     let (ct, bytes) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
         .await
         .unwrap()

@@ -151,12 +151,11 @@ pub async fn handle(
         ));
     }
 
-    let mut tx = db.begin_write().await?;
-    // What the message changes and reads back nowhere, sent just before
-    // the commit.
+    let (mut tx, mut device) = devices::begin_locked(db, &devid).await?;
+    // What the message changes and reads back nowhere, sent with the
+    // commit.
     let mut w = Writes::default();
     let none = BTreeMap::new();
-    let mut device = devices::lock(db, &mut tx, &devid).await?;
     // An unknown device the enrolment policy admits is judged against its
     // derived credentials; it is only stored once it authenticates.
     let candidate = match &device {

@@ -229,6 +229,9 @@ struct CommandsBody {
     notify: bool,
 }
 
+/// Commands one request may queue (they are queued in one statement).
+const MAX_COMMANDS: usize = 1000;
+
 async fn commands(
     State(rt): State<Runtime>,
     caller: ApiCaller,
@@ -245,6 +248,13 @@ async fn commands(
             "no commands",
         ));
     }
+    if body.commands.len() > MAX_COMMANDS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("at most {MAX_COMMANDS} commands per request"),
+        ));
+    }
     for c in &body.commands {
         c.validate()
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
@@ -253,14 +263,10 @@ async fn commands(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device"))?;
-    let mut ids = Vec::new();
-    let mut tx = rt.db.begin_write().await.map_err(ApiError::internal)?;
-    for c in &body.commands {
-        let id = jobs::enqueue(&rt.db, &mut *tx, &devid, c, &caller.name, body.notify)
+    let (mut tx, ids) =
+        jobs::begin_enqueue(&rt.db, &devid, &body.commands, &caller.name, body.notify)
             .await
             .map_err(ApiError::internal)?;
-        ids.push(id);
-    }
     // The audit entry commits with the jobs it records.
     audit::append_in(
         &rt.db,

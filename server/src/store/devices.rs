@@ -1,7 +1,7 @@
 //! The device registry: accounts (secrets sealed by the [`Vault`]), DevInfo,
 //! DevDetail, the cached tree, first/last seen, and session history.
 
-use super::{now_ms, opt_i64, Db, Writes};
+use super::{now_ms, opt_i64, Db, WriteTx, Writes};
 use crate::device::vault::Vault;
 use base64::Engine;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
@@ -178,20 +178,33 @@ pub async fn lock(
     tx: &mut AnyConnection,
     devid: &str,
 ) -> Result<Option<Device>, sqlx::Error> {
-    let columns = COLUMNS
-        .replace("devdetail,", "'' AS devdetail,")
-        .replace(" tree,", " '' AS tree,");
-    let sql = match db.dialect() {
-        super::Dialect::Postgres => {
-            format!("SELECT {columns} FROM devices WHERE devid = $1 FOR UPDATE")
-        }
-        super::Dialect::Sqlite => format!("SELECT {columns} FROM devices WHERE devid = $1"),
-    };
-    let row = sqlx::query(&db.sql(&sql))
+    let row = sqlx::query(&db.sql(&lock_sql(db)))
         .bind(devid)
         .fetch_optional(&mut *tx)
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// A write transaction begun with [`lock`] (one round trip on SQLite, see
+/// [`Db::begin_write_with`]).
+pub async fn begin_locked(db: &Db, devid: &str) -> Result<(WriteTx, Option<Device>), sqlx::Error> {
+    let (tx, rows) = db
+        .begin_write_with(&lock_sql(db), vec![devid.into()])
+        .await?;
+    let device = rows.first().map(from_row).transpose()?;
+    Ok((tx, device))
+}
+
+fn lock_sql(db: &Db) -> String {
+    let columns = COLUMNS
+        .replace("devdetail,", "'' AS devdetail,")
+        .replace(" tree,", " '' AS tree,");
+    match db.dialect() {
+        super::Dialect::Postgres => {
+            format!("SELECT {columns} FROM devices WHERE devid = $1 FOR UPDATE")
+        }
+        super::Dialect::Sqlite => format!("SELECT {columns} FROM devices WHERE devid = $1"),
+    }
 }
 
 /// The device's DevDetail and cached tree (JSON), as `tx` sees them.

@@ -3,7 +3,7 @@
 //! device's next session and marked `sent` in the transaction that stores
 //! the session holding it (so it is delivered exactly once).
 
-use super::{now_ms, opt_i64, Db, Writes};
+use super::{now_ms, opt_i64, Db, WriteTx, Writes};
 use base64::Engine;
 use handover_dm::session::{CommandKind, JobId, ServerCommand};
 use sqlx::any::AnyRow;
@@ -280,6 +280,45 @@ where
     .fetch_one(exec)
     .await?;
     row.try_get("id")
+}
+
+/// A write transaction begun by queueing `commands`, in order, with one
+/// statement (sent with the `BEGIN` on SQLite, see
+/// [`Db::begin_write_with`]); returns it and the job ids.
+pub async fn begin_enqueue(
+    db: &Db,
+    devid: &str,
+    commands: &[JobCommand],
+    requested_by: &str,
+    notify: bool,
+) -> Result<(WriteTx, Vec<i64>), sqlx::Error> {
+    let rows: Vec<String> = (0..commands.len())
+        .map(|i| format!("($1, ${}, $2, $3, $4, $4)", i + 5))
+        .collect();
+    let sql = format!(
+        "INSERT INTO jobs (devid, command, requested_by, notify, created_at, updated_at) \
+         VALUES {} RETURNING id",
+        rows.join(", ")
+    );
+    let mut values = vec![
+        devid.into(),
+        requested_by.into(),
+        (notify as i64).into(),
+        now_ms().into(),
+    ];
+    values.extend(
+        commands
+            .iter()
+            .map(|c| serde_json::to_string(c).expect("commands serialize").into()),
+    );
+    let (tx, rows) = db.begin_write_with(&sql, values).await?;
+    // Ids grow in the order of the rows; RETURNING has no order of its own.
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok((tx, ids))
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<Job>, sqlx::Error> {

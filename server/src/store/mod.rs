@@ -159,6 +159,44 @@ impl Db {
         }
     }
 
+    /// [`Db::begin_write`] with its first statement, `sql` (written with `$n`
+    /// placeholders, one value each): on SQLite it goes in the same text as
+    /// the `BEGIN`, one hand-off to the writer's thread for both. Returns
+    /// the statement's rows.
+    pub async fn begin_write_with(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<(WriteTx, Vec<AnyRow>), sqlx::Error> {
+        match &self.writer {
+            Some(w) => {
+                let mut w = w.clone().lock_owned().await;
+                w.settle().await?;
+                let mut text = String::from("BEGIN IMMEDIATE;\n");
+                let mut bound = Vec::new();
+                anonymous(sql, &values, &mut text, &mut bound);
+                w.open = true;
+                match bind_all(sqlx::query(&text), bound)
+                    .fetch_all(&mut w.conn)
+                    .await
+                {
+                    Ok(rows) => Ok((WriteTx(Some(Held::Shared(w))), rows)),
+                    Err(e) => {
+                        w.settle().await?;
+                        Err(e)
+                    }
+                }
+            }
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let rows = bind_all(sqlx::query(sql), values)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                Ok((WriteTx(Some(Held::Pool(tx))), rows))
+            }
+        }
+    }
+
     /// The connection for single statements on the hot write paths (see
     /// [`Db::begin_write`]), each its own transaction; never ask for it
     /// while holding a [`WriteTx`].
