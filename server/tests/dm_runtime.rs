@@ -490,6 +490,33 @@ async fn restart_mid_session(t: TestDb) {
     running3.stop().await;
 }
 
+/// `GET url` with a bearer token, its JSON body.
+async fn get_json(http: &reqwest::Client, url: String, token: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `POST url` of a JSON body with a bearer token.
+async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    http.post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 // PROTOCOL A.5: a job with notify pushes package 0 over HTTP; it verifies
 // with the device's SRVCRED. API tokens act with their user's roles.
 async fn api_and_push(t: TestDb) {
@@ -548,35 +575,28 @@ async fn api_and_push(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let v: serde_json::Value = http
-        .get(format!("{base}/devices?q=IMEI&per_page=1"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value =
+        get_json(&http, format!("{base}/devices?q=IMEI&per_page=1"), &viewer).await;
     assert_eq!(v["total"], 2);
     assert_eq!(v["devices"].as_array().unwrap().len(), 1);
     let cmd = json!({"commands":[{"cmd":"Get","target":"./DevInfo/DmV"}],"notify":true});
-    let res = http
-        .post(format!("{base}/devices/IMEI:1/commands"))
-        .bearer_auth(&viewer)
-        .json(&cmd)
-        .send()
-        .await
-        .unwrap();
+    let res = post_json(
+        &http,
+        format!("{base}/devices/IMEI:1/commands"),
+        &viewer,
+        &cmd,
+    )
+    .await;
     assert_eq!(res.status(), 403);
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "forbidden");
-    let res = http
-        .post(format!("{base}/devices/IMEI:1/commands"))
-        .bearer_auth(&operator)
-        .json(&cmd)
-        .send()
-        .await
-        .unwrap();
+    let res = post_json(
+        &http,
+        format!("{base}/devices/IMEI:1/commands"),
+        &operator,
+        &cmd,
+    )
+    .await;
     assert_eq!(res.status(), 202);
     let v: serde_json::Value = res.json().await.unwrap();
     assert_eq!(v["notification"]["state"], "sent", "{v}");
@@ -587,16 +607,16 @@ async fn api_and_push(t: TestDb) {
     let several = json!({
         "commands": targets.iter().map(|t| json!({"cmd": "Get", "target": t})).collect::<Vec<_>>()
     });
-    let v: serde_json::Value = http
-        .post(format!("{base}/devices/IMEI:2/commands"))
-        .bearer_auth(&operator)
-        .json(&several)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = post_json(
+        &http,
+        format!("{base}/devices/IMEI:2/commands"),
+        &operator,
+        &several,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let ids: Vec<i64> = v["jobs"]
         .as_array()
         .unwrap()
@@ -606,15 +626,7 @@ async fn api_and_push(t: TestDb) {
     assert_eq!(ids.len(), 3, "{v}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     for (id, target) in ids.iter().zip(targets) {
-        let j: serde_json::Value = http
-            .get(format!("{base}/jobs/{id}"))
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let j: serde_json::Value = get_json(&http, format!("{base}/jobs/{id}"), &viewer).await;
         assert_eq!(j["command"]["target"], target, "{j}");
         assert_eq!(j["state"], "queued", "{j}");
     }
@@ -622,13 +634,13 @@ async fn api_and_push(t: TestDb) {
     let flood = json!({
         "commands": vec![json!({"cmd": "Get", "target": "./DevInfo/Man"}); 1001]
     });
-    let res = http
-        .post(format!("{base}/devices/IMEI:2/commands"))
-        .bearer_auth(&operator)
-        .json(&flood)
-        .send()
-        .await
-        .unwrap();
+    let res = post_json(
+        &http,
+        format!("{base}/devices/IMEI:2/commands"),
+        &operator,
+        &flood,
+    )
+    .await;
     assert_eq!(res.status(), 400);
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "bad_request", "{err}");
@@ -660,25 +672,9 @@ async fn api_and_push(t: TestDb) {
         d.run(&mut c, &format!("http://{}/dm", bound.dm), 50).await,
         Some(EndReason::Completed)
     );
-    let j: serde_json::Value = http
-        .get(format!("{base}/jobs/{id}"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j: serde_json::Value = get_json(&http, format!("{base}/jobs/{id}"), &viewer).await;
     assert_eq!(j["state"], "succeeded", "{j}");
-    let dev: serde_json::Value = http
-        .get(format!("{base}/devices/IMEI:1"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dev: serde_json::Value = get_json(&http, format!("{base}/devices/IMEI:1"), &viewer).await;
     assert_eq!(dev["sessions"][0]["outcome"], "completed");
     assert!(!dev.to_string().contains("serverpw"));
 

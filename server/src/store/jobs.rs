@@ -267,19 +267,29 @@ pub async fn enqueue<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let now = now_ms();
-    let row = sqlx::query(&db.sql(
+    let sql = insert_sql(1);
+    sqlx::query(&db.sql(&sql))
+        .bind(devid)
+        .bind(requested_by)
+        .bind(notify as i64)
+        .bind(now_ms())
+        .bind(serde_json::to_string(command).expect("commands serialize"))
+        .fetch_one(exec)
+        .await?
+        .try_get("id")
+}
+
+/// Inserts `n` jobs and returns their ids; its placeholders: $1 the
+/// device, $2 who asks, $3 notify, $4 now, then one command each.
+fn insert_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| format!("($1, ${}, $2, $3, $4, $4)", i + 5))
+        .collect();
+    format!(
         "INSERT INTO jobs (devid, command, requested_by, notify, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-    ))
-    .bind(devid)
-    .bind(serde_json::to_string(command).expect("commands serialize"))
-    .bind(requested_by)
-    .bind(notify as i64)
-    .bind(now)
-    .fetch_one(exec)
-    .await?;
-    row.try_get("id")
+         VALUES {} RETURNING id",
+        rows.join(", ")
+    )
 }
 
 /// A write transaction begun by queueing `commands`, in order, with one
@@ -292,14 +302,7 @@ pub async fn begin_enqueue(
     requested_by: &str,
     notify: bool,
 ) -> Result<(WriteTx, Vec<i64>), sqlx::Error> {
-    let rows: Vec<String> = (0..commands.len())
-        .map(|i| format!("($1, ${}, $2, $3, $4, $4)", i + 5))
-        .collect();
-    let sql = format!(
-        "INSERT INTO jobs (devid, command, requested_by, notify, created_at, updated_at) \
-         VALUES {} RETURNING id",
-        rows.join(", ")
-    );
+    let sql = insert_sql(commands.len());
     let mut values = vec![
         devid.into(),
         requested_by.into(),

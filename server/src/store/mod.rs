@@ -145,24 +145,13 @@ impl Db {
     /// (another process sharing the file waits in the busy handler). On
     /// PostgreSQL a plain transaction; rows are locked with `FOR UPDATE`.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        match &self.writer {
-            Some(w) => {
-                let mut w = w.clone().lock_owned().await;
-                w.settle().await?;
-                // Marked first: a BEGIN whose answer is lost (a dropped
-                // future) is rolled back all the same.
-                w.open = true;
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut w.conn).await?;
-                Ok(WriteTx(Some(Held::Shared(w))))
-            }
-            None => Ok(WriteTx(Some(Held::Pool(self.pool.begin().await?)))),
-        }
+        Ok(self.begin_write_with("", Vec::new()).await?.0)
     }
 
     /// [`Db::begin_write`] with its first statement, `sql` (written with `$n`
-    /// placeholders, one value each): on SQLite it goes in the same text as
-    /// the `BEGIN`, one hand-off to the writer's thread for both. Returns
-    /// the statement's rows.
+    /// placeholders, one value each; none when empty): on SQLite it goes in
+    /// the same text as the `BEGIN`, one hand-off to the writer's thread for
+    /// both. Returns the statement's rows.
     pub async fn begin_write_with(
         &self,
         sql: &str,
@@ -175,6 +164,8 @@ impl Db {
                 let mut text = String::from("BEGIN IMMEDIATE;\n");
                 let mut bound = Vec::new();
                 anonymous(sql, &values, &mut text, &mut bound);
+                // Marked first: a BEGIN whose answer is lost (a dropped
+                // future) is rolled back all the same.
                 w.open = true;
                 match bind_all(sqlx::query(&text), bound)
                     .fetch_all(&mut w.conn)
@@ -189,9 +180,13 @@ impl Db {
             }
             None => {
                 let mut tx = self.pool.begin().await?;
-                let rows = bind_all(sqlx::query(sql), values)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = if sql.is_empty() {
+                    Vec::new()
+                } else {
+                    bind_all(sqlx::query(sql), values)
+                        .fetch_all(&mut *tx)
+                        .await?
+                };
                 Ok((WriteTx(Some(Held::Pool(tx))), rows))
             }
         }
