@@ -180,7 +180,7 @@ async fn batches_chain_on_and_roll_back(t: TestDb) {
 
     // 150 entries: three statements of at most 64 rows.
     let mut tx = db.begin_write().await.unwrap();
-    let seqs = audit::append_all_in(&db, &mut tx, &batch(150, "a"))
+    let seqs = audit::append_all_in(&db, &mut *tx, &batch(150, "a"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -188,17 +188,17 @@ async fn batches_chain_on_and_roll_back(t: TestDb) {
 
     // Rolled back: neither the entries nor a gap remain.
     let mut tx = db.begin_write().await.unwrap();
-    audit::append_all_in(&db, &mut tx, &batch(70, "gone"))
+    audit::append_all_in(&db, &mut *tx, &batch(70, "gone"))
         .await
         .unwrap();
     drop(tx);
     fill(&db, 1).await;
     let mut tx = db.begin_write().await.unwrap();
-    assert!(audit::append_all_in(&db, &mut tx, &[])
+    assert!(audit::append_all_in(&db, &mut *tx, &[])
         .await
         .unwrap()
         .is_empty());
-    let seqs = audit::append_all_in(&db, &mut tx, &batch(1, "b"))
+    let seqs = audit::append_all_in(&db, &mut *tx, &batch(1, "b"))
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -889,7 +889,7 @@ async fn pending_secrets_taken_into_use(t: TestDb) {
     let mut tx = db.pool().begin().await.unwrap();
     devices::set_pending_secrets(
         &db,
-        &mut tx,
+        &mut *tx,
         &vault,
         "IMEI:1",
         &Secret::new("clientpw-new"),

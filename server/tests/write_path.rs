@@ -113,7 +113,59 @@ async fn dropped_transaction(t: TestDb) {
     assert_eq!(a, vec![2, 3]);
 }
 
+/// What the writer reads back keeps its types (integers, text, NULL, a
+/// value bound twice), and a constraint it breaks is reported as such.
+async fn values_and_errors(t: TestDb) {
+    let db = with_table(&t).await;
+    sqlx::query("CREATE UNIQUE INDEX bench_t_a ON bench_t (a)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut tx = db.begin_write().await.unwrap();
+    let row =
+        sqlx::query(&db.sql("INSERT INTO bench_t (a, b, c) VALUES ($1, $2, $1) RETURNING a, b, c"))
+            .bind(-5_i64)
+            .bind("é, 'quoted'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(row.get::<i64, _>("a"), -5);
+    assert_eq!(row.get::<String, _>("b"), "é, 'quoted'");
+    assert_eq!(row.get::<Option<i64>, _>("c"), Some(-5));
+    let row = sqlx::query("SELECT NULL AS n, 2 AS two")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<Option<String>, _>("n"), None);
+    assert_eq!(row.get::<i64, _>("two"), 2);
+    assert!(
+        row.try_get::<String, _>("two").is_err(),
+        "an integer is not text"
+    );
+    assert!(row.try_get::<i64, _>("missing").is_err());
+    tx.commit().await.unwrap();
+
+    let mut tx = db.begin_write().await.unwrap();
+    let e = sqlx::query(&db.sql("INSERT INTO bench_t (a) VALUES ($1)"))
+        .bind(-5_i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(handover::store::is_unique_violation(&e), "{e}");
+    drop(tx);
+    let e = sqlx::query("SELECT x FROM nowhere")
+        .execute(&mut *db.write_conn().await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nowhere"), "{e}");
+    assert_eq!(
+        rows(&db).await,
+        vec![(-5, Some("é, 'quoted'".into()), Some(-5))]
+    );
+}
+
 on_both_databases! {
+    values => values_and_errors;
     deferred => deferred_writes;
     failed_batch => failed_batch_leaves_nothing;
     dropped => dropped_transaction;
@@ -155,9 +207,48 @@ async fn writers_take_turns() {
     assert_eq!(rows(&db).await, vec![(1, None, Some(40))]);
 }
 
-/// What one statement costs on the shared writer when nothing else runs:
-/// the hand-off to the connection's thread and back, which bounds how long
-/// a transaction holds SQLite's write lock (server/benches/LOAD.md).
+/// SQLite: while another connection holds the write lock, the writer waits
+/// for it without holding up the thread, even on a one-thread runtime where
+/// that connection's commit needs the same thread.
+#[tokio::test(flavor = "current_thread")]
+async fn writer_waits_for_another_connection() {
+    let t = common::fresh(common::Kind::Sqlite).await.unwrap();
+    let db = with_table(&t).await;
+    let mut other = db.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO bench_t (a) VALUES (1)")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+    });
+    let t0 = std::time::Instant::now();
+    let mut tx = db.begin_write().await.unwrap();
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(250));
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM bench_t")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(n, 1, "the other connection's row is committed first");
+    sqlx::query("INSERT INTO bench_t (a) VALUES (2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    release.await.unwrap();
+    let a: Vec<i64> = rows(&db).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(a, vec![1, 2]);
+}
+
+/// What one statement costs on the shared writer when nothing else runs,
+/// which bounds how long a transaction holds SQLite's write lock
+/// (server/benches/LOAD.md).
 /// `cargo test --release -p handover --test write_path -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: prints figures"]

@@ -108,7 +108,7 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let _guard = APPEND_LOCK.lock().await;
     for _ in 0..50 {
         let mut tx = db.begin_write().await?;
-        match append_in(db, &mut tx, &entry).await {
+        match append_in(db, &mut *tx, &entry).await {
             Ok(seq) => {
                 tx.commit().await?;
                 return Ok(seq);
@@ -133,7 +133,7 @@ pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
 /// violation, and the caller's whole transaction is retried.
 pub async fn append_in(
     db: &Db,
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::store::Conn,
     entry: &NewEntry,
 ) -> Result<i64, sqlx::Error> {
     let seqs = append_all_in(db, tx, std::slice::from_ref(entry)).await?;
@@ -146,7 +146,7 @@ pub async fn append_in(
 /// statements, not fifty transactions. Returns their sequence numbers.
 pub async fn append_all_in(
     db: &Db,
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::store::Conn,
     entries: &[NewEntry],
 ) -> Result<Vec<i64>, sqlx::Error> {
     if entries.is_empty() {

@@ -187,7 +187,7 @@ pub async fn notify(rt: &Runtime, devid: &str, actor: &str) -> anyhow::Result<Ou
         None => {
             let mut tx = db.begin_write().await?;
             insert.fetch_one(&mut *tx).await?;
-            audit::append_in(db, &mut tx, &notified("pending", "")).await?;
+            audit::append_in(db, &mut *tx, &notified("pending", "")).await?;
             tx.commit().await?;
             ("pending".to_owned(), String::new())
         }
@@ -271,7 +271,7 @@ async fn record_try(
         .execute(&mut *tx)
         .await?;
         if !entries.is_empty() {
-            match audit::append_all_in(db, &mut tx, &entries).await {
+            match audit::append_all_in(db, &mut *tx, &entries).await {
                 Ok(_) => {}
                 // Another writer took the log's head: all again.
                 Err(e) if crate::store::is_unique_violation(&e) && attempt < 50 => continue,

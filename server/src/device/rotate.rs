@@ -23,17 +23,17 @@
 use super::Runtime;
 use crate::store::devices::{self, Device};
 use crate::store::jobs::{self, Job, JobCommand, Value};
+use crate::store::Conn;
 use handover_dm::auth::Secret;
 use handover_dm::session::{CommandKind, ServerCommand};
 use handover_dm::syncml::{self, Command, Data};
-use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Who queues the steps (shown with the jobs, audited for the Replace).
 pub const REQUESTED_BY: &str = "system:credentials";
 
 /// Starts the search for the device's account (the device was just enrolled).
-pub async fn start(rt: &Runtime, tx: &mut AnyConnection, devid: &str) -> anyhow::Result<()> {
+pub async fn start(rt: &Runtime, tx: &mut Conn, devid: &str) -> anyhow::Result<()> {
     let get = JobCommand::Get {
         target: "./DMAcc".into(),
         walk: false,
@@ -86,7 +86,7 @@ fn children(text: &str) -> impl Iterator<Item = &str> {
 /// before the session decides its next package.
 pub async fn advance(
     rt: &Runtime,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     dev: &Device,
     open: &[Job],
     body: &[u8],
@@ -181,7 +181,7 @@ pub async fn advance(
 /// secrets gets the pending values, CLCRED's then SRVCRED's.
 pub async fn command(
     rt: &Runtime,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     job: &Job,
     c: &JobCommand,
 ) -> anyhow::Result<ServerCommand> {
@@ -204,7 +204,7 @@ pub async fn command(
 
 /// The device answered the Replace: on success the new secrets are the
 /// device's from its next session; otherwise they are dropped.
-pub async fn finish(rt: &Runtime, tx: &mut AnyConnection, job: &Job) -> anyhow::Result<()> {
+pub async fn finish(rt: &Runtime, tx: &mut Conn, job: &Job) -> anyhow::Result<()> {
     if !matches!(job.command(), Some(JobCommand::Atomic { .. })) || job.state == "sent" {
         return Ok(());
     }

@@ -8,6 +8,7 @@ use super::events::DeviceEvent;
 use super::{rotate, tree_cache, Runtime};
 use crate::audit::{self, Event, NewEntry};
 use crate::store::jobs::{self, Job, JobCommand};
+use crate::store::Conn;
 use crate::store::{devices, throttle, Writes};
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::{
@@ -15,7 +16,7 @@ use handover_dm::session::{
 };
 use handover_dm::syncml::{self, Command};
 use handover_dm::tree::Timestamp;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
 
 /// The DevDetail leaves read on a device's first session (PROTOCOL A.6).
@@ -199,7 +200,7 @@ pub async fn handle(
         let started_at: i64 = r.try_get("started_at")?;
         if !ended && now - updated > rt.settings.idle_ms {
             close(
-                rt, &mut tx, &mut w, &none, &devid, &sid, &state, "expired", started_at, messages,
+                rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "expired", started_at, messages,
                 source, &mut bus,
             )
             .await?;
@@ -208,18 +209,18 @@ pub async fn handle(
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
             close(
-                rt, &mut tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at, messages,
+                rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at, messages,
                 source, &mut bus,
             )
             .await?;
         } else if !ended {
             if messages >= rt.settings.max_messages {
                 close(
-                    rt, &mut tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at,
+                    rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at,
                     messages, source, &mut bus,
                 )
                 .await?;
-                w.run(db, &mut tx).await?;
+                w.run(db, &mut *tx).await?;
                 tx.commit().await?;
                 publish(rt, bus);
                 return Ok(Reply::Refused(429, "too many messages in this session"));
@@ -242,7 +243,7 @@ pub async fn handle(
         for r in abandoned {
             close(
                 rt,
-                &mut tx,
+                &mut *tx,
                 &mut w,
                 &none,
                 &devid,
@@ -259,7 +260,7 @@ pub async fn handle(
     }
     // Jobs of a session closed above that go back to the queue are sent in
     // this one: in the database before the queue is read.
-    w.run(db, &mut tx).await?;
+    w.run(db, &mut *tx).await?;
     let mut st = stored.unwrap_or_else(|| {
         let mut session = ServerSession::new();
         session.set_max_msg_size(rt.settings.max_body as u64);
@@ -290,17 +291,17 @@ pub async fn handle(
         let mut with_pending = account.clone();
         (with_pending.client.secret, with_pending.server.secret) = pending;
         if authenticates(&st.session, incoming, &msg, &account, now) {
-            devices::settle_pending_secrets(db, &mut tx, &devid, false).await?;
+            devices::settle_pending_secrets(db, &mut *tx, &devid, false).await?;
         } else if authenticates(&st.session, incoming, &msg, &with_pending, now) {
-            devices::settle_pending_secrets(db, &mut tx, &devid, true).await?;
+            devices::settle_pending_secrets(db, &mut *tx, &devid, true).await?;
             account = with_pending;
         }
     }
     if candidate.is_some() && authenticates(&st.session, incoming, &msg, &account, now) {
-        enrol(rt, &mut tx, &devid, &account).await?;
+        enrol(rt, &mut *tx, &devid, &account).await?;
         // The derived secrets were for first contact: this session replaces them.
-        rotate::start(rt, &mut tx, &devid).await?;
-        device = devices::get_in(db, &mut tx, &devid).await?;
+        rotate::start(rt, &mut *tx, &devid).await?;
+        device = devices::get_in(db, &mut *tx, &devid).await?;
         audits.push(
             NewEntry::new(Event::DeviceEnrolled, format!("device:{devid}"), &devid)
                 .source(source)
@@ -320,13 +321,13 @@ pub async fn handle(
         let open = if st.fresh {
             Vec::new()
         } else {
-            jobs::open_in_session(db, &mut tx, &devid, &sid).await?
+            jobs::open_in_session(db, &mut *tx, &devid, &sid).await?
         };
-        expand_walks(rt, &mut tx, &devid, &open, body).await?;
-        rotate::advance(rt, &mut tx, dev, &open, body).await?;
+        expand_walks(rt, &mut *tx, &devid, &open, body).await?;
+        rotate::advance(rt, &mut *tx, dev, &open, body).await?;
         job_cache.extend(open.into_iter().map(|j| (j.id, j)));
         if dev.first_seen.is_none()
-            && !jobs::exists_by(db, &mut tx, &devid, SYSTEM_DEVDETAIL).await?
+            && !jobs::exists_by(db, &mut *tx, &devid, SYSTEM_DEVDETAIL).await?
         {
             for leaf in DEVDETAIL_LEAVES {
                 let c = JobCommand::Get {
@@ -336,10 +337,10 @@ pub async fn handle(
                 jobs::enqueue(db, &mut *tx, &devid, &c, SYSTEM_DEVDETAIL, false).await?;
             }
         }
-        for j in jobs::take_queued(db, &mut tx, &devid, &sid).await? {
+        for j in jobs::take_queued(db, &mut *tx, &devid, &sid).await? {
             if let Some(c) = j.command() {
                 let cmd = if j.requested_by == rotate::REQUESTED_BY {
-                    rotate::command(rt, &mut tx, &j, &c).await?
+                    rotate::command(rt, &mut *tx, &j, &c).await?
                 } else {
                     c.to_server(j.id)
                 };
@@ -401,7 +402,7 @@ pub async fn handle(
                 }
                 devices::set_devinfo(
                     db,
-                    &mut tx,
+                    &mut *tx,
                     &devid,
                     info.man.as_deref().unwrap_or(&d.man),
                     info.model.as_deref().unwrap_or(&d.model),
@@ -439,7 +440,7 @@ pub async fn handle(
             }
             ServerEvent::CommandStatus { job, cmd, status } => {
                 let top = jobs::top_job(job);
-                let Some(j) = cached(db, &mut tx, &mut job_cache, top).await? else {
+                let Some(j) = cached(db, &mut *tx, &mut job_cache, top).await? else {
                     continue;
                 };
                 let refused_server = matches!(status.code(), 401 | 407)
@@ -479,7 +480,7 @@ pub async fn handle(
             }
             ServerEvent::CommandResults { job, items } => {
                 let top = jobs::top_job(job);
-                if let Some(j) = cached(db, &mut tx, &mut job_cache, top).await? {
+                if let Some(j) = cached(db, &mut *tx, &mut job_cache, top).await? {
                     let r = j.results.get_or_insert_with(|| serde_json::json!({}));
                     let list = r
                         .as_object_mut()
@@ -512,7 +513,7 @@ pub async fn handle(
     }
     if !inventory_items.is_empty() {
         // Read under the lock: nothing else changes them meanwhile.
-        if let Some((old_detail, old_tree)) = devices::inventory_in(db, &mut tx, &devid).await? {
+        if let Some((old_detail, old_tree)) = devices::inventory_in(db, &mut *tx, &devid).await? {
             let (tree, dd) = tree_cache::merge(&old_tree, &inventory_items);
             let detail = if dd.is_empty() {
                 None
@@ -544,7 +545,7 @@ pub async fn handle(
         let j = &job_cache[&id];
         jobs::finish_later(&mut w, j);
         if j.requested_by == rotate::REQUESTED_BY {
-            rotate::finish(rt, &mut tx, j).await?;
+            rotate::finish(rt, &mut *tx, j).await?;
         }
         if j.state != "sent" && j.state != "queued" {
             audits.extend(change_audits(j));
@@ -566,7 +567,7 @@ pub async fn handle(
     if let Some(reason) = ended {
         close(
             rt,
-            &mut tx,
+            &mut *tx,
             &mut w,
             &pending,
             &devid,
@@ -592,7 +593,7 @@ pub async fn handle(
         );
     }
     // The audit entries commit with the changes they record.
-    audit::append_all_in(db, &mut tx, &audits).await?;
+    audit::append_all_in(db, &mut *tx, &audits).await?;
     tx.commit_with(db, &mut w).await?;
 
     let key = throttle_key(&devid);
@@ -639,7 +640,7 @@ fn authenticates(
 /// with, sealed like an import's.
 async fn enrol(
     rt: &Runtime,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     account: &DeviceAccount,
 ) -> anyhow::Result<()> {
@@ -692,7 +693,7 @@ fn item_json(i: &ReceivedItem) -> serde_json::Value {
 
 async fn cached<'a>(
     db: &crate::store::Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     cache: &'a mut BTreeMap<i64, Job>,
     id: i64,
 ) -> Result<Option<&'a mut Job>, sqlx::Error> {
@@ -744,7 +745,7 @@ fn change_audits(j: &Job) -> Vec<NewEntry> {
 /// before the session decides its next package.
 async fn expand_walks(
     rt: &Runtime,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     open: &[Job],
     body: &[u8],
@@ -876,7 +877,7 @@ fn session_row(w: &mut Writes, sql: &'static str, text: [&str; 3], numbers: [i64
 #[allow(clippy::too_many_arguments)]
 async fn close(
     rt: &Runtime,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     w: &mut Writes,
     pending: &BTreeMap<i64, Job>,
     devid: &str,
@@ -971,7 +972,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
         let devid: String = r.try_get("devid")?;
         let sid: String = r.try_get("session_id")?;
         let mut tx = db.begin_write().await?;
-        devices::lock(db, &mut tx, &devid).await?;
+        devices::lock(db, &mut *tx, &devid).await?;
         let row = sqlx::query(&db.sql(
             "SELECT state, messages, started_at FROM dm_sessions \
              WHERE devid = $1 AND session_id = $2 AND ended = 0 AND updated_at < $3",
@@ -986,7 +987,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
             let mut w = Writes::default();
             close(
                 rt,
-                &mut tx,
+                &mut *tx,
                 &mut w,
                 &BTreeMap::new(),
                 &devid,
@@ -999,7 +1000,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
                 &mut bus,
             )
             .await?;
-            w.run(db, &mut tx).await?;
+            w.run(db, &mut *tx).await?;
             n += 1;
         }
         tx.commit().await?;

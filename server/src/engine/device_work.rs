@@ -5,11 +5,11 @@
 use crate::device::tree_cache::CachedNode;
 use crate::device::vault::Vault;
 use crate::store::jobs::{JobCommand, Value};
+use crate::store::Conn;
 use crate::store::{devices, now_ms, Db};
 use base64::Engine;
 use handover_delegation::wire::BootstrapCredentials;
 use handover_dm::{Acl, NewNode, Op, Secret, Target, Timestamp, Tree, TreeUri};
-use sqlx::AnyConnection;
 
 fn target_text(t: &Target) -> String {
     t.to_string()
@@ -145,7 +145,7 @@ pub fn tree_from_cache(json: &str) -> Tree {
 #[allow(clippy::too_many_arguments)]
 pub async fn provision_bootstrap(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     vault: &Vault,
     devid: &str,
     grant: &BootstrapCredentials,
@@ -210,7 +210,7 @@ pub async fn provision_bootstrap(
 /// history pages.
 pub async fn forget_device(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     vault: &Vault,
     devid: &str,
 ) -> Result<(), sqlx::Error> {

@@ -73,9 +73,13 @@ impl Engine {
         };
         let mut tx = self.db().begin_write().await?;
         // A repeat gets the stored answer.
-        if let Some((code, body)) =
-            store::stored_answer(self.db(), &mut tx, msg.sender.as_str(), msg.msg_id.as_str())
-                .await?
+        if let Some((code, body)) = store::stored_answer(
+            self.db(),
+            &mut *tx,
+            msg.sender.as_str(),
+            msg.msg_id.as_str(),
+        )
+        .await?
         {
             tracing::debug!(msg = %msg.msg_id, code, "repeated document");
             return Ok(DelegationStatus::parse(&body, MEDIA_TYPE)
@@ -83,7 +87,7 @@ impl Engine {
         }
         let found = store::find(
             self.db(),
-            &mut tx,
+            &mut *tx,
             msg.sender.as_str(),
             msg.delegation_id.as_str(),
         )
@@ -95,11 +99,11 @@ impl Engine {
                 answer(Some(&msg), 404, "no such delegation with this peer")
             }
             None => {
-                self.new_delegation(&mut tx, &msg, body, keys, now, &mut after)
+                self.new_delegation(&mut *tx, &msg, body, keys, now, &mut after)
                     .await?
             }
             Some(id) => {
-                let mut cur = self.load(&mut tx, id).await?;
+                let mut cur = self.load(&mut *tx, id).await?;
                 let step = match &mut cur.stored {
                     Stored::Machine(m) if msg.msg_type() == MsgType::Notification => {
                         let mut s = answer(
@@ -128,22 +132,22 @@ impl Engine {
                     }
                 };
                 let (status, outputs) = step;
-                self.record_received(&mut tx, &cur, &msg, body, status.code)
+                self.record_received(&mut *tx, &cur, &msg, body, status.code)
                     .await?;
                 after.live.push(self.live(
                     &cur,
                     "received",
                     format!("{} {}", msg.msg_type(), status.code),
                 ));
-                self.apply(&mut tx, &mut cur, outputs, msg.sender.as_str(), &mut after)
+                self.apply(&mut *tx, &mut cur, outputs, msg.sender.as_str(), &mut after)
                     .await?;
-                self.save(&mut tx, &cur).await?;
+                self.save(&mut *tx, &cur).await?;
                 status
             }
         };
         store::store_answer(
             self.db(),
-            &mut tx,
+            &mut *tx,
             msg.sender.as_str(),
             msg.msg_id.as_str(),
             status.code,
@@ -157,7 +161,7 @@ impl Engine {
 
     async fn record_received(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &Current,
         msg: &DelegationMessage,
         body: &[u8],
@@ -198,7 +202,7 @@ impl Engine {
     /// person (B.4), then a new delegation answering with AuthChallenge.
     async fn new_delegation(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         msg: &DelegationMessage,
         body: &[u8],
         keys: Keys<'_>,

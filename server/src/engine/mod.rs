@@ -338,7 +338,7 @@ impl Engine {
         Ok(serde_json::from_str(s.expose())?)
     }
 
-    async fn load(&self, tx: &mut sqlx::AnyConnection, id: i64) -> Result<Current, EngineError> {
+    async fn load(&self, tx: &mut crate::store::Conn, id: i64) -> Result<Current, EngineError> {
         let (row, machine, work) = store::lock(self.db(), tx, id)
             .await?
             .ok_or(EngineError::NotFound)?;
@@ -359,7 +359,7 @@ impl Engine {
         })
     }
 
-    async fn save(&self, tx: &mut sqlx::AnyConnection, cur: &Current) -> Result<(), EngineError> {
+    async fn save(&self, tx: &mut crate::store::Conn, cur: &Current) -> Result<(), EngineError> {
         let deadline = match &cur.stored {
             Stored::Request(d) => Some(unix_ms(d.deadline)),
             Stored::Withdrawn { .. } => None,
@@ -398,7 +398,7 @@ impl Engine {
 
     async fn audit(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &Current,
         event: Event,
         actor: &str,
@@ -433,7 +433,7 @@ impl Engine {
     /// Carries out a machine's outputs inside the transition's transaction.
     async fn apply(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
         outputs: Vec<Output>,
         actor: &str,
@@ -593,7 +593,7 @@ impl Engine {
     /// Bookkeeping of a completed delegation on the device row.
     async fn completed(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &Current,
         actor: &str,
     ) -> Result<(), EngineError> {
@@ -628,13 +628,13 @@ impl Engine {
         f: impl FnOnce(&mut Current, i64) -> Result<(R, Vec<Output>), EngineError>,
     ) -> Result<R, EngineError> {
         let mut tx = self.db().begin_write().await?;
-        let mut cur = self.load(&mut tx, id).await?;
+        let mut cur = self.load(&mut *tx, id).await?;
         let now = now_ms();
         let (r, outputs) = f(&mut cur, now)?;
         let mut after = After::default();
-        self.apply(&mut tx, &mut cur, outputs, actor, &mut after)
+        self.apply(&mut *tx, &mut cur, outputs, actor, &mut after)
             .await?;
-        self.save(&mut tx, &cur).await?;
+        self.save(&mut *tx, &cur).await?;
         tx.commit().await?;
         self.after_commit(after).await;
         Ok(r)
@@ -763,7 +763,7 @@ impl Engine {
                     continue;
                 }
             };
-            let device = devices::get_in(self.db(), &mut tx, devid).await?;
+            let device = devices::get_in(self.db(), &mut *tx, devid).await?;
             if req.delegating {
                 let Some(d) = &device else {
                     problems.push(format!("{devid}: not a device of this server"));
@@ -779,7 +779,7 @@ impl Engine {
                     }
                 }
             }
-            if self.running_for(&mut tx, devid).await? {
+            if self.running_for(&mut *tx, devid).await? {
                 problems.push(format!("{devid}: already in a delegation"));
                 continue;
             }
@@ -814,7 +814,7 @@ impl Engine {
         }
         let batch_id = store::insert_batch(
             self.db(),
-            &mut tx,
+            &mut *tx,
             peer_id.as_str(),
             requested_by,
             &req.reason,
@@ -868,7 +868,7 @@ impl Engine {
             let sealed = self.seal(&placeholder, "machine", &Stored::Request(draft));
             let row_id = store::insert(
                 self.db(),
-                &mut tx,
+                &mut *tx,
                 &store::NewDelegation {
                     peer: peer_id.as_str(),
                     delegation_id: id.as_str(),
@@ -904,7 +904,7 @@ impl Engine {
                 peer: None,
             };
             self.audit(
-                &mut tx,
+                &mut *tx,
                 &cur,
                 Event::DelegationRequested,
                 requested_by,
@@ -927,7 +927,7 @@ impl Engine {
     /// True when the device has a delegation that has not ended.
     async fn running_for(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         devid: &str,
     ) -> Result<bool, sqlx::Error> {
         use sqlx::Row as _;
@@ -1295,13 +1295,13 @@ impl Engine {
         let msg_type = MsgType::parse(&m.msg_type).expect("stored MsgTypes are valid");
         let res = async {
             let mut tx = self.db().begin_write().await?;
-            if !store::answered(self.db(), &mut tx, m.id, code, "delivered").await? {
+            if !store::answered(self.db(), &mut *tx, m.id, code, "delivered").await? {
                 return Ok::<_, EngineError>(());
             }
-            let mut cur = self.load(&mut tx, row.id).await?;
+            let mut cur = self.load(&mut *tx, row.id).await?;
             let now = now_ms();
             self.audit(
-                &mut tx,
+                &mut *tx,
                 &cur,
                 Event::DelegationMessageSent,
                 "system",
@@ -1310,7 +1310,7 @@ impl Engine {
             .await?;
             if msg_type == MsgType::Start {
                 // The grant's one-time values need not be kept once delivered.
-                store::erase_bodies(self.db(), &mut tx, row.id, MsgType::Start.as_str()).await?;
+                store::erase_bodies(self.db(), &mut *tx, row.id, MsgType::Start.as_str()).await?;
             }
             let outputs = match cur.machine() {
                 Some(mach) => mach.handle_answer(utc(now), msg_type, code),
@@ -1318,8 +1318,8 @@ impl Engine {
             };
             let mut after = After::default();
             after.live.push(self.live(&cur, "sent", format!("{} {}", m.msg_type, code)));
-            self.apply(&mut tx, &mut cur, outputs, "system", &mut after).await?;
-            self.save(&mut tx, &cur).await?;
+            self.apply(&mut *tx, &mut cur, outputs, "system", &mut after).await?;
+            self.save(&mut *tx, &cur).await?;
             tx.commit().await?;
             self.after_commit(after).await;
             Ok(())
@@ -1341,7 +1341,7 @@ impl Engine {
                 Ok(tx) => tx,
                 Err(_) => return,
             };
-            let _ = store::answered(self.db(), &mut tx, m.id, 0, "dropped").await;
+            let _ = store::answered(self.db(), &mut *tx, m.id, 0, "dropped").await;
             let _ = tx.commit().await;
             return;
         }

@@ -121,7 +121,7 @@ fn restore_ops(work: &Work) -> Vec<handover_dm::Op> {
 impl Engine {
     async fn queue_job(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
         command: jobs::JobCommand,
         phase: Phase,
@@ -151,7 +151,7 @@ impl Engine {
     /// returns outputs of machine calls made immediately.
     pub(super) async fn start_work(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
         w: DeviceWork,
         actor: &str,
@@ -290,7 +290,7 @@ impl Engine {
     /// DMS-2's account node on it and the delegated scope.
     async fn step6_inputs(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &Current,
     ) -> Result<(handover_dm::Tree, Option<TreeUri>, Scope), EngineError> {
         let device = devices::get_in(self.db(), tx, &cur.row.devid).await?;
@@ -305,7 +305,7 @@ impl Engine {
 
     async fn queue_revert(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
         actor: &str,
         after: &mut After,
@@ -325,7 +325,7 @@ impl Engine {
 
     async fn queue_delete_own(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
         actor: &str,
         after: &mut After,
@@ -349,7 +349,7 @@ impl Engine {
 
     async fn handed_over(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut crate::store::Conn,
         cur: &mut Current,
     ) -> Result<(), EngineError> {
         cur.work.phase = Phase::Idle;
@@ -369,23 +369,23 @@ impl Engine {
     /// Queues the current work again after a failed attempt.
     pub(super) async fn retry_work(&self, id: i64) -> Result<(), EngineError> {
         let mut tx = self.db().begin_write().await?;
-        let mut cur = self.load(&mut tx, id).await?;
+        let mut cur = self.load(&mut *tx, id).await?;
         let mut after = After::default();
         let outputs = match cur.work.phase {
             Phase::Reverting => {
-                self.queue_revert(&mut tx, &mut cur, "system", &mut after)
+                self.queue_revert(&mut *tx, &mut cur, "system", &mut after)
                     .await?
             }
             Phase::DeletingOwnAccount => {
-                self.queue_delete_own(&mut tx, &mut cur, "system", &mut after)
+                self.queue_delete_own(&mut *tx, &mut cur, "system", &mut after)
                     .await?;
                 Vec::new()
             }
             _ => Vec::new(),
         };
-        self.apply(&mut tx, &mut cur, outputs, "system", &mut after)
+        self.apply(&mut *tx, &mut cur, outputs, "system", &mut after)
             .await?;
-        self.save(&mut tx, &cur).await?;
+        self.save(&mut *tx, &cur).await?;
         tx.commit().await?;
         self.after_commit(after).await;
         Ok(())
@@ -406,11 +406,11 @@ impl Engine {
     /// A device job the delegation waited for finished.
     pub(super) async fn job_done(&self, id: i64) -> Result<(), EngineError> {
         let mut tx = self.db().begin_write().await?;
-        let mut cur = self.load(&mut tx, id).await?;
+        let mut cur = self.load(&mut *tx, id).await?;
         let Some(job_id) = cur.work.job else {
             return Ok(());
         };
-        let Some(job) = jobs::lock_one(self.db(), &mut tx, job_id).await? else {
+        let Some(job) = jobs::lock_one(self.db(), &mut *tx, job_id).await? else {
             return Ok(());
         };
         if job.state != "succeeded" && job.state != "failed" {
@@ -427,7 +427,7 @@ impl Engine {
         match phase {
             Phase::Idle => {}
             Phase::Preparing => {
-                redact_job(self.db(), &mut tx, job_id).await?;
+                redact_job(self.db(), &mut *tx, job_id).await?;
                 let creds = cur.work.credentials.clone();
                 let m = cur.dms1()?;
                 outputs = match (ok, creds) {
@@ -438,7 +438,7 @@ impl Engine {
                 .unwrap_or_default();
             }
             Phase::Bootstrapping => {
-                redact_job(self.db(), &mut tx, job_id).await?;
+                redact_job(self.db(), &mut *tx, job_id).await?;
                 // The rotation is a Sequence: answered 200 even when the
                 // client refused a Replace in it (B.5 step 3).
                 let children = job_children(&job);
@@ -456,7 +456,7 @@ impl Engine {
                         let devid = cur.row.devid.clone();
                         devices::set_secret(
                             self.db(),
-                            &mut tx,
+                            &mut *tx,
                             vault,
                             &devid,
                             "client_secret",
@@ -465,7 +465,7 @@ impl Engine {
                         .await?;
                         devices::set_secret(
                             self.db(),
-                            &mut tx,
+                            &mut *tx,
                             vault,
                             &devid,
                             "server_secret",
@@ -473,7 +473,7 @@ impl Engine {
                         )
                         .await?;
                     }
-                    let d = devices::get_in(self.db(), &mut tx, &cur.row.devid).await?;
+                    let d = devices::get_in(self.db(), &mut *tx, &cur.row.devid).await?;
                     let info = d.map(|d| DevInfo {
                         dev_id: DevId::parse(d.devid.clone()).expect("stored DevIds are valid"),
                         man: d.man,
@@ -510,7 +510,7 @@ impl Engine {
                         .acl_update_failed(&format!("reading the ACLs failed with status {status}"))
                         .unwrap_or_default();
                 } else {
-                    let (tree, account, scope) = self.step6_inputs(&mut tx, &cur).await?;
+                    let (tree, account, scope) = self.step6_inputs(&mut *tx, &cur).await?;
                     let dms2 =
                         ServerId::parse(cur.row.peer.clone()).expect("stored peers are valid");
                     match plan::acl_update(&tree, &self.0.me, &dms2, &scope, account.as_ref()) {
@@ -535,7 +535,7 @@ impl Engine {
                             let ops: Vec<_> = changes.iter().map(AclChange::apply_op).collect();
                             let cmd = device_work::atomic(&ops);
                             self.queue_job(
-                                &mut tx,
+                                &mut *tx,
                                 &mut cur,
                                 cmd,
                                 Phase::WritingAcls,
@@ -611,7 +611,7 @@ impl Engine {
             }
             Phase::DeletingOwnAccount => {
                 if ok || status == 404 {
-                    self.handed_over(&mut tx, &mut cur).await?;
+                    self.handed_over(&mut *tx, &mut cur).await?;
                     after.live.push(self.live(
                         &cur,
                         "device",
@@ -623,9 +623,9 @@ impl Engine {
                 }
             }
         }
-        self.apply(&mut tx, &mut cur, outputs, "system", &mut after)
+        self.apply(&mut *tx, &mut cur, outputs, "system", &mut after)
             .await?;
-        self.save(&mut tx, &cur).await?;
+        self.save(&mut *tx, &cur).await?;
         tx.commit().await?;
         self.after_commit(after).await;
         Ok(())
@@ -636,7 +636,7 @@ impl Engine {
 /// only the targets.
 async fn redact_job(
     db: &crate::store::Db,
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::store::Conn,
     job_id: i64,
 ) -> Result<(), sqlx::Error> {
     use sqlx::Row as _;

@@ -270,7 +270,7 @@ async fn commands(
     // The audit entry commits with the jobs it records.
     audit::append_in(
         &rt.db,
-        &mut tx,
+        &mut *tx,
         &NewEntry::new(Event::CommandQueued, &caller.name, &devid)
             .source(&caller.source)
             .details(json!({ "jobs": ids, "commands": body.commands })),

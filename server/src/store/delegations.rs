@@ -3,9 +3,10 @@
 //! ones are the durable outbox of B.3), the answers kept per (Sender,
 //! MsgID), and batches.
 
+use super::Conn;
 use super::{now_ms, opt_i64, Db};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// A delegation row, without its machine.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -94,7 +95,7 @@ pub struct NewDelegation<'a> {
 
 pub async fn insert_batch(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     peer: &str,
     created_by: &str,
     reason: &str,
@@ -114,11 +115,7 @@ pub async fn insert_batch(
 
 /// Inserts a delegation; a second one with the same (peer, DelegationID)
 /// is a unique violation.
-pub async fn insert(
-    db: &Db,
-    tx: &mut AnyConnection,
-    d: &NewDelegation<'_>,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert(db: &Db, tx: &mut Conn, d: &NewDelegation<'_>) -> Result<i64, sqlx::Error> {
     let now = now_ms();
     sqlx::query(&db.sql(
         "INSERT INTO delegations (peer, delegation_id, role, initiator, devid, batch_id, kind, \
@@ -160,7 +157,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Delegation>, sqlx::Error> {
 /// The row id of (peer, DelegationID), if this server knows it.
 pub async fn find(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     peer: &str,
     delegation_id: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -177,7 +174,7 @@ pub async fn find(
 /// row on PostgreSQL, the database on SQLite (a write first takes the lock).
 pub async fn lock(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: i64,
 ) -> Result<Option<(Delegation, String, String)>, sqlx::Error> {
     sqlx::query(&db.sql("UPDATE delegations SET state = state WHERE id = $1"))
@@ -212,12 +209,7 @@ pub struct Saved<'a> {
     pub approved_by: &'a str,
 }
 
-pub async fn save(
-    db: &Db,
-    tx: &mut AnyConnection,
-    id: i64,
-    s: &Saved<'_>,
-) -> Result<(), sqlx::Error> {
+pub async fn save(db: &Db, tx: &mut Conn, id: i64, s: &Saved<'_>) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(&db.sql(
         "UPDATE delegations SET state = $2, outcome = $3, machine = $4, wake_at = $5, \
@@ -445,7 +437,7 @@ fn msg_from_row(r: &AnyRow) -> Result<Message, sqlx::Error> {
 /// Records a received message with the code it was answered.
 pub async fn insert_received(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     delegation: i64,
     msg_type: &str,
     msg_id: &str,
@@ -471,7 +463,7 @@ pub async fn insert_received(
 /// Queues a message for the peer (the outbox, B.3).
 pub async fn enqueue(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     delegation: i64,
     msg_type: &str,
     msg_id: &str,
@@ -561,7 +553,7 @@ pub async fn retry_later(db: &Db, id: i64, error: &str, next_at: i64) -> Result<
 /// False when the message was no longer queued (answered meanwhile).
 pub async fn answered(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: i64,
     code: u16,
     delivery: &str,
@@ -584,7 +576,7 @@ pub async fn answered(
 /// delegation has ended" — later messages are no longer sent).
 pub async fn drop_queued(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     delegation: i64,
     except_after: i64,
 ) -> Result<(), sqlx::Error> {
@@ -603,7 +595,7 @@ pub async fn drop_queued(
 /// secrets, once they can no longer be resent.
 pub async fn erase_bodies(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     delegation: i64,
     msg_type: &str,
 ) -> Result<(), sqlx::Error> {
@@ -632,7 +624,7 @@ pub async fn messages(db: &Db, delegation: i64) -> Result<Vec<Message>, sqlx::Er
 /// The stored answer to (Sender, MsgID) (B.3 idempotency).
 pub async fn stored_answer(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     sender: &str,
     msg_id: &str,
 ) -> Result<Option<(u16, Vec<u8>)>, sqlx::Error> {
@@ -656,7 +648,7 @@ pub async fn stored_answer(
 /// Keeps an answer for repeats; 5xx answers are never stored (B.3).
 pub async fn store_answer(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     sender: &str,
     msg_id: &str,
     code: u16,

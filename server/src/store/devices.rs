@@ -1,13 +1,14 @@
 //! The device registry: accounts (secrets sealed by the [`Vault`]), DevInfo,
 //! DevDetail, the cached tree, first/last seen, and session history.
 
+use super::Conn;
 use super::{now_ms, opt_i64, Db, WriteTx, Writes};
 use crate::device::vault::Vault;
 use base64::Engine;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
 use handover_dm::session::DeviceAccount;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// A device as the registry knows it. Secrets stay sealed until
 /// [`Device::account`] opens them.
@@ -155,11 +156,7 @@ pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
 }
 
 /// The device as `tx` sees it.
-pub async fn get_in(
-    db: &Db,
-    tx: &mut AnyConnection,
-    devid: &str,
-) -> Result<Option<Device>, sqlx::Error> {
+pub async fn get_in(db: &Db, tx: &mut Conn, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
         .bind(devid)
         .fetch_optional(&mut *tx)
@@ -173,11 +170,7 @@ pub async fn get_in(
 /// on PostgreSQL `FOR UPDATE` locks the row. Without its cached tree and
 /// DevDetail (left empty here): a DM message needs them only when it
 /// brings results, and then reads them with [`inventory_in`].
-pub async fn lock(
-    db: &Db,
-    tx: &mut AnyConnection,
-    devid: &str,
-) -> Result<Option<Device>, sqlx::Error> {
+pub async fn lock(db: &Db, tx: &mut Conn, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&lock_sql(db)))
         .bind(devid)
         .fetch_optional(&mut *tx)
@@ -185,8 +178,7 @@ pub async fn lock(
     row.as_ref().map(from_row).transpose()
 }
 
-/// A write transaction begun with [`lock`] (one round trip on SQLite, see
-/// [`Db::begin_write_with`]).
+/// A write transaction begun with [`lock`] (see [`Db::begin_write_with`]).
 pub async fn begin_locked(db: &Db, devid: &str) -> Result<(WriteTx, Option<Device>), sqlx::Error> {
     let (tx, rows) = db
         .begin_write_with(&lock_sql(db), vec![devid.into()])
@@ -210,7 +202,7 @@ fn lock_sql(db: &Db) -> String {
 /// The device's DevDetail and cached tree (JSON), as `tx` sees them.
 pub async fn inventory_in(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let row = sqlx::query(&db.sql("SELECT devdetail, tree FROM devices WHERE devid = $1"))
@@ -398,7 +390,7 @@ pub async fn import(
 /// authority set as for an import.
 pub async fn insert_in(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     vault: &Vault,
     l: &ImportLine,
 ) -> Result<(), sqlx::Error> {
@@ -425,7 +417,7 @@ pub async fn insert_in(
 /// Replaces one sealed secret (`client_secret` or `server_secret`).
 pub async fn set_secret(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     vault: &Vault,
     devid: &str,
     field: &str,
@@ -450,7 +442,7 @@ pub async fn set_secret(
 /// it has them ([`settle_pending_secrets`]).
 pub async fn set_pending_secrets(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     vault: &Vault,
     devid: &str,
     client: &Secret,
@@ -471,7 +463,7 @@ pub async fn set_pending_secrets(
 /// The pending secrets become the device's (`confirmed`) or are dropped.
 pub async fn settle_pending_secrets(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     confirmed: bool,
 ) -> Result<(), sqlx::Error> {
@@ -507,12 +499,7 @@ pub async fn set_push_address(
 }
 
 /// Marks an authenticated contact: first/last seen, `active`.
-pub async fn seen(
-    db: &Db,
-    tx: &mut AnyConnection,
-    devid: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn seen(db: &Db, tx: &mut Conn, devid: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(&db.sql(
         "UPDATE devices SET first_seen = COALESCE(first_seen, $2), last_seen = $2, \
          state = CASE WHEN state = 'provisioned' THEN 'active' ELSE state END WHERE devid = $1",
@@ -556,7 +543,7 @@ pub fn set_nonces_seen(
 
 pub async fn set_devinfo(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     man: &str,
     model: &str,
@@ -578,7 +565,7 @@ pub async fn set_devinfo(
 
 pub async fn set_nonces(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     client_next: Option<&Nonce>,
     server_next: Option<&Nonce>,

@@ -3,11 +3,12 @@
 //! device's next session and marked `sent` in the transaction that stores
 //! the session holding it (so it is delivered exactly once).
 
+use super::Conn;
 use super::{now_ms, opt_i64, Db, WriteTx, Writes};
 use base64::Engine;
 use handover_dm::session::{CommandKind, JobId, ServerCommand};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{Any, Row};
 
 /// A command as callers describe it (JSON API, CLI, the runtime itself).
 /// `data` is text; `data_b64` raw bytes in base64 (one or the other).
@@ -293,8 +294,7 @@ fn insert_sql(n: usize) -> String {
 }
 
 /// A write transaction begun by queueing `commands`, in order, with one
-/// statement (sent with the `BEGIN` on SQLite, see
-/// [`Db::begin_write_with`]); returns it and the job ids.
+/// statement (see [`Db::begin_write_with`]); returns it and the job ids.
 pub async fn begin_enqueue(
     db: &Db,
     devid: &str,
@@ -347,7 +347,7 @@ pub async fn for_device(db: &Db, devid: &str, limit: i64) -> Result<Vec<Job>, sq
 /// Takes the device's queued jobs, in order, marking them sent in `session_id`.
 pub async fn take_queued(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
@@ -369,7 +369,7 @@ pub async fn take_queued(
 /// The jobs sent in one session and not finished.
 pub async fn open_in_session(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
@@ -383,11 +383,7 @@ pub async fn open_in_session(
     rows.iter().map(from_row).collect()
 }
 
-pub async fn lock_one(
-    db: &Db,
-    tx: &mut AnyConnection,
-    id: i64,
-) -> Result<Option<Job>, sqlx::Error> {
+pub async fn lock_one(db: &Db, tx: &mut Conn, id: i64) -> Result<Option<Job>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -396,7 +392,7 @@ pub async fn lock_one(
 }
 
 /// Writes a job's outcome.
-pub async fn finish(db: &Db, tx: &mut AnyConnection, job: &Job) -> Result<(), sqlx::Error> {
+pub async fn finish(db: &Db, tx: &mut Conn, job: &Job) -> Result<(), sqlx::Error> {
     let mut w = Writes::default();
     finish_later(&mut w, job);
     w.run(db, tx).await
@@ -431,7 +427,7 @@ pub fn requeue_later(w: &mut Writes, ids: &[i64]) {
 /// True when the device already has jobs requested by `who`.
 pub async fn exists_by(
     db: &Db,
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     devid: &str,
     who: &str,
 ) -> Result<bool, sqlx::Error> {

@@ -8,6 +8,7 @@
 pub mod api_tokens;
 pub mod delegations;
 pub mod devices;
+pub mod inline;
 pub mod inventory;
 pub mod jobs;
 pub mod peers;
@@ -17,7 +18,9 @@ pub mod users;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::{AnyPool, Row};
+
+pub use inline::Conn;
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
@@ -43,12 +46,7 @@ pub struct Db {
 }
 
 /// SQLite's shared writer connection.
-pub struct Writer {
-    conn: AnyConnection,
-    /// A transaction left open by a [`WriteTx`] dropped where it could not
-    /// roll back: rolled back before the next use.
-    open: bool,
-}
+type Writer = inline::Inline;
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,11 +97,8 @@ impl Db {
             .context("cannot migrate the database")?;
         let writer = match dialect {
             Dialect::Sqlite => {
-                let mut conn = AnyConnection::connect(url)
-                    .await
-                    .context("cannot open the database")?;
-                sqlite_pragmas(&mut conn).await?;
-                Some(Arc::new(Mutex::new(Writer { conn, open: false })))
+                let conn = inline::Inline::open(url).context("cannot open the database")?;
+                Some(Arc::new(Mutex::new(conn)))
             }
             Dialect::Postgres => None,
         };
@@ -138,58 +133,39 @@ impl Db {
     /// connection, kept outside the pool behind a first-come-first-served
     /// lock, so they queue in this process instead of each connection
     /// finding the database locked and sleeping in its busy handler (1, 2, 5,
-    /// 10 ms...) while the lock sits idle; handing it on costs no pool
-    /// bookkeeping (a pooled connection is pinged on every return), and its
+    /// 10 ms...) while the lock sits idle. That connection runs its
+    /// statements on the calling thread ([`inline::Inline`]), so the lock is
+    /// held for the work and not for hand-offs to a driver thread, and its
     /// page cache stays valid from one transaction to the next, as nobody
     /// else wrote meanwhile. `BEGIN IMMEDIATE` takes the write lock at once
-    /// (another process sharing the file waits in the busy handler). On
-    /// PostgreSQL a plain transaction; rows are locked with `FOR UPDATE`.
+    /// (another process sharing the file is waited for). On PostgreSQL a
+    /// plain transaction; rows are locked with `FOR UPDATE`.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        Ok(self.begin_write_with("", Vec::new()).await?.0)
+        match &self.writer {
+            Some(w) => {
+                let mut w = w.clone().lock_owned().await;
+                w.roll_back()?;
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut *w as &mut Conn)
+                    .await?;
+                Ok(WriteTx(Some(Held::Shared(w))))
+            }
+            None => Ok(WriteTx(Some(Held::Pool(self.pool.begin().await?)))),
+        }
     }
 
-    /// [`Db::begin_write`] with its first statement, `sql` (written with `$n`
-    /// placeholders, one value each; none when empty): on SQLite it goes in
-    /// the same text as the `BEGIN`, one hand-off to the writer's thread for
-    /// both. Returns the statement's rows.
+    /// [`Db::begin_write`] and its first statement, `sql` (written with
+    /// `$n` placeholders, one value each); returns the statement's rows.
     pub async fn begin_write_with(
         &self,
         sql: &str,
         values: Vec<Value>,
     ) -> Result<(WriteTx, Vec<AnyRow>), sqlx::Error> {
-        match &self.writer {
-            Some(w) => {
-                let mut w = w.clone().lock_owned().await;
-                w.settle().await?;
-                let mut text = String::from("BEGIN IMMEDIATE;\n");
-                let mut bound = Vec::new();
-                anonymous(sql, &values, &mut text, &mut bound);
-                // Marked first: a BEGIN whose answer is lost (a dropped
-                // future) is rolled back all the same.
-                w.open = true;
-                match bind_all(sqlx::query(&text), bound)
-                    .fetch_all(&mut w.conn)
-                    .await
-                {
-                    Ok(rows) => Ok((WriteTx(Some(Held::Shared(w))), rows)),
-                    Err(e) => {
-                        w.settle().await?;
-                        Err(e)
-                    }
-                }
-            }
-            None => {
-                let mut tx = self.pool.begin().await?;
-                let rows = if sql.is_empty() {
-                    Vec::new()
-                } else {
-                    bind_all(sqlx::query(sql), values)
-                        .fetch_all(&mut *tx)
-                        .await?
-                };
-                Ok((WriteTx(Some(Held::Pool(tx))), rows))
-            }
-        }
+        let mut tx = self.begin_write().await?;
+        let rows = bind_all(sqlx::query(&self.sql(sql)), values)
+            .fetch_all(&mut *tx)
+            .await?;
+        Ok((tx, rows))
     }
 
     /// The connection for single statements on the hot write paths (see
@@ -199,7 +175,7 @@ impl Db {
         match &self.writer {
             Some(w) => {
                 let mut w = w.clone().lock_owned().await;
-                w.settle().await?;
+                w.roll_back()?;
                 Ok(WriteConn::Shared(w))
             }
             None => Ok(WriteConn::Pool(self.pool.acquire().await?)),
@@ -233,25 +209,6 @@ impl Db {
     }
 }
 
-impl Writer {
-    /// Rolls back what a dropped [`WriteTx`] left open.
-    async fn settle(&mut self) -> Result<(), sqlx::Error> {
-        if self.open {
-            match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
-                // The transaction had ended after all (its BEGIN failed, or
-                // its COMMIT went through unanswered).
-                Err(sqlx::Error::Database(e))
-                    if e.message().contains("no transaction is active") => {}
-                r => {
-                    r?;
-                }
-            }
-            self.open = false;
-        }
-        Ok(())
-    }
-}
-
 enum Held {
     Shared(OwnedMutexGuard<Writer>),
     Pool(sqlx::Transaction<'static, sqlx::Any>),
@@ -262,31 +219,20 @@ enum Held {
 pub struct WriteTx(Option<Held>);
 
 impl WriteTx {
-    /// Sends `w` and commits; on SQLite the commit goes in the same text
-    /// as the writes, one hand-off for both.
+    /// Runs `w` and commits.
     pub async fn commit_with(mut self, db: &Db, w: &mut Writes) -> Result<(), sqlx::Error> {
-        match &mut self.0 {
-            Some(Held::Shared(held)) => {
-                w.run_then(db, &mut held.conn, "COMMIT").await?;
-                held.open = false;
-                self.0 = None;
-                Ok(())
-            }
-            _ => {
-                w.run(db, &mut self).await?;
-                self.commit().await
-            }
-        }
+        w.run(db, &mut *self).await?;
+        self.commit().await
     }
 
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         match self.0.take().expect("a transaction is held until it ends") {
             Held::Shared(mut w) => {
-                let done = sqlx::query("COMMIT").execute(&mut w.conn).await;
-                if done.is_ok() {
-                    w.open = false;
+                let done = sqlx::query("COMMIT").execute(&mut *w as &mut Conn).await;
+                if done.is_err() {
+                    // Not committed: nothing of it stays.
+                    w.roll_back()?;
                 }
-                // Otherwise the next user of the writer rolls it back.
                 done.map(|_| ())
             }
             Held::Pool(tx) => tx.commit().await,
@@ -295,43 +241,38 @@ impl WriteTx {
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         match self
             .0
             .as_ref()
             .expect("a transaction is held until it ends")
         {
-            Held::Shared(w) => &w.conn,
-            Held::Pool(tx) => tx,
+            Held::Shared(w) => &**w,
+            Held::Pool(tx) => &**tx,
         }
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         match self
             .0
             .as_mut()
             .expect("a transaction is held until it ends")
         {
-            Held::Shared(w) => &mut w.conn,
-            Held::Pool(tx) => tx,
+            Held::Shared(w) => &mut **w,
+            Held::Pool(tx) => &mut **tx,
         }
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        // Not committed: the writer is handed on only after the rollback,
-        // done now where a runtime can run it, else by its next user.
+        // Not committed: rolled back before the writer is handed on.
         if let Some(Held::Shared(mut w)) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = w.settle().await {
-                        tracing::error!(error = %e, "rolling back a write transaction failed");
-                    }
-                });
+            if let Err(e) = w.roll_back() {
+                tracing::error!(error = %e, "rolling back a write transaction failed");
             }
         }
     }
@@ -344,25 +285,25 @@ pub enum WriteConn {
 }
 
 impl std::ops::Deref for WriteConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         match self {
-            WriteConn::Shared(w) => &w.conn,
-            WriteConn::Pool(c) => c,
+            WriteConn::Shared(w) => &**w,
+            WriteConn::Pool(c) => &**c,
         }
     }
 }
 
 impl std::ops::DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         match self {
-            WriteConn::Shared(w) => &mut w.conn,
-            WriteConn::Pool(c) => c,
+            WriteConn::Shared(w) => &mut **w,
+            WriteConn::Pool(c) => &mut **c,
         }
     }
 }
 
-async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+async fn sqlite_pragmas(conn: &mut Conn) -> Result<(), sqlx::Error> {
     for pragma in [
         "PRAGMA journal_mode = WAL",
         "PRAGMA busy_timeout = 10000",
@@ -412,11 +353,9 @@ impl From<Option<String>> for Value {
 }
 
 /// Writes of one transaction whose results nothing reads, kept until
-/// [`Writes::run`] sends them at once: on SQLite as one multi-statement
-/// query, one hand-off to the connection's thread instead of one per
-/// statement, so the write lock is held that much shorter; on PostgreSQL one
-/// by one. A read in the same transaction does not see them before `run`:
-/// callers run them before any read that could.
+/// [`Writes::run`] sends them, in order, usually with the commit. A read in
+/// the same transaction does not see them before `run`: callers run them
+/// before any read that could.
 #[derive(Debug, Default)]
 pub struct Writes {
     statements: Vec<(&'static str, Vec<Value>)>,
@@ -437,39 +376,13 @@ impl Writes {
         self.statements.is_empty()
     }
 
-    /// Sends the statements, in order, and empties the list.
-    pub async fn run(&mut self, db: &Db, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        self.run_then(db, tx, "").await
-    }
-
-    /// [`Writes::run`], then `last` (SQLite only) in the same text.
-    async fn run_then(
-        &mut self,
-        db: &Db,
-        tx: &mut AnyConnection,
-        last: &str,
-    ) -> Result<(), sqlx::Error> {
-        let statements = std::mem::take(&mut self.statements);
-        match db.dialect {
-            Dialect::Postgres => {
-                for (sql, values) in statements {
-                    bind_all(sqlx::query(sql), values).execute(&mut *tx).await?;
-                }
-            }
-            Dialect::Sqlite if statements.is_empty() && last.is_empty() => {}
-            Dialect::Sqlite => {
-                // One text. The driver binds a later statement's values
-                // after the earlier ones' only for anonymous placeholders,
-                // so each `$n` becomes a `?` with its value in that place.
-                let mut sql = String::new();
-                let mut all = Vec::new();
-                for (s, values) in statements {
-                    anonymous(s, &values, &mut sql, &mut all);
-                    sql.push_str(";\n");
-                }
-                sql.push_str(last);
-                bind_all(sqlx::query(&sql), all).execute(&mut *tx).await?;
-            }
+    /// Runs the statements, in order, and empties the list.
+    pub async fn run(&mut self, db: &Db, tx: &mut Conn) -> Result<(), sqlx::Error> {
+        for (sql, values) in std::mem::take(&mut self.statements) {
+            let sql = db.sql(sql);
+            bind_all(sqlx::query(&sql), values)
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(())
     }
@@ -477,7 +390,8 @@ impl Writes {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind_all(mut q: AnyQuery<'_>, values: Vec<Value>) -> AnyQuery<'_> {
+/// Binds `values` to `q`, in order.
+pub fn bind_all(mut q: AnyQuery<'_>, values: Vec<Value>) -> AnyQuery<'_> {
     for v in values {
         q = match v {
             Value::Int(i) => q.bind(i),
@@ -485,27 +399,6 @@ fn bind_all(mut q: AnyQuery<'_>, values: Vec<Value>) -> AnyQuery<'_> {
         };
     }
     q
-}
-
-/// Appends `sql` to `out` with each `$n` as `?`, and value n to `bound` in
-/// that place (a value used twice is bound twice).
-fn anonymous(sql: &str, values: &[Value], out: &mut String, bound: &mut Vec<Value>) {
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len() - at - 1);
-        match rest[at + 1..at + 1 + digits].parse::<usize>() {
-            Ok(n) if (1..=values.len()).contains(&n) => {
-                out.push('?');
-                bound.push(values[n - 1].clone());
-            }
-            _ => out.push_str(&rest[at..at + 1 + digits]),
-        }
-        rest = &rest[at + 1 + digits..];
-    }
-    out.push_str(rest);
 }
 
 /// The highest `$n` in `sql`.

@@ -119,7 +119,7 @@ pub async fn get(db: &Db, server_id: &str) -> Result<Option<Peer>, sqlx::Error> 
 /// second connection (SQLite's small pool would starve).
 pub async fn get_in(
     db: &Db,
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::store::Conn,
     server_id: &str,
 ) -> Result<Option<Peer>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM peers WHERE server_id = $1")))
