@@ -246,6 +246,38 @@ async fn writer_waits_for_another_connection() {
     assert_eq!(a, vec![1, 2]);
 }
 
+/// SQLite: the readers of the hot paths see what is committed, not what an
+/// open write transaction has done, and never write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_commits_only() {
+    let t = common::fresh(common::Kind::Sqlite).await.unwrap();
+    let db = with_table(&t).await;
+    let count = |db: Db| async move {
+        sqlx::query("SELECT COUNT(*) AS n FROM bench_t")
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+    };
+    let mut tx = db.begin_write().await.unwrap();
+    sqlx::query("INSERT INTO bench_t (a) VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(count(db.clone()).await, 0);
+    tx.commit().await.unwrap();
+    assert_eq!(count(db.clone()).await, 1);
+    let e = sqlx::query("INSERT INTO bench_t (a) VALUES (2)")
+        .execute(db.reader())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("readonly"), "{e}");
+    let many: Vec<_> = (0..20).map(|_| tokio::spawn(count(db.clone()))).collect();
+    for n in many {
+        assert_eq!(n.await.unwrap(), 1);
+    }
+}
+
 /// What one statement costs on the shared writer when nothing else runs,
 /// which bounds how long a transaction holds SQLite's write lock
 /// (server/benches/LOAD.md).

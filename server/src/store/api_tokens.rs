@@ -32,7 +32,7 @@ pub async fn user_of(db: &Db, token: &str) -> Result<Option<users::User>, sqlx::
         "SELECT id, user_id, last_used_at FROM api_tokens WHERE token_sha256 = $1 AND revoked = 0",
     ))
     .bind(&hash)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     let Some(row) = row else { return Ok(None) };
     let id: i64 = row.try_get("id")?;

@@ -359,7 +359,7 @@ pub async fn waiting_on_finished_jobs(db: &Db) -> Result<Vec<i64>, sqlx::Error> 
         "SELECT d.id FROM delegations d JOIN jobs j ON j.id = d.job_id \
          WHERE j.state IN ('succeeded', 'failed') ORDER BY d.id",
     )
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await?;
     rows.iter().map(|r| r.try_get("id")).collect()
 }

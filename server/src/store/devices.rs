@@ -150,7 +150,7 @@ impl Device {
 pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
         .bind(devid)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await?;
     row.as_ref().map(from_row).transpose()
 }

@@ -73,16 +73,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let mut results = self.fetch_many(query);
-        Box::pin(async move {
-            let mut first = None;
-            while let Some(r) = results.next().await {
-                if let Either::Right(row) = r? {
-                    first.get_or_insert(row);
-                }
-            }
-            Ok(first)
-        })
+        first_row(self.fetch_many(query))
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -107,6 +98,78 @@ impl<'c> Executor<'c> for &'c mut Conn {
     }
 }
 
+impl<'c> Executor<'c> for &'c crate::store::Reader {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        mut query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        use crate::store::Reader;
+        match self {
+            Reader::Pool(pool) => pool.fetch_many(query),
+            Reader::Inline(readers) => {
+                let sql = query.sql();
+                match query.take_arguments() {
+                    Ok(args) => readers.run(sql, args),
+                    Err(e) => Box::pin(stream::iter([Err(sqlx::Error::Encode(e))])),
+                }
+            }
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        first_row(self.fetch_many(query))
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        _sql: &'q str,
+        _parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        _sql: &'q str,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(async { Err(unsupported()) })
+    }
+}
+
+/// The first row of `results`, which are read to their end.
+fn first_row<'e>(
+    mut results: BoxStream<'e, Result<Step, sqlx::Error>>,
+) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>> {
+    Box::pin(async move {
+        let mut first = None;
+        while let Some(r) = results.next().await {
+            if let Either::Right(row) = r? {
+                first.get_or_insert(row);
+            }
+        }
+        Ok(first)
+    })
+}
+
 fn unsupported() -> sqlx::Error {
     sqlx::Error::Protocol("statements are prepared as they run on this connection".into())
 }
@@ -128,8 +191,8 @@ impl std::fmt::Debug for Inline {
 
 impl Inline {
     /// Opens the database file of a `sqlite:` URL (created by the pool's
-    /// migrations before).
-    pub fn open(url: &str) -> Result<Inline, sqlx::Error> {
+    /// migrations before); a reader refuses to write.
+    pub fn open(url: &str, reader: bool) -> Result<Inline, sqlx::Error> {
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -154,6 +217,19 @@ impl Inline {
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
         )
         .map_err(error)?;
+        if reader {
+            conn.execute_batch("PRAGMA query_only = ON;")
+                .map_err(error)?;
+        } else {
+            // The log is copied back into the database by `checkpointer`,
+            // beside the writer; the writer does it only if that falls far
+            // behind.
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+                .map_err(error)?;
+            // A log that grew under load is cut back when it starts over.
+            conn.pragma_update(None, "journal_size_limit", WAL_BACKSTOP_PAGES * 4096)
+                .map_err(error)?;
+        }
         Ok(Inline { conn })
     }
 
@@ -261,6 +337,100 @@ impl SqlConn for Inline {
                     Err(e) => break vec![Err(e)],
                 }
             }
+        };
+        Box::pin(stream::once(done).flat_map(stream::iter))
+    }
+}
+
+/// Pages in the write-ahead log past which the writer copies it back into
+/// the database itself (about 64 MB).
+const WAL_BACKSTOP_PAGES: i64 = 16_000;
+
+/// How often [`checkpointer`] copies the log back.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies the write-ahead log back into the database file, with its
+/// `fsync`, on a blocking thread of its own every [`CHECKPOINT_EVERY`],
+/// so the writer only appends to the log and never waits for the disk.
+/// A passive checkpoint waits for no reader and no writer. Ends with the
+/// database (`writer` dropped).
+pub async fn checkpointer(mut conn: Inline, writer: std::sync::Weak<tokio::sync::Mutex<Inline>>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if writer.strong_count() == 0 {
+            return;
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            let r = conn
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            (conn, r)
+        })
+        .await;
+        match done {
+            Ok((c, r)) => {
+                conn = c;
+                match r.map_err(error) {
+                    // Busy: another connection is checkpointing.
+                    Err(e) if !is_busy(&e) => {
+                        tracing::warn!(error = %e, "checkpoint of the write-ahead log failed")
+                    }
+                    _ => {}
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Connections for the reads of the hot paths, one taken per query and run
+/// on the calling thread like [`Inline`]'s statements (see
+/// [`crate::store::Db::reader`]).
+pub struct Readers {
+    url: String,
+    idle: std::sync::Mutex<Vec<Inline>>,
+}
+
+/// Idle readers kept open; more are opened while more queries run at once.
+const IDLE_READERS: usize = 8;
+
+impl Readers {
+    pub fn new(url: &str) -> Readers {
+        Readers {
+            url: url.to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Result<Inline, sqlx::Error> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => Inline::open(&self.url, true),
+        }
+    }
+
+    fn give_back(&self, c: Inline) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS && !c.in_transaction() {
+            idle.push(c);
+        }
+    }
+
+    /// Runs one query on a reader; the results are read in full first.
+    pub fn run<'e, 'q: 'e>(
+        &'e self,
+        sql: &'q str,
+        args: Option<AnyArguments<'q>>,
+    ) -> BoxStream<'e, Result<Step, sqlx::Error>> {
+        let done = async move {
+            let mut c = match self.take() {
+                Ok(c) => c,
+                Err(e) => return vec![Err(e)],
+            };
+            let out: Vec<_> = c.run(sql, args).collect().await;
+            self.give_back(c);
+            out
         };
         Box::pin(stream::once(done).flat_map(stream::iter))
     }

@@ -43,10 +43,26 @@ pub struct Db {
     /// SQLite only: the one connection the hot write paths share (see
     /// [`Db::begin_write`]).
     writer: Option<Arc<Mutex<Writer>>>,
+    reader: Arc<Reader>,
+}
+
+/// Where the reads of the hot paths run (see [`Db::reader`]).
+pub enum Reader {
+    Inline(inline::Readers),
+    Pool(AnyPool),
 }
 
 /// SQLite's shared writer connection.
 type Writer = inline::Inline;
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reader::Inline(_) => "Reader::Inline",
+            Reader::Pool(_) => "Reader::Pool",
+        })
+    }
+}
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,16 +113,25 @@ impl Db {
             .context("cannot migrate the database")?;
         let writer = match dialect {
             Dialect::Sqlite => {
-                let conn = inline::Inline::open(url).context("cannot open the database")?;
-                Some(Arc::new(Mutex::new(conn)))
+                let conn = inline::Inline::open(url, false).context("cannot open the database")?;
+                let writer = Arc::new(Mutex::new(conn));
+                let checkpoints =
+                    inline::Inline::open(url, false).context("cannot open the database")?;
+                tokio::spawn(inline::checkpointer(checkpoints, Arc::downgrade(&writer)));
+                Some(writer)
             }
             Dialect::Postgres => None,
         };
+        let reader = Arc::new(match dialect {
+            Dialect::Sqlite => Reader::Inline(inline::Readers::new(url)),
+            Dialect::Postgres => Reader::Pool(pool.clone()),
+        });
         Ok(Db {
             pool,
             dialect,
             url: url.to_owned(),
             writer,
+            reader,
         })
     }
 
@@ -180,6 +205,15 @@ impl Db {
             }
             None => Ok(WriteConn::Pool(self.pool.acquire().await?)),
         }
+    }
+
+    /// Runs the reads of the hot paths (a device's throttle, a token, a
+    /// device), as `db.pool()` does: on SQLite on the calling thread, with no
+    /// hand-off to a driver thread (see [`inline::Readers`]); on PostgreSQL
+    /// on the pool. Each query reads in full before its rows are handed back:
+    /// not for long result sets.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     pub fn pool(&self) -> &AnyPool {

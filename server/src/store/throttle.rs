@@ -63,7 +63,7 @@ pub async fn get(db: &Db, key: &str) -> Result<State, sqlx::Error> {
         &db.sql("SELECT failures, last_failure, locked_until FROM login_throttle WHERE key = $1"),
     )
     .bind(key)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     Ok(match row {
         Some(r) => State {

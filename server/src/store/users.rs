@@ -64,7 +64,7 @@ pub async fn by_name(db: &Db, name: &str) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE name = $1");
     let row = sqlx::query(&db.sql(&sql))
         .bind(name)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -73,7 +73,7 @@ pub async fn by_id(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     let row = sqlx::query(&db.sql(&sql))
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await?;
     row.as_ref().map(from_row).transpose()
 }
