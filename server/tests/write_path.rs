@@ -307,7 +307,7 @@ async fn writer_round_trip() {
         tx.commit_with(&db, &mut w).await.unwrap();
     }
     eprintln!(
-        "BEGIN IMMEDIATE, then an INSERT with the COMMIT: {:?} each",
+        "BEGIN IMMEDIATE, an INSERT and COMMIT: {:?} each",
         t0.elapsed() / n
     );
 }

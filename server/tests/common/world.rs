@@ -220,6 +220,9 @@ pub struct Opts {
     /// only when the test runs them ([`World::contact`]).
     pub push: bool,
     pub tune: fn(&mut handover::engine::Settings),
+    /// The simulator saves each device's state after every session (so a
+    /// restarted simulator is the same fleet); off, only when it stops.
+    pub sim_saves: bool,
 }
 
 impl Default for Opts {
@@ -228,6 +231,7 @@ impl Default for Opts {
             devices: 2,
             push: true,
             tune: |_| {},
+            sim_saves: true,
         }
     }
 }
@@ -251,6 +255,7 @@ pub async fn world(kind: Kind, opts: Opts) -> Option<World> {
     cfg.server_id = ServerId::parse(DMS1).unwrap();
     cfg.push_addr = opts.push.then(|| "127.0.0.1:0".parse().unwrap());
     cfg.request_timeout = Duration::from_secs(20);
+    cfg.save_each_session = opts.sim_saves;
     let sim = Sim::start(cfg).await.unwrap();
     let csv = std::fs::read_to_string(sim_dir.join("devices.csv")).unwrap();
     let lines = devices::parse_csv(&csv).unwrap();
