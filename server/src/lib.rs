@@ -13,6 +13,14 @@
 
 pub use handover_dm as dm;
 
+/// The allocator of every process built with this library (the server, the
+/// simulator, the tests). A DM message or a delegation step allocates and
+/// frees many small buffers (XML, JSON, rows) on whichever worker thread
+/// runs it; glibc's allocator spent a sixth of the CPU time of the
+/// benchmarks there (server/benches/LOAD.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod audit;
 pub mod cli;
 pub mod config;
