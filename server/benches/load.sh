@@ -10,7 +10,8 @@
 # With a wrapper (e.g. `valgrind --tool=callgrind`), the server runs under
 # it for the bench only (set-up and enrolment run without it). SIM_BIN=path
 # runs the simulator from another build than the server (e.g. an older
-# server against this simulator).
+# server against this simulator). API_CONCURRENCY=n sets the API requests
+# the bench keeps in flight (64 by default).
 set -euo pipefail
 B=$1 N=$2 D=$3 W=$4
 S=${SIM_BIN:-$B}
@@ -50,6 +51,6 @@ ${BEFORE_BENCH:+eval "$BEFORE_BENCH $(cat "$W/server.pid")"}
 uptime
 HANDOVER_API_TOKEN=$TOKEN "$S" sim bench --server "http://127.0.0.1:$DM/dm" \
   --api "http://127.0.0.1:$PORTAL" --state "$W/sim" --server-pid "$(cat "$W/server.pid")" \
-  --duration "$D" --devices "$N"
+  --duration "$D" --devices "$N" ${API_CONCURRENCY:+--api-concurrency $API_CONCURRENCY}
 uptime
 stop

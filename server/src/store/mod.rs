@@ -267,6 +267,12 @@ impl WriteTx {
                     // Not committed: nothing of it stays.
                     w.roll_back()?;
                 }
+                drop(w);
+                // The writer goes to the next task waiting for it, woken on
+                // this thread: let it run now rather than after this task
+                // has answered its request (the writer would sit idle
+                // meanwhile; at full load it did half of the time).
+                tokio::task::yield_now().await;
                 done.map(|_| ())
             }
             Held::Pool(tx) => tx.commit().await,
