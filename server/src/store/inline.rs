@@ -47,6 +47,44 @@ impl SqlConn for AnyConnection {
     }
 }
 
+/// The `Executor` methods other than `fetch_many`, in terms of it: the first
+/// row of its results; statements are not prepared ahead.
+macro_rules! beside_fetch_many {
+    () => {
+        fn fetch_optional<'e, 'q: 'e, E>(
+            self,
+            query: E,
+        ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+        where
+            'c: 'e,
+            E: 'q + Execute<'q, Any>,
+        {
+            first_row(self.fetch_many(query))
+        }
+
+        fn prepare_with<'e, 'q: 'e>(
+            self,
+            _sql: &'q str,
+            _parameters: &'e [AnyTypeInfo],
+        ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
+        where
+            'c: 'e,
+        {
+            Box::pin(async { Err(unsupported()) })
+        }
+
+        fn describe<'e, 'q: 'e>(
+            self,
+            _sql: &'q str,
+        ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
+        where
+            'c: 'e,
+        {
+            Box::pin(async { Err(unsupported()) })
+        }
+    };
+}
+
 impl<'c> Executor<'c> for &'c mut Conn {
     type Database = Any;
 
@@ -65,37 +103,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         }
     }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        first_row(self.fetch_many(query))
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-        _parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async { Err(unsupported()) })
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async { Err(unsupported()) })
-    }
+    beside_fetch_many!();
 }
 
 impl<'c> Executor<'c> for &'c crate::store::Reader {
@@ -122,37 +130,7 @@ impl<'c> Executor<'c> for &'c crate::store::Reader {
         }
     }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        first_row(self.fetch_many(query))
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-        _parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async { Err(unsupported()) })
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async { Err(unsupported()) })
-    }
+    beside_fetch_many!();
 }
 
 /// The first row of `results`, which are read to their end.
