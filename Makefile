@@ -42,12 +42,18 @@ apt:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-## Starts PostgreSQL 15 on loopback and creates the test role.
+## Starts PostgreSQL 15 on loopback, creates the test role and drops the
+## test databases a killed run left behind (more than six hours old).
+## Recovery after an unclean shutdown can take minutes, hence the timeout.
 postgres: apt
-	@pg_lsclusters -h | grep -q '^15 *main .*online' || $(SUDO) pg_ctlcluster 15 main start
-	@for i in $$(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+	@pg_lsclusters -h | grep -q '^15 *main .*online' || $(SUDO) pg_ctlcluster 15 main start -- -t 900
+	@for i in $$(seq 1 300); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
 	@$(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c \
 	  "DO \$$\$$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'handover') THEN CREATE ROLE handover LOGIN PASSWORD 'handover' CREATEDB; END IF; END \$$\$$;"
+	@echo "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database \
+	  WHERE datname ~ '^handover_test_[0-9a-f]{32}$$' OR (datname ~ '^handover_test_[0-9]+_' \
+	  AND split_part(datname, '_', 3)::bigint < extract(epoch FROM now()) - 21600) \gexec" \
+	  | $(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1
 
 run: tools
 	cargo leptos build --release

@@ -377,11 +377,7 @@ async fn md5_hmac_wbxml_fleets(t: TestDb) {
         (AuthType::Md5, Encoding::Wbxml),
         (AuthType::Hmac, Encoding::Wbxml),
     ] {
-        let sub = TestDb {
-            url: t.url.clone(),
-            dir: tempfile::tempdir().unwrap(),
-            kind: t.kind,
-        };
+        let sub = t.sharing();
         let s = setup(&sub, 10, auth, enc).await;
         let ids = s.sim.dev_ids();
         // The server's idea of the first device's nonce is stale.

@@ -15,11 +15,56 @@ pub enum Kind {
     Postgres,
 }
 
-/// A fresh, empty database; dropped with the test's temporary directory.
+/// A fresh, empty database, dropped with the value: a SQLite one with the
+/// test's temporary directory, a PostgreSQL one by `DROP DATABASE`.
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub kind: Kind,
+    /// The administrative URL and the database's name, for the one value
+    /// that owns a PostgreSQL database.
+    owned: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// The same database with a temporary directory of its own, for a
+    /// second server; the database stays until `self` is dropped.
+    pub fn sharing(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            kind: self.kind,
+            owned: None,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    /// Runs on a thread of its own, so it works inside any runtime and after
+    /// a panic; `WITH (FORCE)` ends connections the test left open.
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.owned.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("note: a test database was left behind: {dropped:?}");
+        }
+    }
 }
 
 /// `None` when PostgreSQL is not configured and this is not CI (then the
@@ -31,6 +76,7 @@ pub async fn fresh(kind: Kind) -> Option<TestDb> {
             url: Db::sqlite_url(dir.path()),
             dir,
             kind,
+            owned: None,
         }),
         Kind::Postgres => {
             let Ok(admin) = std::env::var("HANDOVER_TEST_PG") else {
@@ -41,7 +87,13 @@ pub async fn fresh(kind: Kind) -> Option<TestDb> {
                 eprintln!("PostgreSQL half skipped: set HANDOVER_TEST_PG=postgres://user:pw@127.0.0.1:5432/postgres");
                 return None;
             };
-            let name = format!("handover_test_{}", uuid::Uuid::new_v4().simple());
+            // The creation time in the name lets `make test` drop what a
+            // killed run left behind without touching a run in progress.
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs();
+            let name = format!("handover_test_{created}_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&admin)
                 .await
                 .expect("connect to PostgreSQL");
@@ -58,6 +110,7 @@ pub async fn fresh(kind: Kind) -> Option<TestDb> {
                 url: format!("{base}/{name}"),
                 dir,
                 kind,
+                owned: Some((admin, name)),
             })
         }
     }
