@@ -482,6 +482,67 @@ async fn b1_pins_change_without_a_restart() {
     assert_eq!(at_b.inbox.count(), 1);
 }
 
+/// A TCP relay on loopback to `to` that counts the connections made
+/// through it.
+async fn counting_relay(to: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+// PROTOCOL B.1: a connection, verified by its handshake, carries the next
+// documents to the same peer; the listener checks its pins on every
+// request, so a peer removed meanwhile is refused as on a fresh
+// connection, and what it refuses never reaches the inbox.
+#[tokio::test]
+async fn b1_a_kept_connection_carries_the_next_documents_while_pinned() {
+    use std::sync::atomic::Ordering;
+    let a = server("a.example");
+    let b = server("b.example");
+    let at_b = listen(&b, &[&a]).await;
+    let (relay, connections) = counting_relay(at_b.addr).await;
+    let peer_b = peer_at("b.example", relay, b.identity.fingerprint());
+    let a_client = client(&a);
+    for _ in 0..3 {
+        let answer = a_client
+            .post(&peer_b, Bytes::from_static(DOC))
+            .await
+            .expect("a reaches b");
+        assert_eq!(answer.status, 202);
+    }
+    assert_eq!(at_b.inbox.count(), 3);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one handshake for three documents"
+    );
+
+    at_b.pins.replace(Default::default());
+    let err = a_client
+        .post(&peer_b, Bytes::from_static(DOC))
+        .await
+        .expect_err("a is no peer any more");
+    assert!(matches!(err, TransportError::RefusedByPeer), "{err:?}");
+    assert_eq!(at_b.inbox.count(), 3);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the kept connection's 403 is checked on a fresh handshake"
+    );
+}
+
 /// Configures `a` as a peer in `db`.
 async fn peer_in_the_database(db: &Db, a: &Server) {
     peers::add(

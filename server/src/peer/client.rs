@@ -101,14 +101,40 @@ impl ConnectionTest {
     }
 }
 
-/// Posts documents to peers: one connection per document, each with a full
-/// mutual handshake (resumption is off, so every connection shows our
-/// certificate to the peer's current pins). Cheap to clone.
+/// Posts documents to peers. Each connection begins with a full mutual
+/// handshake (resumption is off, so every connection shows our certificate
+/// to the peer's current pins) and is kept open for the next documents to
+/// the same endpoint and pin, since the peer checks its pins again on every
+/// request. Cheap to clone.
 #[derive(Clone)]
 pub struct PeerClient {
     identity: Arc<Identity>,
     timeout: Duration,
     connectors: Arc<Mutex<HashMap<Fingerprint, tokio_rustls::TlsConnector>>>,
+    kept: Arc<Mutex<KeptByPeer>>,
+}
+
+/// Idle connections by pin and endpoint.
+type KeptByPeer = HashMap<(Fingerprint, String), Vec<Kept>>;
+
+/// Idle connections kept per peer endpoint and pin.
+const KEPT_PER_PEER: usize = 64;
+/// An idle connection older than this is closed rather than used.
+const KEEP_IDLE: Duration = Duration::from_secs(15);
+
+/// An open connection to a peer, verified by its handshake.
+struct Kept {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    conn: AbortOnDrop<Result<(), hyper::Error>>,
+    idle_since: std::time::Instant,
+}
+
+impl Kept {
+    fn usable(&self) -> bool {
+        self.idle_since.elapsed() < KEEP_IDLE
+            && !self.sender.is_closed()
+            && !self.conn.0.is_finished()
+    }
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -126,6 +152,7 @@ impl PeerClient {
             identity,
             timeout: REQUEST_TIMEOUT,
             connectors: Arc::default(),
+            kept: Arc::default(),
         }
     }
 
@@ -136,8 +163,58 @@ impl PeerClient {
     }
 
     /// POSTs one document to `peer`'s endpoint; any HTTP answer is `Ok`.
+    ///
+    /// An open connection to the same endpoint and pin is used when there
+    /// is one. If it fails, or its answer is a 403 (the peer may have
+    /// unpinned us since its handshake), the document goes again on a
+    /// fresh connection, whose handshake then tells: documents are
+    /// idempotent by MsgID (B.2).
     pub async fn post(&self, peer: &Peer, document: Bytes) -> Result<Answer, TransportError> {
-        self.send(peer, MEDIA_TYPE, document).await
+        let key = (peer.fingerprint.clone(), peer.url.endpoint());
+        let target = Target::parse(&key.1)?;
+        tokio::time::timeout(self.timeout, async {
+            while let Some(kept) = self.take_kept(&key) {
+                if let Ok((answer, kept)) =
+                    request(kept, &target, MEDIA_TYPE, document.clone()).await
+                {
+                    if answer.status != 403 {
+                        self.keep(key, kept);
+                        return Ok(answer);
+                    }
+                }
+            }
+            let connector = self.connector_for(&peer.fingerprint)?;
+            let fresh = connect(connector, &target).await?;
+            let (answer, kept) = request(fresh, &target, MEDIA_TYPE, document).await?;
+            self.keep(key, kept);
+            Ok(answer)
+        })
+        .await
+        .unwrap_or(Err(TransportError::Timeout(self.timeout)))
+    }
+
+    /// An idle connection to `key`'s endpoint and pin, if one is still open.
+    fn take_kept(&self, key: &(Fingerprint, String)) -> Option<Kept> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = kept.get_mut(key)?;
+        while let Some(k) = idle.pop() {
+            if k.usable() {
+                return Some(k);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for the next document, if it can carry one.
+    fn keep(&self, key: (Fingerprint, String), kept: Option<Kept>) {
+        let Some(mut k) = kept else { return };
+        k.idle_since = std::time::Instant::now();
+        let mut all = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = all.entry(key).or_default();
+        idle.retain(Kept::usable);
+        if idle.len() < KEPT_PER_PEER {
+            idle.push(k);
+        }
     }
 
     /// Connects, completes the mutual handshake and sends a request that
@@ -168,17 +245,21 @@ impl PeerClient {
         }
     }
 
+    /// One request on a fresh connection, which is then closed.
     async fn send(
         &self,
         peer: &Peer,
         content_type: &str,
         body: Bytes,
     ) -> Result<Answer, TransportError> {
+        let target = Target::parse(&peer.url.endpoint())?;
         let connector = self.connector_for(&peer.fingerprint)?;
-        tokio::time::timeout(
-            self.timeout,
-            exchange(connector, &peer.url.endpoint(), content_type, body),
-        )
+        tokio::time::timeout(self.timeout, async {
+            let fresh = connect(connector, &target).await?;
+            request(fresh, &target, content_type, body)
+                .await
+                .map(|(answer, _)| answer)
+        })
         .await
         .unwrap_or(Err(TransportError::Timeout(self.timeout)))
     }
@@ -224,50 +305,87 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// One request on a fresh connection.
-async fn exchange(
+/// Where a peer's endpoint is, read from its URL.
+struct Target {
+    server_name: ServerName<'static>,
+    host: String,
+    port: u16,
+    /// The `Host` header.
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(endpoint: &str) -> Result<Target, TransportError> {
+        let url = url::Url::parse(endpoint)
+            .map_err(|e| TransportError::Unreachable(format!("bad peer URL: {e}")))?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        let (server_name, host) = match url.host() {
+            Some(url::Host::Domain(d)) => (
+                ServerName::try_from(d.to_owned())
+                    .map_err(|e| TransportError::Unreachable(format!("bad host name: {e}")))?,
+                d.to_owned(),
+            ),
+            Some(url::Host::Ipv4(ip)) => {
+                (ServerName::IpAddress(IpAddr::V4(ip).into()), ip.to_string())
+            }
+            Some(url::Host::Ipv6(ip)) => {
+                (ServerName::IpAddress(IpAddr::V6(ip).into()), ip.to_string())
+            }
+            None => {
+                return Err(TransportError::Unreachable(
+                    "the peer URL has no host".into(),
+                ))
+            }
+        };
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Target {
+            server_name,
+            host,
+            port,
+            authority,
+            path: url.path().to_owned(),
+        })
+    }
+}
+
+/// A fresh connection: TCP, the mutual TLS handshake, HTTP/1.1.
+async fn connect(
     connector: tokio_rustls::TlsConnector,
-    endpoint: &str,
-    content_type: &str,
-    body: Bytes,
-) -> Result<Answer, TransportError> {
-    use http_body_util::BodyExt;
-    let url = url::Url::parse(endpoint)
-        .map_err(|e| TransportError::Unreachable(format!("bad peer URL: {e}")))?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let (server_name, host) = match url.host() {
-        Some(url::Host::Domain(d)) => (
-            ServerName::try_from(d.to_owned())
-                .map_err(|e| TransportError::Unreachable(format!("bad host name: {e}")))?,
-            d.to_owned(),
-        ),
-        Some(url::Host::Ipv4(ip)) => (ServerName::IpAddress(IpAddr::V4(ip).into()), ip.to_string()),
-        Some(url::Host::Ipv6(ip)) => (ServerName::IpAddress(IpAddr::V6(ip).into()), ip.to_string()),
-        None => {
-            return Err(TransportError::Unreachable(
-                "the peer URL has no host".into(),
-            ))
-        }
-    };
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+    target: &Target,
+) -> Result<Kept, TransportError> {
+    let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| TransportError::Unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let tls = connector
-        .connect(server_name, tcp)
+        .connect(target.server_name.clone(), tcp)
         .await
         .map_err(|e| classify(&e))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| classify(&e))?;
-    let conn = AbortOnDrop(tokio::spawn(conn));
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
-    let request = http::Request::post(url.path())
-        .header(http::header::HOST, authority)
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(Kept {
+        sender,
+        conn: AbortOnDrop(tokio::spawn(conn)),
+        idle_since: std::time::Instant::now(),
+    })
+}
+
+/// One request on `conn`; the connection comes back with the answer when
+/// it can carry another.
+async fn request(
+    mut conn: Kept,
+    target: &Target,
+    content_type: &str,
+    body: Bytes,
+) -> Result<(Answer, Option<Kept>), TransportError> {
+    use http_body_util::BodyExt;
+    let request = http::Request::post(target.path.as_str())
+        .header(http::header::HOST, target.authority.as_str())
         .header(http::header::CONTENT_TYPE, content_type)
         .body(http_body_util::Full::new(body))
         .map_err(|e| TransportError::Unreachable(format!("cannot build the request: {e}")))?;
@@ -284,9 +402,12 @@ async fn exchange(
             _ => classify(&e),
         }
     };
-    let response = match sender.send_request(request).await {
+    if let Err(e) = conn.sender.ready().await {
+        return Err(failed(e, conn.conn).await);
+    }
+    let response = match conn.sender.send_request(request).await {
         Ok(r) => r,
-        Err(e) => return Err(failed(e, conn).await),
+        Err(e) => return Err(failed(e, conn.conn).await),
     };
     let status = response.status().as_u16();
     let content_type = response
@@ -306,11 +427,13 @@ async fn exchange(
             ))
         }
     };
-    Ok(Answer {
+    let answer = Answer {
         status,
         content_type,
         body,
-    })
+    };
+    let open = !conn.sender.is_closed();
+    Ok((answer, open.then_some(conn)))
 }
 
 /// A transport error from anything that failed on the way.

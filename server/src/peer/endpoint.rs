@@ -29,6 +29,9 @@ pub const MAX_DOCUMENT: usize = 64 * 1024;
 
 /// A TLS handshake that takes longer is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How stale the pins checked per request may be (B.1): a peer removed in
+/// another process stops counting within this on open connections too.
+const PINS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The peer that sent a document, as its TLS client certificate proved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,7 +322,11 @@ async fn receive(
     let Ok(body) = axum::body::to_bytes(body, MAX_DOCUMENT).await else {
         return too_large();
     };
-    // The pins may have changed since the handshake of this connection.
+    // The pins may have changed since the handshake of this connection,
+    // which a peer may keep open for its next documents.
+    if let Err(e) = shared.pins.refresh(PINS_MAX_AGE).await {
+        tracing::error!(error = %e, "peer listener: cannot read the configured peers; using the last known");
+    }
     let Some(server_id) = shared.pins.server_id(&conn.fingerprint) else {
         return refuse(403, "this certificate is no longer pinned for any peer");
     };

@@ -81,6 +81,8 @@ pub struct Pins {
 #[derive(Default)]
 struct Snapshot {
     read: u64,
+    /// When the database read behind this set began.
+    at: Option<std::time::Instant>,
     pins: Arc<HashMap<Fingerprint, ServerId>>,
 }
 
@@ -117,25 +119,43 @@ impl Pins {
     pub async fn reload(&self) -> Result<(), sqlx::Error> {
         let Some(db) = &self.db else { return Ok(()) };
         let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = std::time::Instant::now();
         let map = peers::list(db)
             .await?
             .into_iter()
             .map(|p| (p.fingerprint, p.server_id))
             .collect();
-        self.set(read, map);
+        self.set(read, Some(at), map);
         Ok(())
+    }
+
+    /// Reads the configured peers again if the set in hand was read more
+    /// than `max_age` ago. The listener calls this before every request on
+    /// a connection kept open, so a peer removed in another process stops
+    /// counting within `max_age` there too.
+    pub async fn refresh(&self, max_age: std::time::Duration) -> Result<(), sqlx::Error> {
+        let fresh = {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            current.at.is_some_and(|at| at.elapsed() <= max_age)
+        };
+        if fresh {
+            return Ok(());
+        }
+        self.reload().await
     }
 
     /// Replaces the set.
     pub fn replace(&self, pins: HashMap<Fingerprint, ServerId>) {
-        self.set(self.reads.fetch_add(1, Ordering::SeqCst) + 1, pins);
+        let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        self.set(read, None, pins);
     }
 
-    fn set(&self, read: u64, pins: HashMap<Fingerprint, ServerId>) {
+    fn set(&self, read: u64, at: Option<std::time::Instant>, pins: HashMap<Fingerprint, ServerId>) {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if read > current.read {
             *current = Snapshot {
                 read,
+                at,
                 pins: Arc::new(pins),
             };
         }
@@ -319,7 +339,7 @@ mod tests {
         let pins = Pins::default();
         let older = pins.reads.fetch_add(1, Ordering::SeqCst) + 1;
         pins.replace([(fp.clone(), id.clone())].into());
-        pins.set(older, HashMap::new());
+        pins.set(older, None, HashMap::new());
         assert_eq!(pins.server_id(&fp), Some(id));
         pins.replace(HashMap::new());
         assert_eq!(pins.server_id(&fp), None);
