@@ -740,10 +740,15 @@ async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
     running.stop().await;
 }
 
-/// A free loopback port: bound, then let go, so nothing listens there yet.
-async fn free_port() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+/// A loopback port held bound but not listening, so connecting to it is
+/// refused. Bound without `SO_REUSEADDR`, it cannot be taken by another
+/// listener (another test's server) until the socket is dropped.
+fn held_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(false).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 /// An HTTP push receiver on `addr` that hands over each package 0.
@@ -785,8 +790,8 @@ async fn outbox(db: &Db, devid: &str) -> (String, i64) {
 async fn push_is_retried_with_backoff(t: TestDb) {
     use handover::device::notify::{self, Backoff};
     let db = Db::connect(&t.url).await.unwrap();
-    let late = free_port().await;
-    let dead = free_port().await;
+    let (late_socket, late) = held_port();
+    let (_dead_socket, dead) = held_port();
     let vault = Vault::open(None, t.dir.path()).unwrap();
     let mut lines = devices::parse_csv(&csv()).unwrap();
     lines[0].push_address = format!("http://{late}/push");
@@ -821,6 +826,7 @@ async fn push_is_retried_with_backoff(t: TestDb) {
     running.stop().await;
 
     // The device's listener comes up; the restarted server gets through.
+    drop(late_socket);
     let mut rx = push_receiver(late).await;
     let (bound, running) = start(cfg).await;
     let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
