@@ -55,25 +55,30 @@ fn fixture(i: i64) -> Fixture {
 /// endpoint would leave it.
 async fn insert_device(db: &Db, f: &Fixture) {
     sqlx::query(&db.sql(
-        "INSERT INTO devices (devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
+        "INSERT INTO devices (devid, man, model, dmv, lang, auth_type, client_name, \
          client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, \
-         authority, state, tree, created_at, first_seen, last_seen) \
-         VALUES ($1, $2, $3, '1.2', 'en-us', $4, 'md5', 'client', 'enc', 'bm9uY2U=', 'corp.example', \
-         'enc', 'bm9uY2U=', $5, $6, $7, $8, $9, $10)",
+         authority, state, created_at, first_seen, last_seen) \
+         VALUES ($1, $2, $3, '1.2', 'en-us', 'md5', 'client', 'enc', 'bm9uY2U=', 'corp.example', \
+         'enc', 'bm9uY2U=', $4, $5, $6, $7, $8)",
     ))
     .bind(&f.devid)
     .bind(f.man)
     .bind(f.model)
-    .bind(r#"{"DevTyp":"smartphone","FwV":"4.2.1"}"#)
     .bind(f.authority)
     .bind(f.state)
-    .bind(&f.tree)
     .bind(BASE_MS - 86_400_000)
     .bind(f.last_seen.map(|l| l - 3_600_000))
     .bind(f.last_seen)
     .execute(db.pool())
     .await
     .expect("insert device");
+    common::insert_inventory(
+        db,
+        &f.devid,
+        r#"{"DevTyp":"smartphone","FwV":"4.2.1"}"#,
+        &f.tree,
+    )
+    .await;
 }
 
 async fn seeded(t: &TestDb) -> (common::Portal, Db, handover::serve::Running) {

@@ -49,17 +49,17 @@ async fn world(t: &TestDb) -> (World, handover::serve::Bound) {
     .await
     .unwrap();
     sqlx::query(&db.sql(
-        "INSERT INTO devices (devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
+        "INSERT INTO devices (devid, man, model, dmv, lang, auth_type, client_name, \
          client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, \
-         authority, state, tree, created_at) \
-         VALUES ($1, 'Acme', 'X1', '1.2', 'en-us', '{}', 'md5', 'client', 'enc', 'bm9uY2U=', \
-         'corp.example', 'enc', 'bm9uY2U=', 'corp.example', 'active', $2, 1)",
+         authority, state, created_at) \
+         VALUES ($1, 'Acme', 'X1', '1.2', 'en-us', 'md5', 'client', 'enc', 'bm9uY2U=', \
+         'corp.example', 'enc', 'bm9uY2U=', 'corp.example', 'active', 1)",
     ))
     .bind(DEVID)
-    .bind(TREE)
     .execute(db.pool())
     .await
     .unwrap();
+    common::insert_inventory(&db, DEVID, "{}", TREE).await;
     let token = |name: &'static str| {
         let db = db.clone();
         async move {

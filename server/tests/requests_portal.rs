@@ -37,17 +37,17 @@ fn devid(i: i64) -> String {
 
 async fn insert_device(db: &Db, devid: &str, tree: &str) {
     sqlx::query(&db.sql(
-        "INSERT INTO devices (devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
+        "INSERT INTO devices (devid, man, model, dmv, lang, auth_type, client_name, \
          client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, \
-         authority, state, tree, created_at) \
-         VALUES ($1, 'Acme', 'X1', '1.2', 'en-us', '{}', 'md5', 'client', 'enc', 'bm9uY2U=', \
-         'corp.example', 'enc', 'bm9uY2U=', 'corp.example', 'active', $2, 1)",
+         authority, state, created_at) \
+         VALUES ($1, 'Acme', 'X1', '1.2', 'en-us', 'md5', 'client', 'enc', 'bm9uY2U=', \
+         'corp.example', 'enc', 'bm9uY2U=', 'corp.example', 'active', 1)",
     ))
     .bind(devid)
-    .bind(tree)
     .execute(db.pool())
     .await
     .expect("insert device");
+    common::insert_inventory(db, devid, "{}", tree).await;
 }
 
 async fn setup(t: &TestDb) -> (handover::serve::Bound, Db, handover::serve::Running) {

@@ -47,9 +47,15 @@ pub struct Device {
     pub last_seen: Option<i64>,
 }
 
-const COLUMNS: &str = "devid, man, model, dmv, lang, devdetail, auth_type, client_name, \
+/// A device's own columns, then its inventory (table `device_inventory`,
+/// empty until the first read of the device).
+const COLUMNS: &str = "devid, man, model, dmv, lang, auth_type, client_name, \
     client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, push_address, \
-    pending_client_secret_enc, pending_server_secret_enc, authority, state, tree, created_at, first_seen, last_seen";
+    pending_client_secret_enc, pending_server_secret_enc, authority, state, created_at, first_seen, last_seen, \
+    COALESCE(i.devdetail, '{}') AS devdetail, COALESCE(i.tree, '[]') AS tree";
+
+/// The device with its inventory; `devid` unqualified is the device's.
+const WITH_INVENTORY: &str = "devices LEFT JOIN device_inventory i USING (devid)";
 
 fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -148,19 +154,23 @@ impl Device {
 }
 
 pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
-    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
-        .bind(devid)
-        .fetch_optional(db.reader())
-        .await?;
+    let row = sqlx::query(&db.sql(&format!(
+        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
+    )))
+    .bind(devid)
+    .fetch_optional(db.reader())
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The device as `tx` sees it.
 pub async fn get_in(db: &Db, tx: &mut Conn, devid: &str) -> Result<Option<Device>, sqlx::Error> {
-    let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM devices WHERE devid = $1")))
-        .bind(devid)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row = sqlx::query(&db.sql(&format!(
+        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
+    )))
+    .bind(devid)
+    .fetch_optional(&mut *tx)
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -188,9 +198,10 @@ pub async fn begin_locked(db: &Db, devid: &str) -> Result<(WriteTx, Option<Devic
 }
 
 fn lock_sql(db: &Db) -> String {
-    let columns = COLUMNS
-        .replace("devdetail,", "'' AS devdetail,")
-        .replace(" tree,", " '' AS tree,");
+    let (own, _) = COLUMNS
+        .split_once(", COALESCE(")
+        .expect("the inventory comes last");
+    let columns = format!("{own}, '' AS devdetail, '' AS tree");
     match db.dialect() {
         super::Dialect::Postgres => {
             format!("SELECT {columns} FROM devices WHERE devid = $1 FOR UPDATE")
@@ -205,10 +216,13 @@ pub async fn inventory_in(
     tx: &mut Conn,
     devid: &str,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    let row = sqlx::query(&db.sql("SELECT devdetail, tree FROM devices WHERE devid = $1"))
-        .bind(devid)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row = sqlx::query(&db.sql(&format!(
+        "SELECT COALESCE(i.devdetail, '{{}}') AS devdetail, COALESCE(i.tree, '[]') AS tree \
+         FROM {WITH_INVENTORY} WHERE devid = $1"
+    )))
+    .bind(devid)
+    .fetch_optional(&mut *tx)
+    .await?;
     row.map(|r| Ok((r.try_get("devdetail")?, r.try_get("tree")?)))
         .transpose()
 }
@@ -592,7 +606,8 @@ pub async fn set_nonces(
 /// other [`Writes`]).
 pub fn set_inventory(w: &mut Writes, devid: &str, devdetail: &str, tree: &str) {
     w.push(
-        "UPDATE devices SET devdetail = $2, tree = $3 WHERE devid = $1",
+        "INSERT INTO device_inventory (devid, devdetail, tree) VALUES ($1, $2, $3) \
+         ON CONFLICT (devid) DO UPDATE SET devdetail = excluded.devdetail, tree = excluded.tree",
         vec![devid.into(), devdetail.into(), tree.into()],
     );
 }
@@ -625,7 +640,7 @@ pub async fn list(db: &Db, query: &Query) -> Result<(Vec<Device>, i64), sqlx::Er
             .await?
             .try_get("n")?;
     let rows = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS} FROM devices WHERE {filter} ORDER BY devid LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE {filter} ORDER BY devid LIMIT $4 OFFSET $5"
     )))
     .bind(q)
     .bind(query.man.clone())

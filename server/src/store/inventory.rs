@@ -220,8 +220,9 @@ pub struct Device {
 
 pub async fn device(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let r = sqlx::query(&db.sql(
-        "SELECT devid, man, model, dmv, lang, devdetail, auth_type, push_address, authority, \
-         state, tree, created_at, first_seen, last_seen FROM devices WHERE devid = $1",
+        "SELECT devid, man, model, dmv, lang, COALESCE(i.devdetail, '{}') AS devdetail, auth_type, \
+         push_address, authority, state, COALESCE(i.tree, '[]') AS tree, created_at, first_seen, \
+         last_seen FROM devices LEFT JOIN device_inventory i USING (devid) WHERE devid = $1",
     ))
     .bind(devid)
     .fetch_optional(db.pool())

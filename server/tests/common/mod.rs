@@ -281,3 +281,16 @@ impl Portal {
         assert!(self.cookie.is_some(), "sign-in sets the session cookie");
     }
 }
+
+/// A device's DevDetail and cached tree, as a DM session leaves them.
+pub async fn insert_inventory(db: &Db, devid: &str, devdetail: &str, tree: &str) {
+    sqlx::query(
+        &db.sql("INSERT INTO device_inventory (devid, devdetail, tree) VALUES ($1, $2, $3)"),
+    )
+    .bind(devid)
+    .bind(devdetail)
+    .bind(tree)
+    .execute(db.pool())
+    .await
+    .expect("insert the device's inventory");
+}
