@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::TestDb;
-use handover::store::{Db, Dialect, Writes};
+use common::{Kind, TestDb};
+use handover::store::{devices, Db, Dialect, Writes};
 use sqlx::Row;
 
 async fn with_table(t: &TestDb) -> Db {
@@ -164,8 +164,97 @@ async fn values_and_errors(t: TestDb) {
     );
 }
 
+/// Migration 0008 moves each device's DevDetail and cached tree out of its
+/// row: a database made before keeps them all; a device never read has
+/// none and reads as empty; storing them again inserts, then updates.
+async fn inventory_kept_by_the_migration(t: TestDb) {
+    let dialect = match t.kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Postgres => "postgres",
+    };
+    // The migrations before 0008, as a database made then had them.
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(dialect);
+    let before = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&path, before.path().join(name)).unwrap();
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let tree = r#"[{"uri":"./Vendor/Corp/Apps","acl":"Get=corp.example"}]"#;
+    let detail = r#"{"DevTyp":"phone"}"#;
+    for (devid, detail, tree) in [("IMEI:read", detail, tree), ("IMEI:never", "{}", "[]")] {
+        sqlx::query(&format!(
+            "INSERT INTO devices (devid, devdetail, tree, auth_type, client_name, \
+             client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, \
+             created_at) VALUES ('{devid}', '{detail}', '{tree}', 'md5', 'c', 'enc', 'bm9uY2U=', \
+             'corp.example', 'enc', 'bm9uY2U=', 1)"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let db = Db::connect(&t.url).await.unwrap();
+    let read = devices::get(&db, "IMEI:read").await.unwrap().unwrap();
+    assert_eq!(
+        (read.devdetail.as_str(), read.tree.as_str()),
+        (detail, tree)
+    );
+    let never = devices::get(&db, "IMEI:never").await.unwrap().unwrap();
+    assert_eq!(
+        (never.devdetail.as_str(), never.tree.as_str()),
+        ("{}", "[]")
+    );
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM device_inventory")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(rows, 1, "only the device read has an inventory");
+    let shown = handover::store::inventory::device(&db, "IMEI:read")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shown.tree, tree);
+
+    for (detail, tree) in [("{\"A\":\"1\"}", "[1]"), ("{\"A\":\"2\"}", "[2]")] {
+        let mut w = Writes::default();
+        devices::set_inventory(&mut w, "IMEI:never", detail, tree);
+        let tx = db.begin_write().await.unwrap();
+        tx.commit_with(&db, &mut w).await.unwrap();
+        let d = devices::get(&db, "IMEI:never").await.unwrap().unwrap();
+        assert_eq!((d.devdetail.as_str(), d.tree.as_str()), (detail, tree));
+        assert_eq!(
+            devices::inventory_in(&db, &mut *db.begin_write().await.unwrap(), "IMEI:never")
+                .await
+                .unwrap(),
+            Some((detail.to_owned(), tree.to_owned()))
+        );
+    }
+    assert_eq!(
+        devices::inventory_in(&db, &mut *db.begin_write().await.unwrap(), "IMEI:unknown")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 on_both_databases! {
     values => values_and_errors;
+    inventory => inventory_kept_by_the_migration;
     deferred => deferred_writes;
     failed_batch => failed_batch_leaves_nothing;
     dropped => dropped_transaction;
