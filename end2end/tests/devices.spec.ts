@@ -41,7 +41,7 @@ test.beforeAll(() => {
        authority = 'corp.example', state = 'active',
        first_seen = 1795780800000, last_seen = 1795780800000 + CAST(substr(devid, -3) AS INTEGER) * 1000
      WHERE devid LIKE 'IMEI:4901542032%';
-     UPDATE devices SET tree = '${TREE}' WHERE devid = '${devid(7)}';`,
+     INSERT INTO device_inventory (devid, tree) SELECT devid, '${TREE}' FROM devices WHERE devid = '${devid(7)}' ON CONFLICT (devid) DO UPDATE SET tree = excluded.tree;`,
   );
 });
 

@@ -46,7 +46,11 @@ test.beforeAll(() => {
   const file = join(dataDir, "live-devices.csv");
   writeFileSync(file, lines.join("\n") + "\n");
   cli(dataDir, ["admin", "devices", "import", file]);
-  sql(dataDir, `UPDATE devices SET tree = '${TREE}', authority = 'corp.example', state = 'active' WHERE devid LIKE 'IMEI:3569990000%';`);
+  sql(
+    dataDir,
+    `UPDATE devices SET authority = 'corp.example', state = 'active' WHERE devid LIKE 'IMEI:3569990000%';
+     INSERT INTO device_inventory (devid, tree) SELECT devid, '${TREE}' FROM devices WHERE devid LIKE 'IMEI:3569990000%' ON CONFLICT (devid) DO UPDATE SET tree = excluded.tree;`,
+  );
   opToken = cli(dataDir, ["admin", "token", "create", "--user", "live-olga"]).trim();
   apToken = cli(dataDir, ["admin", "token", "create", "--user", "live-abe"]).trim();
 });

@@ -33,7 +33,11 @@ test.beforeAll(() => {
   const file = join(dataDir, "request-devices.csv");
   writeFileSync(file, lines.join("\n") + "\n");
   cli(dataDir, ["admin", "devices", "import", file]);
-  sql(dataDir, `UPDATE devices SET man = 'Acme', model = 'X1', state = 'active', tree = '${TREE}' WHERE devid LIKE 'IMEI:3569%';`);
+  sql(
+    dataDir,
+    `UPDATE devices SET man = 'Acme', model = 'X1', state = 'active' WHERE devid LIKE 'IMEI:3569%';
+     INSERT INTO device_inventory (devid, tree) SELECT devid, '${TREE}' FROM devices WHERE devid LIKE 'IMEI:3569%' ON CONFLICT (devid) DO UPDATE SET tree = excluded.tree;`,
+  );
   try {
     cli(dataDir, [
       "admin", "peer", "add",
