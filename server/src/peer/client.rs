@@ -183,9 +183,7 @@ impl PeerClient {
                     }
                 }
             }
-            let connector = self.connector_for(&peer.fingerprint)?;
-            let fresh = connect(connector, &target).await?;
-            let (answer, kept) = request(fresh, &target, MEDIA_TYPE, document).await?;
+            let (answer, kept) = self.on_fresh(peer, &target, MEDIA_TYPE, document).await?;
             self.keep(key, kept);
             Ok(answer)
         })
@@ -253,15 +251,27 @@ impl PeerClient {
         body: Bytes,
     ) -> Result<Answer, TransportError> {
         let target = Target::parse(&peer.url.endpoint())?;
-        let connector = self.connector_for(&peer.fingerprint)?;
-        tokio::time::timeout(self.timeout, async {
-            let fresh = connect(connector, &target).await?;
-            request(fresh, &target, content_type, body)
-                .await
-                .map(|(answer, _)| answer)
-        })
+        tokio::time::timeout(
+            self.timeout,
+            self.on_fresh(peer, &target, content_type, body),
+        )
         .await
         .unwrap_or(Err(TransportError::Timeout(self.timeout)))
+        .map(|(answer, _)| answer)
+    }
+
+    /// One request on a new connection, returned with the answer when it
+    /// can carry another.
+    async fn on_fresh(
+        &self,
+        peer: &Peer,
+        target: &Target,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(Answer, Option<Kept>), TransportError> {
+        let connector = self.connector_for(&peer.fingerprint)?;
+        let fresh = connect(connector, target).await?;
+        request(fresh, target, content_type, body).await
     }
 
     fn connector_for(

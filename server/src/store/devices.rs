@@ -47,15 +47,18 @@ pub struct Device {
     pub last_seen: Option<i64>,
 }
 
-/// A device's own columns, then its inventory (table `device_inventory`,
-/// empty until the first read of the device).
-const COLUMNS: &str = "devid, man, model, dmv, lang, auth_type, client_name, \
+/// A device's own columns.
+const OWN_COLUMNS: &str = "devid, man, model, dmv, lang, auth_type, client_name, \
     client_secret_enc, client_nonce, server_name, server_secret_enc, server_nonce, push_address, \
-    pending_client_secret_enc, pending_server_secret_enc, authority, state, created_at, first_seen, last_seen, \
-    COALESCE(i.devdetail, '{}') AS devdetail, COALESCE(i.tree, '[]') AS tree";
+    pending_client_secret_enc, pending_server_secret_enc, authority, state, created_at, first_seen, last_seen";
+
+/// Its inventory (table `device_inventory`, empty until the first read of
+/// the device), selected from [`WITH_INVENTORY`].
+pub(super) const INVENTORY_COLUMNS: &str =
+    "COALESCE(i.devdetail, '{}') AS devdetail, COALESCE(i.tree, '[]') AS tree";
 
 /// The device with its inventory; `devid` unqualified is the device's.
-const WITH_INVENTORY: &str = "devices LEFT JOIN device_inventory i USING (devid)";
+pub(super) const WITH_INVENTORY: &str = "devices LEFT JOIN device_inventory i USING (devid)";
 
 fn from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -155,7 +158,7 @@ impl Device {
 
 pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
+        "SELECT {OWN_COLUMNS}, {INVENTORY_COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
     )))
     .bind(devid)
     .fetch_optional(db.reader())
@@ -166,7 +169,7 @@ pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
 /// The device as `tx` sees it.
 pub async fn get_in(db: &Db, tx: &mut Conn, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
+        "SELECT {OWN_COLUMNS}, {INVENTORY_COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
     )))
     .bind(devid)
     .fetch_optional(&mut *tx)
@@ -198,10 +201,7 @@ pub async fn begin_locked(db: &Db, devid: &str) -> Result<(WriteTx, Option<Devic
 }
 
 fn lock_sql(db: &Db) -> String {
-    let (own, _) = COLUMNS
-        .split_once(", COALESCE(")
-        .expect("the inventory comes last");
-    let columns = format!("{own}, '' AS devdetail, '' AS tree");
+    let columns = format!("{OWN_COLUMNS}, '' AS devdetail, '' AS tree");
     match db.dialect() {
         super::Dialect::Postgres => {
             format!("SELECT {columns} FROM devices WHERE devid = $1 FOR UPDATE")
@@ -217,8 +217,7 @@ pub async fn inventory_in(
     devid: &str,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!(
-        "SELECT COALESCE(i.devdetail, '{{}}') AS devdetail, COALESCE(i.tree, '[]') AS tree \
-         FROM {WITH_INVENTORY} WHERE devid = $1"
+        "SELECT {INVENTORY_COLUMNS} FROM {WITH_INVENTORY} WHERE devid = $1"
     )))
     .bind(devid)
     .fetch_optional(&mut *tx)
@@ -640,7 +639,7 @@ pub async fn list(db: &Db, query: &Query) -> Result<(Vec<Device>, i64), sqlx::Er
             .await?
             .try_get("n")?;
     let rows = sqlx::query(&db.sql(&format!(
-        "SELECT {COLUMNS} FROM {WITH_INVENTORY} WHERE {filter} ORDER BY devid LIMIT $4 OFFSET $5"
+        "SELECT {OWN_COLUMNS}, {INVENTORY_COLUMNS} FROM {WITH_INVENTORY} WHERE {filter} ORDER BY devid LIMIT $4 OFFSET $5"
     )))
     .bind(q)
     .bind(query.man.clone())

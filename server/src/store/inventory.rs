@@ -219,11 +219,12 @@ pub struct Device {
 }
 
 pub async fn device(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
-    let r = sqlx::query(&db.sql(
-        "SELECT devid, man, model, dmv, lang, COALESCE(i.devdetail, '{}') AS devdetail, auth_type, \
-         push_address, authority, state, COALESCE(i.tree, '[]') AS tree, created_at, first_seen, \
-         last_seen FROM devices LEFT JOIN device_inventory i USING (devid) WHERE devid = $1",
-    ))
+    use super::devices::{INVENTORY_COLUMNS, WITH_INVENTORY};
+    let r = sqlx::query(&db.sql(&format!(
+        "SELECT devid, man, model, dmv, lang, auth_type, push_address, authority, state, \
+         created_at, first_seen, last_seen, {INVENTORY_COLUMNS} FROM {WITH_INVENTORY} \
+         WHERE devid = $1",
+    )))
     .bind(devid)
     .fetch_optional(db.pool())
     .await?;
