@@ -40,7 +40,6 @@ async fn batch_end_to_end() {
             push: true,
             tune: |s| {
                 s.poll = Duration::from_millis(500);
-                s.concurrency = 64;
             },
             // The devices' own bookkeeping (a file written after each
             // session) is not the servers' work; with SIM_SAVES=1 it runs

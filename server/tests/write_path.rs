@@ -296,6 +296,128 @@ async fn writers_take_turns() {
     assert_eq!(rows(&db).await, vec![(1, None, Some(40))]);
 }
 
+/// SQLite: a transaction that commits while others wait for the writer
+/// shares their `COMMIT` (store::writer): it is not reported committed, nor
+/// seen by readers, before that; one of them that fails or is dropped
+/// leaves the others' work alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit() {
+    let t = common::fresh(common::Kind::Sqlite).await.unwrap();
+    let db = with_table(&t).await;
+    sqlx::query("CREATE UNIQUE INDEX bench_t_a ON bench_t (a)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let insert = {
+        let db = db.clone();
+        move |a: i64| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin_write().await.unwrap();
+                let done = sqlx::query(&db.sql("INSERT INTO bench_t (a) VALUES ($1)"))
+                    .bind(a)
+                    .execute(&mut *tx)
+                    .await;
+                (tx, done)
+            }
+        }
+    };
+    let seen = |db: Db| async move {
+        let rows = sqlx::query("SELECT a FROM bench_t ORDER BY a")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<i64, _>("a"))
+            .collect::<Vec<_>>()
+    };
+    let (first, done) = insert(1).await;
+    done.unwrap();
+    // Queued behind the first: it holds the writer until told.
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let second = tokio::spawn({
+        let insert = insert.clone();
+        async move {
+            let (tx, done) = insert(2).await;
+            done.unwrap();
+            wait.await.unwrap();
+            tx.commit().await
+        }
+    });
+    // Give the second task time to queue for the writer.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let first = tokio::spawn(first.commit());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !first.is_finished(),
+        "the first waits for the group's COMMIT"
+    );
+    assert_eq!(seen(db.clone()).await, Vec::<i64>::new());
+    // Meanwhile: one that breaks the unique index, and one dropped.
+    let broken = tokio::spawn({
+        let insert = insert.clone();
+        async move {
+            let (tx, done) = insert(1).await;
+            assert!(done.is_err(), "a = 1 is taken inside the group");
+            drop(tx);
+        }
+    });
+    let dropped = tokio::spawn({
+        let insert = insert.clone();
+        async move {
+            let (tx, done) = insert(3).await;
+            done.unwrap();
+            drop(tx);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    go.send(()).unwrap();
+    second.await.unwrap().unwrap();
+    broken.await.unwrap();
+    dropped.await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), first)
+        .await
+        .expect("the group commits once nobody waits")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen(db.clone()).await, vec![1, 2]);
+
+    // A task cancelled while it waits for the writer, with a group open,
+    // leaves nobody waiting for ever.
+    let (holder, done) = insert(10).await;
+    done.unwrap();
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let next = tokio::spawn({
+        let insert = insert.clone();
+        async move {
+            let (tx, done) = insert(11).await;
+            done.unwrap();
+            wait.await.unwrap();
+            tx.commit().await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let committed = tokio::spawn(holder.commit());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let cancelled = tokio::spawn({
+        let insert = insert.clone();
+        async move {
+            let _ = insert(12).await;
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    go.send(()).unwrap();
+    next.await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), committed)
+        .await
+        .expect("the group commits without a next transaction")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen(db.clone()).await, vec![1, 2, 10, 11]);
+}
+
 /// SQLite: while another connection holds the write lock, the writer waits
 /// for it without holding up the thread, even on a one-thread runtime where
 /// that connection's commit needs the same thread.

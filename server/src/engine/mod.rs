@@ -92,7 +92,7 @@ impl Default for Settings {
             retry_first: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
             poll: Duration::from_secs(2),
-            concurrency: 16,
+            concurrency: 256,
             device_retry_first: Duration::from_secs(60),
         }
     }
@@ -276,6 +276,9 @@ fn fresh_nonce() -> NonceB64 {
 
 /// Approvals of one "Approve all" in flight at once.
 const APPROVALS_AT_ONCE: usize = 16;
+
+/// Finished device jobs handled at once by the job worker.
+const OUTCOMES_AT_ONCE: usize = 32;
 
 /// One delegation's outcome in "Approve all".
 type Approval = (i64, Result<(), EngineError>);
@@ -1443,11 +1446,22 @@ impl Engine {
             while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
             match store::waiting_on_finished_jobs(self.db()).await {
                 Ok(ids) => {
-                    for id in ids {
-                        if let Err(e) = self.job_done(id).await {
-                            tracing::error!(delegation = id, error = %e, "a device outcome could not be handled");
-                        }
-                    }
+                    use futures_util::StreamExt;
+                    // Several at a time, each its own transaction: one after
+                    // the other, each would wait its turn for the writer
+                    // behind every other writer of the moment. Each
+                    // delegation appears once in a sweep.
+                    let this = &self;
+                    let done = |id: i64| -> futures_util::future::BoxFuture<'_, ()> {
+                        Box::pin(async move {
+                            if let Err(e) = this.job_done(id).await {
+                                tracing::error!(delegation = id, error = %e, "a device outcome could not be handled");
+                            }
+                        })
+                    };
+                    futures_util::stream::iter(ids)
+                        .for_each_concurrent(OUTCOMES_AT_ONCE, done)
+                        .await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reading delegations waiting for devices failed")

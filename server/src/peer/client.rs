@@ -118,7 +118,7 @@ pub struct PeerClient {
 type KeptByPeer = HashMap<(Fingerprint, String), Vec<Kept>>;
 
 /// Idle connections kept per peer endpoint and pin.
-const KEPT_PER_PEER: usize = 64;
+const KEPT_PER_PEER: usize = 256;
 /// An idle connection older than this is closed rather than used.
 const KEEP_IDLE: Duration = Duration::from_secs(15);
 

@@ -204,6 +204,10 @@ impl Inline {
             // behind.
             conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
                 .map_err(error)?;
+            // The savepoints of a group commit (see `store::writer`) keep
+            // the pages they change in memory, not in a temporary file.
+            conn.pragma_update(None, "temp_store", "MEMORY")
+                .map_err(error)?;
             // A log that grew under load is cut back when it starts over.
             conn.pragma_update(None, "journal_size_limit", WAL_BACKSTOP_PAGES * 4096)
                 .map_err(error)?;
@@ -214,6 +218,11 @@ impl Inline {
     /// True inside a transaction.
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+
+    /// Runs statements without values (`SAVEPOINT`, `RELEASE`…) at once.
+    pub fn execute_batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        self.conn.execute_batch(sql).map_err(error)
     }
 
     /// Rolls back the open transaction, if any.
@@ -332,7 +341,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// so the writer only appends to the log and never waits for the disk.
 /// A passive checkpoint waits for no reader and no writer. Ends with the
 /// database (`writer` dropped).
-pub async fn checkpointer(mut conn: Inline, writer: std::sync::Weak<tokio::sync::Mutex<Inline>>) {
+pub async fn checkpointer<W>(mut conn: Inline, writer: std::sync::Weak<W>) {
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         if writer.strong_count() == 0 {

@@ -15,6 +15,7 @@ pub mod peers;
 pub mod settings;
 pub mod throttle;
 pub mod users;
+pub mod writer;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -25,7 +26,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub struct Db {
     url: String,
     /// SQLite only: the one connection the hot write paths share (see
     /// [`Db::begin_write`]).
-    writer: Option<Arc<Mutex<Writer>>>,
+    writer: Option<writer::Shared>,
     reader: Arc<Reader>,
 }
 
@@ -51,9 +52,6 @@ pub enum Reader {
     Inline(inline::Readers),
     Pool(AnyPool),
 }
-
-/// SQLite's shared writer connection.
-type Writer = inline::Inline;
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,10 +112,10 @@ impl Db {
         let writer = match dialect {
             Dialect::Sqlite => {
                 let conn = inline::Inline::open(url, false).context("cannot open the database")?;
-                let writer = Arc::new(Mutex::new(conn));
+                let writer = writer::Shared::new(conn);
                 let checkpoints =
                     inline::Inline::open(url, false).context("cannot open the database")?;
-                tokio::spawn(inline::checkpointer(checkpoints, Arc::downgrade(&writer)));
+                tokio::spawn(inline::checkpointer(checkpoints, writer.downgrade()));
                 Some(writer)
             }
             Dialect::Postgres => None,
@@ -163,18 +161,12 @@ impl Db {
     /// held for the work and not for hand-offs to a driver thread, and its
     /// page cache stays valid from one transaction to the next, as nobody
     /// else wrote meanwhile. `BEGIN IMMEDIATE` takes the write lock at once
-    /// (another process sharing the file is waited for). On PostgreSQL a
+    /// (another process sharing the file is waited for). Transactions queued
+    /// behind each other share one `COMMIT` ([`writer`]). On PostgreSQL a
     /// plain transaction; rows are locked with `FOR UPDATE`.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         match &self.writer {
-            Some(w) => {
-                let mut w = w.clone().lock_owned().await;
-                w.roll_back()?;
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut *w as &mut Conn)
-                    .await?;
-                Ok(WriteTx(Some(Held::Shared(w))))
-            }
+            Some(w) => Ok(WriteTx(Some(Held::Shared(w.begin().await?)))),
             None => Ok(WriteTx(Some(Held::Pool(self.pool.begin().await?)))),
         }
     }
@@ -198,11 +190,7 @@ impl Db {
     /// while holding a [`WriteTx`].
     pub async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
         match &self.writer {
-            Some(w) => {
-                let mut w = w.clone().lock_owned().await;
-                w.roll_back()?;
-                Ok(WriteConn::Shared(w))
-            }
+            Some(w) => Ok(WriteConn::Shared(w.conn().await?)),
             None => Ok(WriteConn::Pool(self.pool.acquire().await?)),
         }
     }
@@ -244,7 +232,7 @@ impl Db {
 }
 
 enum Held {
-    Shared(OwnedMutexGuard<Writer>),
+    Shared(writer::SharedTx),
     Pool(sqlx::Transaction<'static, sqlx::Any>),
 }
 
@@ -259,22 +247,11 @@ impl WriteTx {
         self.commit().await
     }
 
+    /// Commits; on SQLite possibly with the transactions queued behind this
+    /// one (see [`writer`]). Returns once the commit is done.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         match self.0.take().expect("a transaction is held until it ends") {
-            Held::Shared(mut w) => {
-                let done = sqlx::query("COMMIT").execute(&mut *w as &mut Conn).await;
-                if done.is_err() {
-                    // Not committed: nothing of it stays.
-                    w.roll_back()?;
-                }
-                drop(w);
-                // The writer goes to the next task waiting for it, woken on
-                // this thread: let it run now rather than after this task
-                // has answered its request (the writer would sit idle
-                // meanwhile; at full load it did half of the time).
-                tokio::task::yield_now().await;
-                done.map(|_| ())
-            }
+            Held::Shared(tx) => tx.commit().await,
             Held::Pool(tx) => tx.commit().await,
         }
     }
@@ -288,7 +265,7 @@ impl std::ops::Deref for WriteTx {
             .as_ref()
             .expect("a transaction is held until it ends")
         {
-            Held::Shared(w) => &**w,
+            Held::Shared(w) => w.conn_ref(),
             Held::Pool(tx) => &**tx,
         }
     }
@@ -301,26 +278,15 @@ impl std::ops::DerefMut for WriteTx {
             .as_mut()
             .expect("a transaction is held until it ends")
         {
-            Held::Shared(w) => &mut **w,
+            Held::Shared(w) => w.conn(),
             Held::Pool(tx) => &mut **tx,
-        }
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        // Not committed: rolled back before the writer is handed on.
-        if let Some(Held::Shared(mut w)) = self.0.take() {
-            if let Err(e) = w.roll_back() {
-                tracing::error!(error = %e, "rolling back a write transaction failed");
-            }
         }
     }
 }
 
 /// A connection from [`Db::write_conn`].
 pub enum WriteConn {
-    Shared(OwnedMutexGuard<Writer>),
+    Shared(OwnedMutexGuard<writer::Writer>),
     Pool(sqlx::pool::PoolConnection<sqlx::Any>),
 }
 
@@ -328,7 +294,7 @@ impl std::ops::Deref for WriteConn {
     type Target = Conn;
     fn deref(&self) -> &Conn {
         match self {
-            WriteConn::Shared(w) => &**w,
+            WriteConn::Shared(w) => &***w,
             WriteConn::Pool(c) => &**c,
         }
     }
@@ -337,7 +303,7 @@ impl std::ops::Deref for WriteConn {
 impl std::ops::DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut Conn {
         match self {
-            WriteConn::Shared(w) => &mut **w,
+            WriteConn::Shared(w) => &mut ***w,
             WriteConn::Pool(c) => &mut **c,
         }
     }
