@@ -331,23 +331,34 @@ async fn group_commit() {
             .map(|r| r.get::<i64, _>("a"))
             .collect::<Vec<_>>()
     };
-    let (first, done) = insert(1).await;
-    done.unwrap();
-    // Queued behind the first: it holds the writer until told.
-    let (go, wait) = tokio::sync::oneshot::channel::<()>();
-    let second = tokio::spawn({
+    // A transaction that inserts `a`, then holds the writer until told to
+    // commit.
+    let held = |a: i64| {
         let insert = insert.clone();
-        async move {
-            let (tx, done) = insert(2).await;
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let (tx, done) = insert(a).await;
             done.unwrap();
             wait.await.unwrap();
             tx.commit().await
+        });
+        (go, task)
+    };
+    // A transaction inserting `a` commits while one inserting `a + 1` waits
+    // for the writer, which it then holds until told.
+    let group_of_two = |a: i64| {
+        let insert = insert.clone();
+        async move {
+            let (first, done) = insert(a).await;
+            done.unwrap();
+            let (go, second) = held(a + 1);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let first = tokio::spawn(first.commit());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            (first, go, second)
         }
-    });
-    // Give the second task time to queue for the writer.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let first = tokio::spawn(first.commit());
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (first, go, second) = group_of_two(1).await;
     assert!(
         !first.is_finished(),
         "the first waits for the group's COMMIT"
@@ -384,21 +395,7 @@ async fn group_commit() {
 
     // A task cancelled while it waits for the writer, with a group open,
     // leaves nobody waiting for ever.
-    let (holder, done) = insert(10).await;
-    done.unwrap();
-    let (go, wait) = tokio::sync::oneshot::channel::<()>();
-    let next = tokio::spawn({
-        let insert = insert.clone();
-        async move {
-            let (tx, done) = insert(11).await;
-            done.unwrap();
-            wait.await.unwrap();
-            tx.commit().await
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let committed = tokio::spawn(holder.commit());
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (committed, go, next) = group_of_two(10).await;
     let cancelled = tokio::spawn({
         let insert = insert.clone();
         async move {
