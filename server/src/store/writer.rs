@@ -11,8 +11,9 @@
 //! that commits does not `COMMIT` yet: it releases its savepoint into the
 //! open SQLite transaction and waits, and the next ones add theirs. The
 //! group commits once, writing each page once, when one of them finds
-//! nobody waiting behind it, or when it is [`MAX_GROUP`] strong. Nobody is told "committed" before the `COMMIT` is done, so a
-//! crash loses only transactions whose callers were never answered.
+//! nobody waiting behind it, or when it is [`MAX_GROUP`] strong. Nobody is
+//! told "committed" before the `COMMIT` is done, so a crash loses only
+//! transactions whose callers were never answered.
 //!
 //! A transaction that fails inside a group rolls back to its own savepoint
 //! and leaves the others alone; one that SQLite rolls back as a whole (a
@@ -260,6 +261,7 @@ impl SharedTx {
         if self.savepoint {
             if let Err(e) = w.conn.execute_batch("RELEASE member") {
                 rollback_member(&mut w, true);
+                self.shared.hand_on(w);
                 return Err(e);
             }
         }
