@@ -498,12 +498,21 @@ pub async fn handle(
             _ => {}
         }
     }
+    let provisioned = device.as_ref().is_some_and(|d| d.state == "provisioned");
+    // The last contact moves in steps of `LAST_SEEN_STEP_MS`: it is in most
+    // of the device table's indexes, and a device polling often would
+    // rewrite them all every session. The session history keeps exact times.
+    let stale = device.as_ref().is_none_or(|d| {
+        d.last_seen
+            .is_none_or(|t| !(0..LAST_SEEN_STEP_MS).contains(&(now - t)))
+    });
     devices::set_nonces_seen(
         &mut w,
         &devid,
         client_nonce.as_ref(),
         server_nonce.as_ref(),
-        authenticated.then_some(now),
+        (authenticated && (stale || provisioned)).then_some(now),
+        provisioned,
     );
     if authenticated {
         bus.push(DeviceEvent::SessionStarted {
@@ -663,6 +672,10 @@ async fn enrol(
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp((ms / 1000).max(0) as u64)
 }
+
+/// How far a device's recorded last contact may lag behind its latest
+/// authenticated session.
+pub const LAST_SEEN_STEP_MS: i64 = 60_000;
 
 /// An open session of a device that starts another one (its MsgID 1,
 /// A.2) and has been silent this long is over (longer than a device waits

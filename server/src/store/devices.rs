@@ -2,7 +2,7 @@
 //! DevDetail, the cached tree, first/last seen, and session history.
 
 use super::Conn;
-use super::{now_ms, opt_i64, Db, WriteTx, Writes};
+use super::{now_ms, opt_i64, Db, Value, WriteTx, Writes};
 use crate::device::vault::Vault;
 use base64::Engine;
 use handover_dm::auth::{AuthType, Nonce, Secret, StoredCredential};
@@ -524,33 +524,53 @@ pub async fn seen(db: &Db, tx: &mut Conn, devid: &str, now: i64) -> Result<(), s
     Ok(())
 }
 
-/// Stores the nonces both sides use next (when given) and, with `seen`,
-/// marks an authenticated contact as [`seen`] does: one statement.
-/// A session's next nonces and its device's last contact (sent with the
-/// transaction's other [`Writes`]).
+/// A session's next nonces (when given) and, with `seen`, its device's
+/// authenticated contact as [`seen`] marks it: one statement, sent with the
+/// transaction's other [`Writes`].
+///
+/// Only the columns that change are assigned: SQLite rewrites an index
+/// entry for every assigned column it holds, changed or not, and
+/// `last_seen` and `state` are in most of the table's indexes. So a message
+/// without contact to record leaves them out, and `state` is only assigned
+/// to a device still `provisioned` (`was_provisioned`, as the caller read it
+/// under the device's lock).
 pub fn set_nonces_seen(
     w: &mut Writes,
     devid: &str,
     client_next: Option<&Nonce>,
     server_next: Option<&Nonce>,
     seen: Option<i64>,
+    was_provisioned: bool,
 ) {
-    if client_next.is_none() && server_next.is_none() && seen.is_none() {
+    let nonces = [client_next, server_next].map(|n| Value::from(n.map(Nonce::to_b64)));
+    let Some(now) = seen else {
+        if client_next.is_some() || server_next.is_some() {
+            w.push(
+                "UPDATE devices SET client_nonce = COALESCE($2, client_nonce), \
+                 server_nonce = COALESCE($3, server_nonce) WHERE devid = $1",
+                [devid.into()].into_iter().chain(nonces).collect(),
+            );
+        }
         return;
-    }
-    w.push(
+    };
+    let sql = if was_provisioned {
         "UPDATE devices SET client_nonce = COALESCE($2, client_nonce), \
          server_nonce = COALESCE($3, server_nonce), \
-         first_seen = CASE WHEN $4 IS NULL THEN first_seen ELSE COALESCE(first_seen, $4) END, \
-         last_seen = COALESCE($4, last_seen), \
-         state = CASE WHEN $4 IS NOT NULL AND state = 'provisioned' THEN 'active' ELSE state END \
-         WHERE devid = $1",
-        vec![
-            devid.into(),
-            client_next.map(Nonce::to_b64).into(),
-            server_next.map(Nonce::to_b64).into(),
-            seen.into(),
-        ],
+         first_seen = COALESCE(first_seen, $4), last_seen = $4, \
+         state = CASE WHEN state = 'provisioned' THEN 'active' ELSE state END \
+         WHERE devid = $1"
+    } else {
+        "UPDATE devices SET client_nonce = COALESCE($2, client_nonce), \
+         server_nonce = COALESCE($3, server_nonce), \
+         first_seen = COALESCE(first_seen, $4), last_seen = $4 WHERE devid = $1"
+    };
+    w.push(
+        sql,
+        [devid.into()]
+            .into_iter()
+            .chain(nonces)
+            .chain([now.into()])
+            .collect(),
     );
 }
 
