@@ -1201,8 +1201,11 @@ impl Engine {
             // small query, not a scan of the whole outbox.
             let free = self.0.settings.concurrency.saturating_sub(running.len());
             if free > 0 {
-                match store::due_outbox(self.db(), now_ms(), &in_flight, free).await {
+                let now = now_ms();
+                let mut taken = 0;
+                match store::due_outbox(self.db(), now, &in_flight, free).await {
                     Ok(due) => {
+                        taken = due.len();
                         for m in due {
                             if !in_flight.insert(m.delegation) {
                                 continue;
@@ -1217,9 +1220,13 @@ impl Engine {
                     }
                     Err(e) => tracing::error!(error = %e, "reading the delegation outbox failed"),
                 }
-                if let Ok(Some(t)) = store::next_outbox_time(self.db(), &in_flight).await {
-                    let wait = (t - now_ms()).clamp(0, next.as_millis() as i64);
-                    next = Duration::from_millis(wait as u64);
+                // Slots left over: nothing else is due now, so sleep until
+                // the next retry time (or a wake-up).
+                if taken < free {
+                    if let Ok(Some(t)) = store::next_outbox_time(self.db(), now).await {
+                        let wait = (t - now_ms()).clamp(0, next.as_millis() as i64);
+                        next = Duration::from_millis(wait as u64);
+                    }
                 }
             }
             if running.len() >= self.0.settings.concurrency {
@@ -1474,7 +1481,7 @@ impl Engine {
 /// The earliest wake time of any delegation.
 async fn next_wake(db: &Db) -> Option<i64> {
     let row = sqlx::query("SELECT MIN(wake_at) AS t FROM delegations WHERE wake_at IS NOT NULL")
-        .fetch_one(db.pool())
+        .fetch_one(db.reader())
         .await
         .ok()?;
     crate::store::opt_i64(&row, "t").ok().flatten()

@@ -149,7 +149,7 @@ pub async fn insert(db: &Db, tx: &mut Conn, d: &NewDelegation<'_>) -> Result<i64
 pub async fn get(db: &Db, id: i64) -> Result<Option<Delegation>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM delegations WHERE id = $1")))
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -348,20 +348,29 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<i64>, sqlx::Error>
     ))
     .bind(now)
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await?;
     rows.iter().map(|r| r.try_get("id")).collect()
 }
 
-/// Delegations waiting for a device job that has finished.
+/// Delegations waiting for a device job that has finished, in id order.
+///
+/// Only delegations waiting for a job are looked at (`job_id` is set while
+/// they wait, through `delegations_job`), not every delegation ever made;
+/// sorted here so the planner does not walk the whole table in id order.
 pub async fn waiting_on_finished_jobs(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT d.id FROM delegations d JOIN jobs j ON j.id = d.job_id \
-         WHERE j.state IN ('succeeded', 'failed') ORDER BY d.id",
+         WHERE d.job_id IS NOT NULL AND j.state IN ('succeeded', 'failed')",
     )
     .fetch_all(db.reader())
     .await?;
-    rows.iter().map(|r| r.try_get("id")).collect()
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// The row ids of these DelegationIDs (for links from the audit log).
@@ -485,54 +494,71 @@ pub async fn enqueue(
     .try_get("id")
 }
 
-/// Outgoing messages due now: per delegation only its oldest unanswered
-/// one, so that messages go strictly in order (B.3).
+/// Up to `limit` outgoing documents due now, the first queued one of each
+/// delegation, earliest first. Delegations in `busy` (a document on its
+/// way) are left out: their next one waits for the answer (B.3, in order
+/// per delegation).
+///
+/// The statements are the same every time (the busy ones are skipped here,
+/// not in SQL), so they stay prepared on the readers, and only the chosen
+/// documents' bodies are read.
 pub async fn due_outbox(
     db: &Db,
     now: i64,
     busy: &std::collections::HashSet<i64>,
     limit: usize,
 ) -> Result<Vec<Message>, sqlx::Error> {
-    // Delegations with a document on its way are left out: their next one
-    // waits for the answer (B.3, in order per delegation).
-    let not_busy = not_in("m.delegation", busy);
-    let rows = sqlx::query(&db.sql(&format!(
-        "SELECT {MSG_COLUMNS} FROM delegation_messages m WHERE m.delivery = 'queued' \
-         AND m.next_attempt_at <= $1{not_busy} AND NOT EXISTS (SELECT 1 FROM delegation_messages e \
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // Each busy delegation has at most one row here (its first queued
+    // document), so `limit + busy` rows hold `limit` free ones if there are.
+    let rows = sqlx::query(&db.sql(
+        "SELECT m.id, m.delegation FROM delegation_messages m WHERE m.delivery = 'queued' \
+         AND m.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM delegation_messages e \
          WHERE e.delegation = m.delegation AND e.delivery = 'queued' AND e.id < m.id) \
-         ORDER BY m.next_attempt_at LIMIT $2"
-    )))
+         ORDER BY m.next_attempt_at LIMIT $2",
+    ))
     .bind(now)
-    .bind(limit as i64)
-    .fetch_all(db.pool())
+    .bind((limit + busy.len()) as i64)
+    .fetch_all(db.reader())
     .await?;
-    rows.iter().map(msg_from_row).collect()
+    let mut out = Vec::new();
+    for r in rows {
+        if out.len() == limit {
+            break;
+        }
+        if busy.contains(&r.try_get::<i64, _>("delegation")?) {
+            continue;
+        }
+        let id: i64 = r.try_get("id")?;
+        let row = sqlx::query(&db.sql(&format!(
+            "SELECT {MSG_COLUMNS} FROM delegation_messages WHERE id = $1 AND delivery = 'queued'"
+        )))
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+        // Answered meanwhile by another instance: nothing to send.
+        if let Some(row) = row {
+            out.push(msg_from_row(&row)?);
+        }
+    }
+    Ok(out)
 }
 
-/// The earliest time an outgoing message of a delegation not in `busy` is
-/// due, if any is queued.
-pub async fn next_outbox_time(
-    db: &Db,
-    busy: &std::collections::HashSet<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT MIN(next_attempt_at) AS t FROM delegation_messages WHERE delivery = 'queued'{}",
-        not_in("delegation", busy)
+/// The earliest time after `now` an outgoing document is due, if any is
+/// queued for later. What is due already was offered by [`due_outbox`]
+/// (taken, or waiting behind a document on its way, whose answer wakes the
+/// outbox anyway).
+pub async fn next_outbox_time(db: &Db, now: i64) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(&db.sql(
+        "SELECT MIN(next_attempt_at) AS t FROM delegation_messages \
+         WHERE delivery = 'queued' AND next_attempt_at > $1",
     ))
-    .fetch_one(db.pool())
+    .bind(now)
+    .fetch_one(db.reader())
     .await?;
     opt_i64(&row, "t")
-}
-
-/// ` AND column NOT IN (…)` for a set of ids (numbers only), or nothing.
-fn not_in(column: &str, ids: &std::collections::HashSet<i64>) -> String {
-    if ids.is_empty() {
-        return String::new();
-    }
-    let mut ids: Vec<i64> = ids.iter().copied().collect();
-    ids.sort_unstable();
-    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-    format!(" AND {column} NOT IN ({})", list.join(","))
 }
 
 /// A failed attempt: try again at `next_at`.

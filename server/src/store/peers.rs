@@ -110,7 +110,7 @@ pub async fn remove(db: &Db, server_id: &str) -> Result<bool, sqlx::Error> {
 pub async fn get(db: &Db, server_id: &str) -> Result<Option<Peer>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!("SELECT {COLUMNS} FROM peers WHERE server_id = $1")))
         .bind(server_id)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await?;
     row.as_ref().map(from_row).transpose()
 }
