@@ -280,6 +280,10 @@ const APPROVALS_AT_ONCE: usize = 16;
 /// Finished device jobs handled at once by the job worker.
 const OUTCOMES_AT_ONCE: usize = 32;
 
+/// Free delivery slots the outbox worker waits for before it looks for
+/// more due documents, while at least as many are on their way.
+const REFILL_AT_ONCE: usize = 16;
+
 /// One delegation's outcome in "Approve all".
 type Approval = (i64, Result<(), EngineError>);
 
@@ -1186,43 +1190,49 @@ impl Engine {
     async fn outbox_worker(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut running = tokio::task::JoinSet::new();
         let mut in_flight = std::collections::HashSet::new();
+        // Whether the outbox may hold due documents not taken yet: at the
+        // start, after a wake-up or a sleep, and while a look filled every
+        // free slot. A finished delivery alone adds none: its delegation's
+        // next document goes on in the same slot (see `deliver_in_turn`).
+        let mut look = true;
         loop {
             if *stop.borrow() {
                 break;
             }
             while let Some(done) = running.try_join_next() {
-                if let Ok(id) = done {
+                if let Ok((id, later)) = done {
                     in_flight.remove(&id);
+                    look |= later;
                 }
             }
             let mut next = self.0.settings.poll;
             // Only as many documents as there are free slots, none of a
-            // delegation with one on its way: a finished delivery costs one
-            // small query, not a scan of the whole outbox.
+            // delegation with one on its way. With many on their way, slots
+            // are filled a few at a time: each look passes over the busy
+            // delegations' documents first.
             let free = self.0.settings.concurrency.saturating_sub(running.len());
-            if free > 0 {
+            if look && free > 0 && (free >= REFILL_AT_ONCE || running.len() < REFILL_AT_ONCE) {
                 let now = now_ms();
-                let mut taken = 0;
-                match store::due_outbox(self.db(), now, &in_flight, free).await {
+                look = match store::due_outbox(self.db(), now, &in_flight, free).await {
                     Ok(due) => {
-                        taken = due.len();
+                        // Every slot filled: more may be due.
+                        let more = due.len() == free;
                         for m in due {
                             if !in_flight.insert(m.delegation) {
                                 continue;
                             }
-                            let me = self.clone();
-                            running.spawn(async move {
-                                let id = m.delegation;
-                                me.deliver(m).await;
-                                id
-                            });
+                            running.spawn(self.clone().deliver_in_turn(m));
                         }
+                        more
                     }
-                    Err(e) => tracing::error!(error = %e, "reading the delegation outbox failed"),
-                }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the delegation outbox failed");
+                        true
+                    }
+                };
                 // Slots left over: nothing else is due now, so sleep until
                 // the next retry time (or a wake-up).
-                if taken < free {
+                if !look {
                     if let Ok(Some(t)) = store::next_outbox_time(self.db(), now).await {
                         let wait = (t - now_ms()).clamp(0, next.as_millis() as i64);
                         next = Duration::from_millis(wait as u64);
@@ -1234,15 +1244,43 @@ impl Engine {
                 next = self.0.settings.poll;
             }
             tokio::select! {
-                _ = self.0.wake_outbox.notified() => {}
-                _ = tokio::time::sleep(next) => {}
+                _ = self.0.wake_outbox.notified() => look = true,
+                _ = tokio::time::sleep(next) => look = true,
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(id) = done { in_flight.remove(&id); }
+                    if let Ok((id, later)) = done {
+                        in_flight.remove(&id);
+                        look |= later;
+                    }
                 }
                 _ = stop.changed() => {}
             }
         }
         running.shutdown().await;
+    }
+
+    /// Delivers `m`, then its delegation's next documents as long as one is
+    /// due (queued while the one before was on its way), in order (B.3).
+    /// Returns the delegation and whether it has a document due later (a
+    /// retry), for the outbox worker to wake for.
+    async fn deliver_in_turn(self, mut m: store::Message) -> (i64, bool) {
+        let id = m.delegation;
+        loop {
+            let sent = m.id;
+            self.deliver(m).await;
+            match store::first_queued_of(self.db(), id).await {
+                // The same document still due: left for the worker's next
+                // look rather than tried again at once.
+                Ok(Some(n)) if n.id != sent && n.next_attempt_at.is_some_and(|t| t <= now_ms()) => {
+                    m = n
+                }
+                Ok(Some(_)) => return (id, true),
+                Ok(None) => return (id, false),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the delegation outbox failed");
+                    return (id, true);
+                }
+            }
+        }
     }
 
     fn backoff(&self, attempts: i64) -> i64 {

@@ -546,6 +546,18 @@ pub async fn due_outbox(
     Ok(out)
 }
 
+/// A delegation's first outgoing document not answered yet, if any.
+pub async fn first_queued_of(db: &Db, delegation: i64) -> Result<Option<Message>, sqlx::Error> {
+    let row = sqlx::query(&db.sql(&format!(
+        "SELECT {MSG_COLUMNS} FROM delegation_messages \
+         WHERE delegation = $1 AND delivery = 'queued' ORDER BY id LIMIT 1"
+    )))
+    .bind(delegation)
+    .fetch_optional(db.reader())
+    .await?;
+    row.as_ref().map(msg_from_row).transpose()
+}
+
 /// The earliest time after `now` an outgoing document is due, if any is
 /// queued for later. What is due already was offered by [`due_outbox`]
 /// (taken, or waiting behind a document on its way, whose answer wakes the
