@@ -532,15 +532,11 @@ pub async fn due_outbox(
             continue;
         }
         let id: i64 = r.try_get("id")?;
-        let row = sqlx::query(&db.sql(&format!(
-            "SELECT {MSG_COLUMNS} FROM delegation_messages WHERE id = $1 AND delivery = 'queued'"
-        )))
-        .bind(id)
-        .fetch_optional(db.reader())
-        .await?;
         // Answered meanwhile by another instance: nothing to send.
-        if let Some(row) = row {
-            out.push(msg_from_row(&row)?);
+        if let Some(m) = first_queued_of(db, r.try_get("delegation")?).await? {
+            if m.id == id {
+                out.push(m);
+            }
         }
     }
     Ok(out)

@@ -511,22 +511,9 @@ pub async fn set_push_address(
     Ok(r.rows_affected() > 0)
 }
 
-/// Marks an authenticated contact: first/last seen, `active`.
-pub async fn seen(db: &Db, tx: &mut Conn, devid: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&db.sql(
-        "UPDATE devices SET first_seen = COALESCE(first_seen, $2), last_seen = $2, \
-         state = CASE WHEN state = 'provisioned' THEN 'active' ELSE state END WHERE devid = $1",
-    ))
-    .bind(devid)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// A session's next nonces (when given) and, with `seen`, its device's
-/// authenticated contact as [`seen`] marks it: one statement, sent with the
-/// transaction's other [`Writes`].
+/// authenticated contact (first and last seen; `provisioned` becomes
+/// `active`): one statement, sent with the transaction's other [`Writes`].
 ///
 /// Only the columns that change are assigned: SQLite rewrites an index
 /// entry for every assigned column it holds, changed or not, and
