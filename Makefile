@@ -50,6 +50,8 @@ postgres: apt
 	@for i in $$(seq 1 300); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
 	@$(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c \
 	  "DO \$$\$$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'handover') THEN CREATE ROLE handover LOGIN PASSWORD 'handover' CREATEDB; END IF; END \$$\$$;"
+	@# A test's DROP DATABASE ... WITH (FORCE) also ends an autovacuum worker busy in it.
+	@$(SUDO) runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "GRANT pg_signal_backend TO handover"
 	@echo "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database \
 	  WHERE datname ~ '^handover_test_[0-9a-f]{32}$$' OR (datname ~ '^handover_test_[0-9]+_' \
 	  AND split_part(datname, '_', 3)::bigint < extract(epoch FROM now()) - 21600) \gexec" \

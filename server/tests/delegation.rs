@@ -120,14 +120,22 @@ async fn partial_temporary_from_dms1(kind: Kind) {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partial_temporary_from_dms1_sqlite() {
-    partial_temporary_from_dms1(Kind::Sqlite).await;
+#[test]
+fn partial_temporary_from_dms1_sqlite() {
+    common::bounded(
+        "partial_temporary_from_dms1_sqlite",
+        4,
+        partial_temporary_from_dms1(Kind::Sqlite),
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partial_temporary_from_dms1_postgres() {
-    partial_temporary_from_dms1(Kind::Postgres).await;
+#[test]
+fn partial_temporary_from_dms1_postgres() {
+    common::bounded(
+        "partial_temporary_from_dms1_postgres",
+        4,
+        partial_temporary_from_dms1(Kind::Postgres),
+    );
 }
 
 /// One variant of issue #5: full or partial, permanent or temporary,
@@ -318,13 +326,13 @@ macro_rules! variants {
         mod $name {
             use super::*;
             const V: Variant = Variant { full: $full, temporary: $temporary, by_dms2: $by_dms2 };
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                variant(Kind::Sqlite, V).await;
+            #[test]
+            fn sqlite() {
+                common::bounded(concat!(module_path!(), "::sqlite"), 2, variant(Kind::Sqlite, V));
             }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                variant(Kind::Postgres, V).await;
+            #[test]
+            fn postgres() {
+                common::bounded(concat!(module_path!(), "::postgres"), 2, variant(Kind::Postgres, V));
             }
         }
     )*};

@@ -586,13 +586,13 @@ macro_rules! on_both {
     ($($name:ident,)*) => {$(
         mod $name {
             use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Kind::Sqlite).await;
+            #[test]
+            fn sqlite() {
+                common::bounded(concat!(module_path!(), "::sqlite"), 2, super::$name(Kind::Sqlite));
             }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Kind::Postgres).await;
+            #[test]
+            fn postgres() {
+                common::bounded(concat!(module_path!(), "::postgres"), 2, super::$name(Kind::Postgres));
             }
         }
     )*};

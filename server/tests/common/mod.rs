@@ -116,7 +116,128 @@ pub async fn fresh(kind: Kind) -> Option<TestDb> {
     }
 }
 
-/// Runs `body` once on SQLite and once on PostgreSQL.
+/// How long one half of a test may run, from its database's creation to
+/// its runtime's end: far above the slowest (about a minute on a loaded
+/// machine), far below the CI's limit, so a test that hangs fails with a
+/// report instead of stalling the whole run.
+pub const TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(420);
+
+/// Runs one half of a test on a fresh database of `kind`, as [`bounded`]
+/// does; past the bound it first prints what every PostgreSQL session of
+/// the test's database was doing.
+pub fn run_bounded<F, Fut>(name: &'static str, kind: Kind, workers: usize, body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = runtime(workers);
+    let Some(db) = rt.block_on(fresh(kind)) else {
+        return;
+    };
+    let pg = db.owned.clone();
+    watched(name, rt, body(db), move || {
+        if let Some((admin, db)) = pg {
+            report_pg_sessions(name, &admin, &db);
+        }
+    });
+}
+
+/// Runs `test` on a multi-threaded runtime of its own under a watchdog:
+/// past [`TEST_BOUND`] (a hang anywhere, the runtime's shutdown included)
+/// the test process ends with a failure naming the test.
+pub fn bounded(name: &'static str, workers: usize, test: impl std::future::Future<Output = ()>) {
+    watched(name, runtime(workers), test, || {});
+}
+
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn watched(
+    name: &'static str,
+    rt: tokio::runtime::Runtime,
+    test: impl std::future::Future<Output = ()>,
+    report: impl FnOnce() + Send + 'static,
+) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(TEST_BOUND) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            return;
+        }
+        report();
+        say(&format!(
+            "{name} did not finish within {TEST_BOUND:?}: ending the test process"
+        ));
+        std::process::exit(101);
+    });
+    rt.block_on(test);
+    drop(rt);
+    let _ = done.send(());
+    let _ = watchdog.join();
+}
+
+/// Writes a line to the process's stderr, past the test harness's capture
+/// (which a process ending now would never print).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn report_pg_sessions(name: &str, admin: &str, db: &str) {
+    let rows = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(sqlx::Error::from)
+        .and_then(|rt| rt.block_on(pg_sessions(admin, db)));
+    match rows {
+        Ok(rows) => {
+            say(&format!(
+                "{name}: the database's sessions when the bound passed:"
+            ));
+            for r in rows {
+                say(&format!("  {r}"));
+            }
+        }
+        Err(e) => say(&format!(
+            "{name}: the database's sessions could not be read: {e}"
+        )),
+    }
+}
+
+async fn pg_sessions(admin: &str, db: &str) -> Result<Vec<String>, sqlx::Error> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    let rows = sqlx::query(
+        "SELECT pid, coalesce(state, ''), coalesce(wait_event_type, ''), \
+         coalesce(wait_event, ''), coalesce(pg_blocking_pids(pid)::text, ''), \
+         left(coalesce(query, ''), 300) \
+         FROM pg_stat_activity WHERE datname = $1 ORDER BY pid",
+    )
+    .bind(db)
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            format!(
+                "pid {} {} wait {}:{} blocked by {}: {}",
+                r.get::<i32, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2),
+                r.get::<String, _>(3),
+                r.get::<String, _>(4),
+                r.get::<String, _>(5)
+            )
+        })
+        .collect())
+}
+
+/// Runs `body` once on SQLite and once on PostgreSQL, each within
+/// [`TEST_BOUND`].
 #[macro_export]
 macro_rules! on_both_databases {
     ($($name:ident => $body:ident;)*) => {
@@ -124,17 +245,23 @@ macro_rules! on_both_databases {
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(db) = $crate::common::fresh($crate::common::Kind::Sqlite).await {
-                        super::$body(db).await;
-                    }
+                #[test]
+                fn sqlite() {
+                    $crate::common::run_bounded(
+                        concat!(module_path!(), "::sqlite"),
+                        $crate::common::Kind::Sqlite,
+                        2,
+                        super::$body,
+                    );
                 }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(db) = $crate::common::fresh($crate::common::Kind::Postgres).await {
-                        super::$body(db).await;
-                    }
+                #[test]
+                fn postgres() {
+                    $crate::common::run_bounded(
+                        concat!(module_path!(), "::postgres"),
+                        $crate::common::Kind::Postgres,
+                        2,
+                        super::$body,
+                    );
                 }
             }
         )*
