@@ -360,7 +360,20 @@ async fn md5_session_runs_the_queue(t: TestDb) {
     assert_eq!(d.run(&mut c, &url, 20).await, Some(EndReason::Completed));
     d.finish(c);
     assert_eq!(devices::sessions(&db, "IMEI:1", 5).await.unwrap().len(), 2);
+    // Ended sessions live on in the history only.
+    assert_eq!(open_sessions(&db, "IMEI:1").await, Vec::<String>::new());
     running.stop().await;
+}
+
+/// The device's sessions whose state the server keeps, by SessionID.
+async fn open_sessions(db: &Db, devid: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        &db.sql("SELECT session_id FROM dm_sessions WHERE devid = $1 ORDER BY session_id"),
+    )
+    .bind(devid)
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
 }
 
 // PROTOCOL A.1, A.4: HMAC over WBXML; a wrong secret is challenged, then
@@ -726,6 +739,7 @@ async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
     let mut c = d.start("7", Encoding::Xml);
     assert_eq!(d.run(&mut c, &url, 1).await, None);
     assert_eq!(job(&db, add).await.state, "sent");
+    assert_eq!(open_sessions(&db, "IMEI:1").await, ["7"]);
 
     clock.advance(idle + std::time::Duration::from_secs(60));
     assert_eq!(d.run(&mut c, &url, 10).await, Some(EndReason::Aborted));
@@ -737,6 +751,7 @@ async fn idle_session_expires_on_the_runtime_clock(t: TestDb) {
     );
     let j = job(&db, add).await;
     assert_eq!(j.state, "failed", "{j:?}");
+    assert_eq!(open_sessions(&db, "IMEI:1").await, Vec::<String>::new());
     running.stop().await;
 }
 

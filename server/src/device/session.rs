@@ -171,12 +171,12 @@ pub async fn handle(
     let mut bus = Vec::new();
     let mut audits = Vec::new();
 
-    // The stored session, unless it ended or expired, and in the same
-    // statement the device's other open sessions it left silent (see below).
+    // The stored session (ended ones are deleted), and in the same statement
+    // the device's other sessions it left silent (see below).
     let starts = msg.hdr.msg_id.get() == 1;
     let rows = sqlx::query(&db.sql(
-        "SELECT session_id, state, messages, started_at, updated_at, ended FROM dm_sessions \
-         WHERE devid = $1 AND (session_id = $2 OR (ended = 0 AND updated_at < $3))",
+        "SELECT session_id, state, messages, started_at, updated_at FROM dm_sessions \
+         WHERE devid = $1 AND (session_id = $2 OR updated_at < $3)",
     ))
     .bind(&devid)
     .bind(&sid)
@@ -193,18 +193,17 @@ pub async fn handle(
     }
     let mut stored = None;
     if let Some(r) = row {
-        let ended = r.try_get::<i64, _>("ended")? != 0;
         let updated: i64 = r.try_get("updated_at")?;
         let state: String = r.try_get("state")?;
         let messages: i64 = r.try_get("messages")?;
         let started_at: i64 = r.try_get("started_at")?;
-        if !ended && now - updated > rt.settings.idle_ms {
+        if now - updated > rt.settings.idle_ms {
             close(
                 rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "expired", started_at, messages,
                 source, &mut bus,
             )
             .await?;
-        } else if !ended && messages > 0 && starts {
+        } else if messages > 0 && starts {
             // The device started over with the same SessionID (e.g. it
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
@@ -213,7 +212,7 @@ pub async fn handle(
                 source, &mut bus,
             )
             .await?;
-        } else if !ended {
+        } else {
             if messages >= rt.settings.max_messages {
                 close(
                     rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at,
@@ -853,11 +852,11 @@ fn save(
         // A row left by an earlier session with this id is replaced.
         session_row(
             w,
-            "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0) \
+            "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
              messages = excluded.messages, started_at = excluded.started_at, \
-             updated_at = excluded.updated_at, ended = 0",
+             updated_at = excluded.updated_at",
             [devid, sid, state],
             [messages, started_at, now],
         );
@@ -884,7 +883,7 @@ fn session_row(w: &mut Writes, sql: &'static str, text: [&str; 3], numbers: [i64
     w.push(sql, values);
 }
 
-/// Ends a session: stored as ended, a history row, and its unfinished jobs
+/// Ends a session: its row deleted, a history row, and its unfinished jobs
 /// either back in the queue (never transmitted) or failed (transmitted,
 /// no answer — they may have run, so they are not sent twice).
 #[allow(clippy::too_many_arguments)]
@@ -938,15 +937,10 @@ async fn close(
         });
     }
     jobs::requeue_later(w, &requeue);
-    // A stored session keeps its start time.
-    session_row(
-        w,
-        "INSERT INTO dm_sessions (devid, session_id, state, messages, started_at, updated_at, ended) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1) \
-         ON CONFLICT (devid, session_id) DO UPDATE SET state = excluded.state, \
-         messages = excluded.messages, updated_at = excluded.updated_at, ended = 1",
-        [devid, sid, state],
-        [messages, started_at, now],
+    // Its record is the history row below; the session's state goes.
+    w.push(
+        "DELETE FROM dm_sessions WHERE devid = $1 AND session_id = $2",
+        vec![devid.into(), sid.into()],
     );
     devices::record_session(
         w,
@@ -974,12 +968,11 @@ async fn close(
 pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
     let db = &rt.db;
     let cutoff = rt.settings.clock.now_ms() - rt.settings.idle_ms;
-    let rows = sqlx::query(
-        &db.sql("SELECT devid, session_id FROM dm_sessions WHERE ended = 0 AND updated_at < $1"),
-    )
-    .bind(cutoff)
-    .fetch_all(db.pool())
-    .await?;
+    let rows =
+        sqlx::query(&db.sql("SELECT devid, session_id FROM dm_sessions WHERE updated_at < $1"))
+            .bind(cutoff)
+            .fetch_all(db.pool())
+            .await?;
     let mut n = 0;
     for r in rows {
         let devid: String = r.try_get("devid")?;
@@ -988,7 +981,7 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
         devices::lock(db, &mut *tx, &devid).await?;
         let row = sqlx::query(&db.sql(
             "SELECT state, messages, started_at FROM dm_sessions \
-             WHERE devid = $1 AND session_id = $2 AND ended = 0 AND updated_at < $3",
+             WHERE devid = $1 AND session_id = $2 AND updated_at < $3",
         ))
         .bind(&devid)
         .bind(&sid)
