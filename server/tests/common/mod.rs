@@ -169,6 +169,7 @@ fn watched(
             return;
         }
         report();
+        thread_stacks();
         say(&format!(
             "{name} did not finish within {TEST_BOUND:?}: ending the test process"
         ));
@@ -178,6 +179,24 @@ fn watched(
     drop(rt);
     let _ = done.send(());
     let _ = watchdog.join();
+}
+
+/// Prints every thread's stack with gdb, where the machine has it (a hang's
+/// blocked threads show where it waits).
+fn thread_stacks() {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new("gdb")
+        .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 40"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) => say(&format!(
+            "thread stacks:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => say(&format!("no thread stacks (gdb: {e})")),
+    }
 }
 
 /// Writes a line to the process's stderr, past the test harness's capture
