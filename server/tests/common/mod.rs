@@ -168,6 +168,13 @@ fn watched(
         if finished.recv_timeout(TEST_BOUND) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
             return;
         }
+        // One report per process: the first watchdog to fire ends it.
+        static REPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if REPORTING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            loop {
+                std::thread::park();
+            }
+        }
         report();
         thread_stacks();
         say(&format!(
@@ -182,19 +189,32 @@ fn watched(
 }
 
 /// Prints every thread's stack with gdb, where the machine has it (a hang's
-/// blocked threads show where it waits).
+/// blocked threads show where it waits). gdb stops this thread too while it
+/// is attached, so it writes to a file, read once it is gone: a pipe read
+/// by this thread would fill up and stall both.
 fn thread_stacks() {
     let pid = std::process::id().to_string();
-    let out = std::process::Command::new("gdb")
-        .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 40"])
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(o) => say(&format!(
-            "thread stacks:\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )),
+    let stacks = match tempfile::tempfile() {
+        Ok(f) => f,
+        Err(e) => return say(&format!("no thread stacks (temporary file: {e})")),
+    };
+    let run = |f: &std::fs::File| -> std::io::Result<std::process::ExitStatus> {
+        std::process::Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-nx", "-ex", "thread apply all bt 40"])
+            .stdin(std::process::Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f.try_clone()?)
+            .status()
+    };
+    match run(&stacks) {
+        Ok(_) => {
+            use std::io::{Read, Seek};
+            let mut text = String::new();
+            let mut f = stacks;
+            let _ = f.rewind();
+            let _ = f.read_to_string(&mut text);
+            say(&format!("thread stacks:\n{text}"));
+        }
         Err(e) => say(&format!("no thread stacks (gdb: {e})")),
     }
 }
