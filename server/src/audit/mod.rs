@@ -98,14 +98,12 @@ pub fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-static APPEND_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Appends one entry and returns its sequence number.
-///
-/// Two writers racing for the same predecessor collide on the unique
-/// `prev_hash`; the loser reads the new head and tries again.
+/// Appends one entry and returns its sequence number. Appends through one
+/// database handle take turns; two writers racing for the same predecessor
+/// (another instance sharing the database) collide on the unique
+/// `prev_hash`, and the loser reads the new head and tries again.
 pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
-    let _guard = APPEND_LOCK.lock().await;
+    let _turn = db.audit_turn().await;
     for _ in 0..50 {
         let mut tx = db.begin_write().await?;
         match append_in(db, &mut *tx, &entry).await {

@@ -45,6 +45,9 @@ pub struct Db {
     /// [`Db::begin_write`]).
     writer: Option<writer::Shared>,
     reader: Arc<Reader>,
+    /// Appends to the audit log one at a time through this handle (see
+    /// `audit::append`); each opened database has its own.
+    audit_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Where the reads of the hot paths run (see [`Db::reader`]).
@@ -130,7 +133,13 @@ impl Db {
             url: url.to_owned(),
             writer,
             reader,
+            audit_turn: Arc::default(),
         })
+    }
+
+    /// The turn of this database's audit appends (see `audit::append`).
+    pub async fn audit_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.audit_turn.lock().await
     }
 
     fn pool_options(dialect: Dialect, max: u32) -> AnyPoolOptions {

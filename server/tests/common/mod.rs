@@ -352,6 +352,9 @@ impl Portal {
             base: format!("http://{}", bound.portal),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // A request the server never answers fails the test, naming
+                // the request, well before the test's bound.
+                .timeout(std::time::Duration::from_secs(120))
                 .build()
                 .unwrap(),
             cookie: None,
