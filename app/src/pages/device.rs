@@ -1,7 +1,7 @@
 use crate::api::devices::{
     decode_component, get_device, DeviceDetail, JobRow, SessionRow, TreeNodeRow,
 };
-use crate::api::live::{get_device_delegations, ownership};
+use crate::api::live::{get_device_delegations, ownership, DelegationRow};
 use crate::api::{AppError, Me};
 use crate::components::ui::{ErrorNotice, PageHeader, Time};
 use crate::pages::devices::StateBadge;
@@ -14,6 +14,9 @@ const TH: &str = "px-4 py-3";
 const THEAD: &str =
     "bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500";
 
+/// The delegations of the device on the page.
+type DeviceDelegations = Resource<Result<Vec<DelegationRow>, AppError>>;
+
 /// One device (viewer): identity, DevInfo/DevDetail, the cached tree with
 /// ACLs, DM sessions and jobs.
 #[component]
@@ -24,11 +27,15 @@ pub fn Device() -> impl IntoView {
     let devid =
         Memo::new(move |_| decode_component(&params.read().get("devid").unwrap_or_default()));
     let device = Resource::new(move || devid.get(), get_device);
+    // Loaded beside the device, not by a resource made while the device's
+    // view renders: on the server such a resource can leave the page's
+    // stream waiting for ever, and it would load only after the device.
+    let history = Resource::new(move || devid.get(), get_device_delegations);
     view! {
         <Suspense fallback=|| view! { <p class="text-sm text-slate-500">"Loading the device…"</p> }>
             {move || Suspend::new(async move {
                 match device.await {
-                    Ok(d) => view! { <DeviceView d/> }.into_any(),
+                    Ok(d) => view! { <DeviceView d history/> }.into_any(),
                     Err(AppError::NotFound(_)) => view! { <NoSuchDevice devid=devid.get_untracked()/> }.into_any(),
                     Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
                 }
@@ -70,7 +77,7 @@ fn or_dash(s: String) -> String {
 }
 
 #[component]
-fn DeviceView(d: DeviceDetail) -> impl IntoView {
+fn DeviceView(d: DeviceDetail, history: DeviceDelegations) -> impl IntoView {
     let facts: Vec<(&str, AnyView)> = vec![
         ("Authority", view! { <span class="font-mono">{or_dash(d.authority.clone())}</span> }.into_any()),
         ("State", view! { <StateBadge state=d.state.clone()/> }.into_any()),
@@ -114,7 +121,7 @@ fn DeviceView(d: DeviceDetail) -> impl IntoView {
             <Pairs id="devdetail-heading" title="DevDetail" pairs=d.devdetail.clone()
                 empty="The device has not reported DevDetail yet; it is read in its first session."/>
         </div>
-        <OwnershipSection devid=d.devid.clone() authority=d.authority.clone()/>
+        <OwnershipSection history authority=d.authority.clone()/>
         <TreeSection tree=d.tree/>
         <SessionsSection sessions=d.sessions/>
         <JobsSection jobs=d.jobs/>
@@ -341,9 +348,8 @@ fn JobsSection(jobs: Vec<JobRow>) -> impl IntoView {
 /// B.7: which authority manages which subtree, since and until when, and
 /// the delegations of this device.
 #[component]
-fn OwnershipSection(devid: String, authority: String) -> impl IntoView {
+fn OwnershipSection(history: DeviceDelegations, authority: String) -> impl IntoView {
     let me = use_context::<Me>().map(|m| m.server_id).unwrap_or_default();
-    let history = Resource::new(move || devid.clone(), get_device_delegations);
     view! {
         <section aria-labelledby="ownership-heading" class="mt-8">
             <h2 id="ownership-heading" class="mb-1 text-lg font-medium">"Who manages what"</h2>
