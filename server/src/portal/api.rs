@@ -259,10 +259,16 @@ async fn commands(
         c.validate()
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
     }
-    devices::get(&rt.db, &devid)
+    if !devices::exists(&rt.db, &devid)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device"))?;
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such device",
+        ));
+    }
     let (mut tx, ids) =
         jobs::begin_enqueue(&rt.db, &devid, &body.commands, &caller.name, body.notify)
             .await
