@@ -298,7 +298,49 @@ async fn hostile_input_changes_nothing(t: TestDb) {
     running.stop().await;
 }
 
+/// The server finds out who asks for a page before rendering it: a
+/// visitor who is not signed in is sent to sign in, with the way back; a
+/// signed-in one gets the page in its frame, whole.
+async fn pages_know_who_is_in(t: TestDb) {
+    let (bound, running) = start(serve_config(&t)).await;
+    let db = Db::connect(&t.url).await.unwrap();
+    create_user(&db, "ana", &[Role::Admin, Role::Viewer]).await;
+    let mut p = Portal::new(&bound);
+    for (page, back) in [
+        ("/users", "/sign-in?next=/users"),
+        ("/devices/IMEI%3A1", "/sign-in?next=/devices/IMEI%253A1"),
+        ("/", "/sign-in?next=/"),
+    ] {
+        let (status, location, _) = p.get_located(page).await;
+        assert_eq!((status, location.as_str()), (302, back), "{page}");
+    }
+    // Neither the sign-in page nor a static file needs anyone signed in.
+    let (status, _, html) = p.get_located("/sign-in").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign in"), "{html}");
+
+    p.sign_in("ana").await;
+    for (page, heading) in [("/users", ">Users<"), ("/devices", ">Devices<")] {
+        let (status, _, html) = p.get_located(page).await;
+        assert_eq!(status, 200, "{page}: {html}");
+        assert!(html.contains(heading), "{page}: {html}");
+        // The frame, with who is signed in, is in the page as sent.
+        assert!(
+            html.contains(">ana<") && html.contains("Sign out"),
+            "{html}"
+        );
+        assert!(!html.contains("Loading…"), "{page}: {html}");
+    }
+    // Signed out again, the pages send the visitor back to sign in.
+    let (status, _) = p.call("session/sign-out", &[]).await;
+    assert!((200..400).contains(&status));
+    let (status, location, _) = p.get_located("/devices").await;
+    assert_eq!((status, location.as_str()), (302, "/sign-in?next=/devices"));
+    running.stop().await;
+}
+
 on_both_databases! {
+    pages => pages_know_who_is_in;
     roles => role_matrix;
     idle_expiry => sessions_expire_when_idle;
     session_rotation => sign_in_rotates_and_sign_out_ends;

@@ -83,6 +83,12 @@ impl Me {
     }
 }
 
+/// Who sent a page request, as the server found out before rendering it:
+/// put in the request's extensions, so the signed-in frame renders without
+/// waiting on a resource (see `components::layout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn(pub Option<Me>);
+
 /// Every error a server function can return. The server maps each to an HTTP
 /// status in one place; internal causes are logged there, never sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +181,14 @@ where
     let parts = use_context::<http::request::Parts>().ok_or(AppError::Internal)?;
     // A plain form post (no JavaScript yet) is answered with a redirect back
     // to the form carrying the error; its status must stay a redirect.
-    let plain_form = parts
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    // A page (a GET, which browsers also send asking for HTML) takes the
+    // error's status.
+    let plain_form = parts.method == http::Method::POST
+        && parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
     let result = f(backend, parts).await;
     if let (Err(e), false) = (&result, plain_form) {
         if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {

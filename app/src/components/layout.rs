@@ -7,25 +7,65 @@ use crate::api::{Me, Role};
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect, A};
 use leptos_router::hooks::use_location;
+use serde::{Deserialize, Serialize};
+
+/// Who is signed in, as known when the frame is made.
+#[derive(Clone, Serialize, Deserialize)]
+enum Known {
+    In(Me),
+    Out,
+    /// Not known yet: asked of the server (a page reached by navigating in
+    /// the browser).
+    Unknown,
+}
 
 #[component]
 pub fn Layout() -> impl IntoView {
+    // The server looks the caller up before rendering a page, and the
+    // browser takes its answer over while hydrating: a page's own resources
+    // are then made at the top of the render, never inside a `<Suspense>`
+    // that is resolving (a pattern whose streamed responses could stall).
+    match SharedValue::new(known_on_server).into_inner() {
+        Known::In(me) => view! { <Frame me/> }.into_any(),
+        Known::Out => view! { <ToSignIn/> }.into_any(),
+        Known::Unknown => view! { <AskWhoIsIn/> }.into_any(),
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn known_on_server() -> Known {
+    use_context::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<crate::api::SignedIn>().cloned())
+        .map_or(Known::Unknown, |s| s.0.map_or(Known::Out, Known::In))
+}
+
+#[cfg(not(feature = "ssr"))]
+fn known_on_server() -> Known {
+    Known::Unknown
+}
+
+/// The frame once the server has said who is signed in.
+#[component]
+fn AskWhoIsIn() -> impl IntoView {
     let me = Resource::new(|| (), |_| current_user());
-    let location = use_location();
     view! {
         <Suspense fallback=|| view! { <p class="p-8 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match me.await {
                     Ok(Some(me)) => view! { <Frame me/> }.into_any(),
-                    Ok(None) | Err(_) => {
-                        let next = location.pathname.get_untracked();
-                        let path = format!("/sign-in?next={}", urlencode(&next));
-                        view! { <Redirect path/> }.into_any()
-                    }
+                    Ok(None) | Err(_) => view! { <ToSignIn/> }.into_any(),
                 }
             })}
         </Suspense>
     }
+}
+
+/// To the sign-in page, coming back here afterwards.
+#[component]
+fn ToSignIn() -> impl IntoView {
+    let next = use_location().pathname.get_untracked();
+    let path = format!("/sign-in?next={}", urlencode(&next));
+    view! { <Redirect path/> }
 }
 
 fn urlencode(s: &str) -> String {

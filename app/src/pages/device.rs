@@ -14,8 +14,8 @@ const TH: &str = "px-4 py-3";
 const THEAD: &str =
     "bg-slate-50 text-left text-xs font-semibold uppercase tracking-wide text-slate-500";
 
-/// The delegations of the device on the page.
-type DeviceDelegations = Resource<Result<Vec<DelegationRow>, AppError>>;
+/// The delegations of the device on the page, or why they are missing.
+type DeviceDelegations = Result<Vec<DelegationRow>, AppError>;
 
 /// One device (viewer): identity, DevInfo/DevDetail, the cached tree with
 /// ACLs, DM sessions and jobs.
@@ -26,18 +26,20 @@ pub fn Device() -> impl IntoView {
     // decoded one: decoding again makes both the DevId.
     let devid =
         Memo::new(move |_| decode_component(&params.read().get("devid").unwrap_or_default()));
-    let device = Resource::new(move || devid.get(), get_device);
-    // Loaded beside the device, not by a resource made while the device's
-    // view renders: on the server such a resource can leave the page's
-    // stream waiting for ever, and it would load only after the device.
-    let history = Resource::new(move || devid.get(), get_device_delegations);
+    // The device and its delegations load together, in one resource read by
+    // one `<Suspense>`: on the server, a `<Suspense>` made while another
+    // resolves could leave the page's stream waiting for ever.
+    let page = Resource::new(
+        move || devid.get(),
+        |id| futures::future::join(get_device(id.clone()), get_device_delegations(id)),
+    );
     view! {
         <Suspense fallback=|| view! { <p class="text-sm text-slate-500">"Loading the device…"</p> }>
             {move || Suspend::new(async move {
-                match device.await {
-                    Ok(d) => view! { <DeviceView d history/> }.into_any(),
-                    Err(AppError::NotFound(_)) => view! { <NoSuchDevice devid=devid.get_untracked()/> }.into_any(),
-                    Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
+                match page.await {
+                    (Ok(d), history) => view! { <DeviceView d history/> }.into_any(),
+                    (Err(AppError::NotFound(_)), _) => view! { <NoSuchDevice devid=devid.get_untracked()/> }.into_any(),
+                    (Err(e), _) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -354,72 +356,64 @@ fn OwnershipSection(history: DeviceDelegations, authority: String) -> impl IntoV
         <section aria-labelledby="ownership-heading" class="mt-8">
             <h2 id="ownership-heading" class="mb-1 text-lg font-medium">"Who manages what"</h2>
             <p class="mb-3 text-sm text-slate-500">"From the completed delegations of this device; the rest stays with its authority."</p>
-            <Suspense fallback=|| view! { <p class="text-sm text-slate-500">"Loading delegations…"</p> }>
-                {move || {
-                    let me = me.clone();
-                    let authority = authority.clone();
-                    Suspend::new(async move {
-                        match history.await {
-                            Ok(rows) => {
-                                let map = ownership(&authority, &me, &rows);
-                                view! {
-                                    <div class="overflow-x-auto rounded-lg border border-slate-200 bg-white shadow-sm">
-                                        <table class="min-w-full divide-y divide-slate-200 text-sm" data-testid="ownership">
-                                            <caption class="sr-only">"Authorities by subtree"</caption>
-                                            <thead class=THEAD>
-                                                <tr>
-                                                    <th scope="col" class=TH>"Authority"</th>
-                                                    <th scope="col" class=TH>"Subtree"</th>
-                                                    <th scope="col" class=TH>"Rights"</th>
-                                                    <th scope="col" class=TH>"Since"</th>
-                                                    <th scope="col" class=TH>"Until"</th>
-                                                    <th scope="col" class=TH>"By"</th>
-                                                </tr>
-                                            </thead>
-                                            <tbody class="divide-y divide-slate-100">
-                                                {map.into_iter().map(|o| view! {
-                                                    <tr>
-                                                        <td class="px-4 py-2 font-mono text-xs">{o.authority}</td>
-                                                        <td class="px-4 py-2 font-mono text-xs">{o.subtree}</td>
-                                                        <td class="px-4 py-2 text-xs">{o.rights}</td>
-                                                        <td class="whitespace-nowrap px-4 py-2">{o.since.map(|ms| view! { <Time ms/> })}</td>
-                                                        <td class="whitespace-nowrap px-4 py-2">{match o.until {
-                                                            Some(ms) => view! { <Time ms/> }.into_any(),
-                                                            None if o.delegation.is_some() => view! { "permanent" }.into_any(),
-                                                            None => view! { "" }.into_any(),
-                                                        }}</td>
-                                                        <td class="px-4 py-2">{o.delegation.map(|id| view! {
-                                                            <A href=format!("/delegations/{id}") attr:class="text-indigo-700 hover:underline">{format!("delegation {id}")}</A>
-                                                        })}</td>
-                                                    </tr>
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
-                                    </div>
-                                    <h3 class="mb-2 mt-6 font-medium">"Delegations of this device"</h3>
-                                    {if rows.is_empty() {
-                                        view! { <p class="text-sm text-slate-500">"None yet."</p> }.into_any()
-                                    } else {
-                                        view! {
-                                            <ul class="divide-y divide-slate-100 rounded-lg border border-slate-200 bg-white text-sm shadow-sm" data-testid="delegation-history">
-                                                {rows.into_iter().map(|r| view! {
-                                                    <li class="flex flex-wrap items-center gap-3 px-4 py-2">
-                                                        <A href=format!("/delegations/{}", r.id) attr:class="font-medium text-indigo-700 hover:underline">{format!("Delegation {}", r.id)}</A>
-                                                        <span class=crate::pages::delegation::state_class(&r.state)>{r.state.clone()}</span>
-                                                        <span class="text-slate-600">{format!("{} {} · {} · {}", r.kind, r.term, if r.role == "dms1" { "to" } else { "from" }, r.peer)}</span>
-                                                        <span class="ml-auto text-xs text-slate-500"><Time ms=r.created_at/></span>
-                                                    </li>
-                                                }).collect_view()}
-                                            </ul>
-                                        }.into_any()
-                                    }}
-                                }.into_any()
-                            }
-                            Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
-                        }
-                    })
-                }}
-            </Suspense>
+            {match history {
+                Ok(rows) => {
+                    let map = ownership(&authority, &me, &rows);
+                    view! {
+                        <div class="overflow-x-auto rounded-lg border border-slate-200 bg-white shadow-sm">
+                            <table class="min-w-full divide-y divide-slate-200 text-sm" data-testid="ownership">
+                                <caption class="sr-only">"Authorities by subtree"</caption>
+                                <thead class=THEAD>
+                                    <tr>
+                                        <th scope="col" class=TH>"Authority"</th>
+                                        <th scope="col" class=TH>"Subtree"</th>
+                                        <th scope="col" class=TH>"Rights"</th>
+                                        <th scope="col" class=TH>"Since"</th>
+                                        <th scope="col" class=TH>"Until"</th>
+                                        <th scope="col" class=TH>"By"</th>
+                                    </tr>
+                                </thead>
+                                <tbody class="divide-y divide-slate-100">
+                                    {map.into_iter().map(|o| view! {
+                                        <tr>
+                                            <td class="px-4 py-2 font-mono text-xs">{o.authority}</td>
+                                            <td class="px-4 py-2 font-mono text-xs">{o.subtree}</td>
+                                            <td class="px-4 py-2 text-xs">{o.rights}</td>
+                                            <td class="whitespace-nowrap px-4 py-2">{o.since.map(|ms| view! { <Time ms/> })}</td>
+                                            <td class="whitespace-nowrap px-4 py-2">{match o.until {
+                                                Some(ms) => view! { <Time ms/> }.into_any(),
+                                                None if o.delegation.is_some() => view! { "permanent" }.into_any(),
+                                                None => view! { "" }.into_any(),
+                                            }}</td>
+                                            <td class="px-4 py-2">{o.delegation.map(|id| view! {
+                                                <A href=format!("/delegations/{id}") attr:class="text-indigo-700 hover:underline">{format!("delegation {id}")}</A>
+                                            })}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                        <h3 class="mb-2 mt-6 font-medium">"Delegations of this device"</h3>
+                        {if rows.is_empty() {
+                            view! { <p class="text-sm text-slate-500">"None yet."</p> }.into_any()
+                        } else {
+                            view! {
+                                <ul class="divide-y divide-slate-100 rounded-lg border border-slate-200 bg-white text-sm shadow-sm" data-testid="delegation-history">
+                                    {rows.into_iter().map(|r| view! {
+                                        <li class="flex flex-wrap items-center gap-3 px-4 py-2">
+                                            <A href=format!("/delegations/{}", r.id) attr:class="font-medium text-indigo-700 hover:underline">{format!("Delegation {}", r.id)}</A>
+                                            <span class=crate::pages::delegation::state_class(&r.state)>{r.state.clone()}</span>
+                                            <span class="text-slate-600">{format!("{} {} · {} · {}", r.kind, r.term, if r.role == "dms1" { "to" } else { "from" }, r.peer)}</span>
+                                            <span class="ml-auto text-xs text-slate-500"><Time ms=r.created_at/></span>
+                                        </li>
+                                    }).collect_view()}
+                                </ul>
+                            }.into_any()
+                        }}
+                    }.into_any()
+                }
+                Err(e) => view! { <ErrorNotice error=Signal::derive(move || Some(e.clone()))/> }.into_any(),
+            }}
         </section>
     }
 }

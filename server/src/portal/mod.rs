@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use handover_app::api::SignedIn;
 use handover_app::backend::Backend;
 use handover_app::{shell, App};
 use leptos::config::LeptosOptions;
@@ -91,6 +92,7 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
         leptos: config.leptos.clone(),
     };
     let backend: Arc<dyn Backend> = Arc::new(portal.clone());
+    let lookup = backend.clone();
     let leptos_opts = config.leptos.clone();
     let sessions = SessionManagerLayer::new(store)
         .with_name("handover_session")
@@ -113,6 +115,7 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
             ops::count_matched,
         ))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(lookup, who_is_in))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_only))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
@@ -123,6 +126,25 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
             portal.metrics.clone(),
             ops::count_requests,
         ))
+}
+
+/// Looks up who sends a page request before the page renders, for the
+/// signed-in frame (`handover_app::api::SignedIn`). A failed look-up leaves
+/// it unknown: the page then asks, as a browser does after navigating.
+async fn who_is_in(State(backend): State<Arc<dyn Backend>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let page = req.method() == Method::GET
+        && !["/pkg/", "/api/", "/live/", "/audit/export", "/favicon.ico"]
+            .iter()
+            .any(|p| path.starts_with(p));
+    if !page {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    if let Ok(me) = backend.me(&parts).await {
+        parts.extensions.insert(SignedIn(me));
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Refuses state-changing requests that a browser sent from another site

@@ -393,14 +393,29 @@ impl Portal {
     }
 
     pub async fn get(&mut self, path: &str) -> (u16, String) {
-        let mut req = self.http.get(format!("{}{path}", self.base));
+        let (status, _, body) = self.get_located(path).await;
+        (status, body)
+    }
+
+    /// A GET as a browser sends it: status, `Location` (empty when none) and body.
+    pub async fn get_located(&mut self, path: &str) -> (u16, String, String) {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, "text/html");
         if let Some(c) = &self.cookie {
             req = req.header(reqwest::header::COOKIE, c);
         }
         let res = req.send().await.expect("request");
         self.keep_cookie(&res);
         let status = res.status().as_u16();
-        (status, res.text().await.unwrap_or_default())
+        let location = res
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, location, res.text().await.unwrap_or_default())
     }
 
     /// Posts a form as a browser without JavaScript does: it asks for HTML
