@@ -29,6 +29,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
+use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -115,6 +116,10 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
             ops::count_matched,
         ))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(
+            RENDER_LIMIT,
+            render_again_if_stalled,
+        ))
         .layer(middleware::from_fn_with_state(lookup, who_is_in))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_only))
@@ -132,12 +137,7 @@ pub fn router(portal: Portal, store: sessions::Store, config: PortalConfig) -> R
 /// signed-in frame (`handover_app::api::SignedIn`). A failed look-up leaves
 /// it unknown: the page then asks, as a browser does after navigating.
 async fn who_is_in(State(backend): State<Arc<dyn Backend>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let page = req.method() == Method::GET
-        && !["/pkg/", "/api/", "/live/", "/audit/export", "/favicon.ico"]
-            .iter()
-            .any(|p| path.starts_with(p));
-    if !page {
+    if !is_page(&req) {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
@@ -145,6 +145,48 @@ async fn who_is_in(State(backend): State<Arc<dyn Backend>>, req: Request, next: 
         parts.extensions.insert(SignedIn(me));
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// A page request: a GET of anything but static files, server functions,
+/// live streams and the audit export.
+fn is_page(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == Method::GET
+        && !["/pkg/", "/api/", "/live/", "/audit/export", "/favicon.ico"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+/// How long a page may take to render before it is rendered again.
+const RENDER_LIMIT: Duration = Duration::from_secs(10);
+
+/// Renders a page again when its render has not finished in `limit`, once;
+/// then answers 503. The server's renderer can, rarely and under load,
+/// leave a render waiting for ever on a `<Suspense>` whose data has long
+/// arrived; a fresh render does not. A page's head is sent only once the
+/// page is rendered whole (`SsrMode::Async`), so nothing was sent yet.
+async fn render_again_if_stalled(
+    State(limit): State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !is_page(&req) {
+        return next.run(req).await;
+    }
+    // A GET's body is empty: the request is made again from its head.
+    let (parts, _) = req.into_parts();
+    for attempt in 1..=2 {
+        let again = Request::from_parts(parts.clone(), Body::empty());
+        if let Ok(res) = tokio::time::timeout(limit, next.clone().run(again)).await {
+            return res;
+        }
+        tracing::warn!(path = %parts.uri.path(), attempt, "a page's render stalled");
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The page could not be rendered; reload it.",
+    )
+        .into_response()
 }
 
 /// Refuses state-changing requests that a browser sent from another site
@@ -308,4 +350,68 @@ async fn audit_export(
         )
         .body(Body::from(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    /// A page whose first `stalls` renders never finish.
+    fn stalling_page(stalls: usize, renders: Arc<AtomicUsize>) -> Router {
+        Router::new()
+            .route(
+                "/devices",
+                get(move || {
+                    let n = renders.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n < stalls {
+                            std::future::pending::<()>().await;
+                        }
+                        "rendered"
+                    }
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Duration::from_millis(200),
+                render_again_if_stalled,
+            ))
+    }
+
+    async fn get_page(app: Router, uri: &str) -> (StatusCode, String) {
+        let res = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_stalled_render_is_done_again() {
+        let renders = Arc::new(AtomicUsize::new(0));
+        let (status, body) = get_page(stalling_page(1, renders.clone()), "/devices").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "rendered"));
+        assert_eq!(renders.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_stalls_twice_is_unavailable() {
+        let renders = Arc::new(AtomicUsize::new(0));
+        let (status, body) = get_page(stalling_page(5, renders.clone()), "/devices").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(renders.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_in_time_is_rendered_once() {
+        let renders = Arc::new(AtomicUsize::new(0));
+        let (status, _) = get_page(stalling_page(0, renders.clone()), "/devices").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+    }
 }
