@@ -339,6 +339,15 @@ pub async fn create_user(db: &Db, name: &str, roles: &[handover_app::api::Role])
         .unwrap();
 }
 
+/// A response's `Location`, empty when it has none.
+fn location_of(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// A browser-like portal client: keeps the session cookie, posts forms.
 pub struct Portal {
     pub base: String,
@@ -361,6 +370,16 @@ impl Portal {
         }
     }
 
+    /// Sends `req` with the session cookie, and keeps the one it sets.
+    async fn send(&mut self, mut req: reqwest::RequestBuilder) -> reqwest::Response {
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let res = req.send().await.expect("request");
+        self.keep_cookie(&res);
+        res
+    }
+
     fn keep_cookie(&mut self, res: &reqwest::Response) {
         for v in res.headers().get_all(reqwest::header::SET_COOKIE) {
             let v = v.to_str().unwrap_or("");
@@ -378,16 +397,12 @@ impl Portal {
 
     /// Calls a server function with a url-encoded form; returns status and body.
     pub async fn call(&mut self, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let mut req = self
+        let req = self
             .http
             .post(format!("{}/api/{endpoint}", self.base))
             .header("Accept", "application/json")
             .form(form);
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
-        let res = req.send().await.expect("request");
-        self.keep_cookie(&res);
+        let res = self.send(req).await;
         let status = res.status().as_u16();
         (status, res.text().await.unwrap_or_default())
     }
@@ -399,22 +414,13 @@ impl Portal {
 
     /// A GET as a browser sends it: status, `Location` (empty when none) and body.
     pub async fn get_located(&mut self, path: &str) -> (u16, String, String) {
-        let mut req = self
+        let req = self
             .http
             .get(format!("{}{path}", self.base))
             .header(reqwest::header::ACCEPT, "text/html");
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
-        let res = req.send().await.expect("request");
-        self.keep_cookie(&res);
+        let res = self.send(req).await;
         let status = res.status().as_u16();
-        let location = res
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let location = location_of(&res);
         (status, location, res.text().await.unwrap_or_default())
     }
 
@@ -426,23 +432,14 @@ impl Portal {
         from: &str,
         form: &[(&str, &str)],
     ) -> (u16, String) {
-        let mut req = self
+        let req = self
             .http
             .post(format!("{}/api/{endpoint}", self.base))
             .header("Accept", "text/html")
             .header("Referer", format!("{}{from}", self.base))
             .form(form);
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
-        let res = req.send().await.expect("request");
-        self.keep_cookie(&res);
-        let location = res
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let res = self.send(req).await;
+        let location = location_of(&res);
         (res.status().as_u16(), location)
     }
 
