@@ -159,7 +159,45 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite's writer connection, run on the calling thread.
 pub struct Inline {
     conn: rusqlite::Connection,
+    /// The result columns of each statement run, by its text: built once,
+    /// not for every query (see [`Shape`]).
+    shapes: std::collections::HashMap<String, Arc<Shape>>,
 }
+
+/// A statement's result columns as rows carry them: names by position and
+/// positions by name.
+struct Shape {
+    columns: Vec<AnyColumn>,
+    names: Arc<sqlx_core::HashMap<UStr, usize>>,
+}
+
+impl Shape {
+    fn of(names: Vec<&str>) -> Shape {
+        let columns: Vec<AnyColumn> = names
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, name)| AnyColumn {
+                ordinal,
+                name: UStr::from(name.to_owned()),
+                type_info: AnyTypeInfo {
+                    kind: AnyTypeInfoKind::Null,
+                },
+            })
+            .collect();
+        let names = Arc::new(
+            columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ordinal))
+                .collect(),
+        );
+        Shape { columns, names }
+    }
+}
+
+/// Statement texts whose [`Shape`] an [`Inline`] keeps; past it they are
+/// forgotten and built again as needed (texts with a varying list of
+/// placeholders are many).
+const SHAPES_KEPT: usize = 512;
 
 impl std::fmt::Debug for Inline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,7 +250,10 @@ impl Inline {
             conn.pragma_update(None, "journal_size_limit", WAL_BACKSTOP_PAGES * 4096)
                 .map_err(error)?;
         }
-        Ok(Inline { conn })
+        Ok(Inline {
+            conn,
+            shapes: std::collections::HashMap::new(),
+        })
     }
 
     /// True inside a transaction.
@@ -249,36 +290,32 @@ impl Inline {
         for (i, v) in values.iter().enumerate() {
             stmt.raw_bind_parameter(i + 1, v).map_err(error)?;
         }
-        let columns: Vec<AnyColumn> = stmt
-            .column_names()
-            .into_iter()
-            .enumerate()
-            .map(|(ordinal, name)| AnyColumn {
-                ordinal,
-                name: UStr::from(name.to_owned()),
-                type_info: AnyTypeInfo {
-                    kind: AnyTypeInfoKind::Null,
-                },
-            })
-            .collect();
-        let names: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
-            columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ordinal))
-                .collect(),
-        );
+        let width = stmt.column_count();
+        let shape = if width == 0 {
+            None
+        } else if let Some(known) = self.shapes.get(sql) {
+            Some(known.clone())
+        } else {
+            let shape = Arc::new(Shape::of(stmt.column_names()));
+            if self.shapes.len() >= SHAPES_KEPT {
+                self.shapes.clear();
+            }
+            self.shapes.insert(sql.to_owned(), shape.clone());
+            Some(shape)
+        };
         let mut out = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next().map_err(error)? {
-            let mut values = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
+            let shape = shape.as_ref().expect("a row has columns");
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
                 values.push(AnyValue {
                     kind: any_value(row.get_ref(i).map_err(error)?)?,
                 });
             }
             out.push(Either::Right(AnyRow {
-                column_names: names.clone(),
-                columns: columns.clone(),
+                column_names: shape.names.clone(),
+                columns: shape.columns.clone(),
                 values,
             }));
         }
@@ -521,5 +558,60 @@ fn error(e: rusqlite::Error) -> sqlx::Error {
             message: message.unwrap_or_else(|| f.to_string()),
         })),
         other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    async fn rows(c: &mut Inline, sql: &str) -> Vec<AnyRow> {
+        c.run(sql, None)
+            .filter_map(|s| async move { s.ok().and_then(|s| s.right()) })
+            .collect()
+            .await
+    }
+
+    /// Rows carry their statement's columns, by name and by position,
+    /// whether the statement's shape was built for them or kept from an
+    /// earlier run, and after the kept shapes were forgotten.
+    #[tokio::test]
+    async fn rows_name_their_columns_when_shapes_are_kept_and_forgotten() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let mut c = Inline::open(&url, false).expect("opens");
+        c.execute_batch(
+            "CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');",
+        )
+        .expect("creates");
+        for round in 0..3 {
+            let r = rows(&mut c, "SELECT a, b FROM t ORDER BY a").await;
+            assert_eq!(r.len(), 2, "round {round}");
+            assert_eq!(r[1].try_get::<i64, _>("a").expect("a"), 2);
+            assert_eq!(r[1].try_get::<String, _>("b").expect("b"), "y");
+            // The same table read through another statement: its own names.
+            let r = rows(&mut c, "SELECT b AS first, a AS second FROM t ORDER BY a").await;
+            assert_eq!(r[0].try_get::<String, _>(0).expect("by position"), "x");
+            assert_eq!(r[0].try_get::<i64, _>("second").expect("second"), 1);
+            assert!(r[0].try_get::<i64, _>("a").is_err(), "no column a here");
+            // More statements than shapes kept: the cache starts over.
+            for i in 0..SHAPES_KEPT / 2 + 1 {
+                let r = rows(
+                    &mut c,
+                    &format!("SELECT a + {i} AS n{i} FROM t WHERE a = 1"),
+                )
+                .await;
+                assert_eq!(
+                    r[0].try_get::<i64, _>(format!("n{i}").as_str()).expect("n"),
+                    1 + i as i64
+                );
+            }
+            assert!(c.shapes.len() <= SHAPES_KEPT);
+        }
+        // A statement without result columns keeps no shape.
+        let before = c.shapes.len();
+        rows(&mut c, "UPDATE t SET a = a").await;
+        assert_eq!(c.shapes.len(), before);
     }
 }
