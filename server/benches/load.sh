@@ -17,14 +17,22 @@ B=$1 N=$2 D=$3 W=$4
 S=${SIM_BIN:-$B}
 shift 4
 rm -rf "$W" && mkdir -p "$W"
-DM=$((20000 + RANDOM % 20000)) PORTAL=$((DM + 1))
 serve() {
-  "$@" "$B" --data-dir "$W/data" serve --dm-addr 127.0.0.1:$DM \
-    --portal-addr 127.0.0.1:$PORTAL --peer-addr 127.0.0.1:0 >>"$W/server.log" 2>&1 &
-  echo $! >"$W/server.pid"
-  for _ in $(seq 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORTAL/healthz" && return 0
-    sleep 0.2
+  # Ports below the ephemeral range (32768 and up), so no client of an
+  # earlier run holds them; one that is taken all the same means another
+  # pair is tried.
+  for _ in 1 2 3 4 5; do
+    DM=$((20000 + RANDOM % 12000)) PORTAL=$((DM + 1))
+    local from=$(($(wc -c <"$W/server.log" 2>/dev/null || echo 0) + 1))
+    "$@" "$B" --data-dir "$W/data" serve --dm-addr 127.0.0.1:$DM \
+      --portal-addr 127.0.0.1:$PORTAL --peer-addr 127.0.0.1:0 >>"$W/server.log" 2>&1 &
+    echo $! >"$W/server.pid"
+    for _ in $(seq 600); do
+      curl -s -o /dev/null "http://127.0.0.1:$PORTAL/healthz" && return 0
+      kill -0 "$(cat "$W/server.pid")" 2>/dev/null || break
+      sleep 0.2
+    done
+    tail -c +"$from" "$W/server.log" | grep -q "Address already in use" || break
   done
   echo "server did not start" >&2
   exit 1
