@@ -290,23 +290,15 @@ impl Inline {
         for (i, v) in values.iter().enumerate() {
             stmt.raw_bind_parameter(i + 1, v).map_err(error)?;
         }
-        let width = stmt.column_count();
-        let shape = if width == 0 {
-            None
-        } else if let Some(known) = self.shapes.get(sql) {
-            Some(known.clone())
-        } else {
-            let shape = Arc::new(Shape::of(stmt.column_names()));
-            if self.shapes.len() >= SHAPES_KEPT {
-                self.shapes.clear();
-            }
-            self.shapes.insert(sql.to_owned(), shape.clone());
-            Some(shape)
-        };
         let mut out = Vec::new();
+        let mut shape: Option<Arc<Shape>> = None;
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next().map_err(error)? {
-            let shape = shape.as_ref().expect("a row has columns");
+            // Read off the first row, not before: a statement prepared
+            // before a change of the schema learns its new columns as it
+            // runs.
+            let shape = shape.get_or_insert_with(|| shape_for(&mut self.shapes, sql, row.as_ref()));
+            let width = shape.columns.len();
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
                 values.push(AnyValue {
@@ -326,6 +318,32 @@ impl Inline {
         }));
         Ok(out)
     }
+}
+
+/// `stmt`'s [`Shape`], kept under its text `sql`: built again when its
+/// columns are not those kept (the schema changed).
+fn shape_for(
+    shapes: &mut std::collections::HashMap<String, Arc<Shape>>,
+    sql: &str,
+    stmt: &rusqlite::Statement<'_>,
+) -> Arc<Shape> {
+    let names = stmt.column_names();
+    if let Some(known) = shapes.get(sql) {
+        if known
+            .columns
+            .iter()
+            .map(|c| &*c.name)
+            .eq(names.iter().copied())
+        {
+            return known.clone();
+        }
+    }
+    let shape = Arc::new(Shape::of(names));
+    if shapes.len() >= SHAPES_KEPT {
+        shapes.clear();
+    }
+    shapes.insert(sql.to_owned(), shape.clone());
+    shape
 }
 
 type Step = Either<AnyQueryResult, AnyRow>;
@@ -609,6 +627,13 @@ mod tests {
             }
             assert!(c.shapes.len() <= SHAPES_KEPT);
         }
+        // A text whose columns changed with the schema is read with its
+        // new columns.
+        assert_eq!(rows(&mut c, "SELECT * FROM t").await[0].len(), 2);
+        c.execute_batch("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'z'")
+            .expect("alters");
+        let r = rows(&mut c, "SELECT * FROM t").await;
+        assert_eq!(r[0].try_get::<String, _>("c").expect("the new column"), "z");
         // A statement without result columns keeps no shape.
         let before = c.shapes.len();
         rows(&mut c, "UPDATE t SET a = a").await;
