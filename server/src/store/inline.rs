@@ -384,6 +384,27 @@ impl SqlConn for Inline {
     }
 }
 
+/// Settings of the SQLite library itself, made once before its first
+/// connection opens (later they cannot change): no memory statistics, which
+/// cost a process-wide mutex around every allocation SQLite makes.
+pub fn configure_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` is called before SQLite is initialized
+        // (it returns SQLITE_MISUSE, changing nothing, if it already is), with
+        // the one integer argument SQLITE_CONFIG_MEMSTATUS takes.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was initialized before its settings were made");
+        }
+    });
+}
+
 /// Pages in the write-ahead log past which the writer copies it back into
 /// the database itself (about 64 MB).
 const WAL_BACKSTOP_PAGES: i64 = 16_000;

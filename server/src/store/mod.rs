@@ -92,6 +92,7 @@ impl Db {
         let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Dialect::Postgres
         } else if url.starts_with("sqlite:") {
+            inline::configure_library();
             Dialect::Sqlite
         } else {
             anyhow::bail!("unsupported database URL: it must start with sqlite: or postgres://");
