@@ -406,6 +406,8 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     assert!(d.signed_answers > first);
     assert_eq!(job(&db, again).await.state, "succeeded");
 
+    // Taken for the session below, which never authenticates.
+    let waiting = queue(&db, "IMEI:1", json!({"cmd":"Get","target":"./DevInfo/Mod"})).await;
     for (devid, auth, secret) in [
         ("IMEI:1", AuthType::Md5, "wrong"),
         ("IMEI:9", AuthType::Md5, "x"),
@@ -427,6 +429,10 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     assert_eq!(n, 2);
     let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
     assert_eq!(hist[0].outcome, "auth-failed");
+    // A.4: nothing was sent to a device that never authenticated; its job
+    // is back in the queue for the next session.
+    let j = job(&db, waiting).await;
+    assert_eq!((j.state.as_str(), j.session_id.as_str()), ("queued", ""));
 
     // 413 before the body is read; 415 for other media types.
     // Announce 2 MiB and send none of it: the answer must come without the

@@ -156,7 +156,6 @@ pub async fn handle(
     // What the message changes and reads back nowhere, sent with the
     // commit.
     let mut w = Writes::default();
-    let none = BTreeMap::new();
     // An unknown device the enrolment policy admits is judged against its
     // derived credentials; it is only stored once it authenticates.
     let candidate = match &device {
@@ -199,8 +198,18 @@ pub async fn handle(
         let started_at: i64 = r.try_get("started_at")?;
         if now - updated > rt.settings.idle_ms {
             close(
-                rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "expired", started_at, messages,
-                source, &mut bus,
+                rt,
+                &mut *tx,
+                &mut w,
+                None,
+                &devid,
+                &sid,
+                &Ending::of_stored(&state),
+                "expired",
+                started_at,
+                messages,
+                source,
+                &mut bus,
             )
             .await?;
         } else if messages > 0 && starts {
@@ -208,15 +217,35 @@ pub async fn handle(
             // restarted mid-session and reuses its id, A.2): the old session
             // is over; what it transmitted is not sent again.
             close(
-                rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at, messages,
-                source, &mut bus,
+                rt,
+                &mut *tx,
+                &mut w,
+                None,
+                &devid,
+                &sid,
+                &Ending::of_stored(&state),
+                "aborted",
+                started_at,
+                messages,
+                source,
+                &mut bus,
             )
             .await?;
         } else {
             if messages >= rt.settings.max_messages {
                 close(
-                    rt, &mut *tx, &mut w, &none, &devid, &sid, &state, "aborted", started_at,
-                    messages, source, &mut bus,
+                    rt,
+                    &mut *tx,
+                    &mut w,
+                    None,
+                    &devid,
+                    &sid,
+                    &Ending::of_stored(&state),
+                    "aborted",
+                    started_at,
+                    messages,
+                    source,
+                    &mut bus,
                 )
                 .await?;
                 w.run(db, &mut *tx).await?;
@@ -244,10 +273,10 @@ pub async fn handle(
                 rt,
                 &mut *tx,
                 &mut w,
-                &none,
+                None,
                 &devid,
                 &r.try_get::<String, _>("session_id")?,
-                &r.try_get::<String, _>("state")?,
+                &Ending::of_stored(&r.try_get::<String, _>("state")?),
                 "aborted",
                 r.try_get("started_at")?,
                 r.try_get("messages")?,
@@ -337,9 +366,14 @@ pub async fn handle(
             }
         }
         for j in jobs::take_queued(db, &mut *tx, &devid, &sid).await? {
+            // Kept with the others: if the session ends with this message,
+            // they are among its unanswered jobs.
+            let id = j.id;
+            job_cache.insert(id, j);
+            let j = &job_cache[&id];
             if let Some(c) = j.command() {
                 let cmd = if j.requested_by == rotate::REQUESTED_BY {
-                    rotate::command(rt, &mut *tx, &j, &c).await?
+                    rotate::command(rt, &mut *tx, j, &c).await?
                 } else {
                     c.to_server(j.id)
                 };
@@ -548,7 +582,6 @@ pub async fn handle(
         }
     }
     // The jobs this message settled, as `w` will write them.
-    let mut pending = BTreeMap::new();
     for id in dirty {
         let j = &job_cache[&id];
         jobs::finish_later(&mut w, j);
@@ -558,7 +591,6 @@ pub async fn handle(
         if j.state != "sent" && j.state != "queued" {
             audits.extend(change_audits(j));
         }
-        pending.insert(id, j.clone());
         bus.push(DeviceEvent::JobUpdated {
             devid: devid.clone(),
             job: j.id,
@@ -573,14 +605,20 @@ pub async fn handle(
         commands_sent: st.commands,
     })?;
     if let Some(reason) = ended {
+        // The jobs still waiting for an answer, as `w` will leave them:
+        // those read at the start and those sent in this reply.
+        let open = job_cache
+            .into_values()
+            .filter(|j| j.state == "sent" && j.session_id == sid && j.devid == devid)
+            .collect();
         close(
             rt,
             &mut *tx,
             &mut w,
-            &pending,
+            Some(open),
             &devid,
             &sid,
-            &state,
+            &Ending::of(&st.session, st.commands),
             outcome_of(reason),
             st.started_at,
             st.messages,
@@ -883,6 +921,38 @@ fn session_row(w: &mut Writes, sql: &'static str, text: [&str; 3], numbers: [i64
     w.push(sql, values);
 }
 
+/// What ending a session needs to know of its state.
+struct Ending {
+    authenticated: bool,
+    /// Jobs of commands not transmitted yet (queued, or the rest of a
+    /// package split over messages).
+    untransmitted: HashSet<i64>,
+    commands: i64,
+}
+
+impl Ending {
+    fn of(session: &ServerSession, commands: i64) -> Ending {
+        Ending {
+            authenticated: session.is_authenticated(),
+            untransmitted: session.untransmitted_jobs().map(jobs::top_job).collect(),
+            commands,
+        }
+    }
+
+    /// From a session as `dm_sessions.state` keeps it; one that cannot be
+    /// read counts as never authenticated (its jobs go back to the queue).
+    fn of_stored(state: &str) -> Ending {
+        match serde_json::from_str::<StoredState>(state) {
+            Ok(s) => Ending::of(&s.session, s.commands_sent),
+            Err(_) => Ending {
+                authenticated: false,
+                untransmitted: HashSet::new(),
+                commands: 0,
+            },
+        }
+    }
+}
+
 /// Ends a session: its row deleted, a history row, and its unfinished jobs
 /// either back in the queue (never transmitted) or failed (transmitted,
 /// no answer — they may have run, so they are not sent twice).
@@ -891,10 +961,10 @@ async fn close(
     rt: &Runtime,
     tx: &mut Conn,
     w: &mut Writes,
-    pending: &BTreeMap<i64, Job>,
+    open: Option<Vec<Job>>,
     devid: &str,
     sid: &str,
-    state: &str,
+    ending: &Ending,
     outcome: &str,
     started_at: i64,
     messages: i64,
@@ -903,26 +973,13 @@ async fn close(
 ) -> anyhow::Result<()> {
     let db = &rt.db;
     let now = rt.settings.clock.now_ms();
-    let v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
-    let s = &v["session"];
-    let authenticated = s["authenticated"].as_bool().unwrap_or(false);
-    let untransmitted: HashSet<i64> = ["queue", "package"]
-        .iter()
-        .flat_map(|k| s[*k].as_array().cloned().unwrap_or_default())
-        .filter_map(|c| c["job"].as_u64())
-        .map(jobs::top_job)
-        .collect();
-    let commands = v["commands_sent"].as_i64().unwrap_or(0);
+    let open = match open {
+        Some(open) => open,
+        None => jobs::open_in_session(db, tx, devid, sid).await?,
+    };
     let mut requeue = Vec::new();
-    for mut j in jobs::open_in_session(db, tx, devid, sid).await? {
-        // A job whose new state waits in `w` is judged by that state.
-        if let Some(p) = pending.get(&j.id) {
-            if p.state != "sent" {
-                continue;
-            }
-            j = p.clone();
-        }
-        if !authenticated || untransmitted.contains(&j.id) {
+    for mut j in open {
+        if !ending.authenticated || ending.untransmitted.contains(&j.id) {
             requeue.push(j.id);
             continue;
         }
@@ -951,7 +1008,7 @@ async fn close(
             ended_at: now,
             outcome: outcome.to_owned(),
             messages,
-            commands,
+            commands: ending.commands,
             source: source.to_owned(),
         },
     );
@@ -995,10 +1052,10 @@ pub async fn sweep_expired(rt: &Runtime) -> anyhow::Result<usize> {
                 rt,
                 &mut *tx,
                 &mut w,
-                &BTreeMap::new(),
+                None,
                 &devid,
                 &sid,
-                &r.try_get::<String, _>("state")?,
+                &Ending::of_stored(&r.try_get::<String, _>("state")?),
                 "expired",
                 r.try_get("started_at")?,
                 r.try_get("messages")?,

@@ -491,6 +491,18 @@ impl ServerSession {
         self.own_max_msg_size = Some(max);
     }
 
+    /// True once the client has authenticated (PROTOCOL A.4).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The jobs of commands not transmitted yet: queued for the next
+    /// package, or the rest of a package split over messages (PROTOCOL A.2,
+    /// A.3).
+    pub fn untransmitted_jobs(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.queue.iter().chain(&self.package).map(|c| c.job)
+    }
+
     /// True once the session has ended (PROTOCOL A.2).
     pub fn has_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended { .. })
