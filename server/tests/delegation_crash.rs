@@ -206,8 +206,16 @@ fn step_index(state: &str) -> usize {
         .unwrap_or(STEPS.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_at_every_step() {
+#[test]
+fn sigkill_at_every_step() {
+    common::bounded(
+        concat!(module_path!(), "::sigkill_at_every_step"),
+        4,
+        sigkill_at_every_step_body(),
+    );
+}
+
+async fn sigkill_at_every_step_body() {
     let tmp = tempfile::tempdir().unwrap();
     let mut dms1 = Server::prepare(DMS1, tmp.path().join("dms1")).await;
     let mut dms2 = Server::prepare(DMS2, tmp.path().join("dms2")).await;

@@ -158,8 +158,16 @@ fn b1_identity_is_created_once_and_reloaded_identical() {
 
 // PROTOCOL B.1: two servers pinned to each other exchange a document over
 // mutual TLS, each way; the inbox learns who sent it from the certificate.
-#[tokio::test]
-async fn b1_pinned_servers_exchange_a_document() {
+#[test]
+fn b1_pinned_servers_exchange_a_document() {
+    common::bounded(
+        concat!(module_path!(), "::b1_pinned_servers_exchange_a_document"),
+        1,
+        b1_pinned_servers_exchange_a_document_body(),
+    );
+}
+
+async fn b1_pinned_servers_exchange_a_document_body() {
     let a = server("a.example");
     let b = server("b.example");
     let at_a = listen(&a, &[&b]).await;
@@ -202,8 +210,19 @@ async fn b1_pinned_servers_exchange_a_document() {
 
 // PROTOCOL B.1: a key pinned for no peer ends the handshake; no HTTP
 // answer, the inbox is never called.
-#[tokio::test]
-async fn b1_a_stranger_is_refused_in_the_handshake() {
+#[test]
+fn b1_a_stranger_is_refused_in_the_handshake() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::b1_a_stranger_is_refused_in_the_handshake"
+        ),
+        1,
+        b1_a_stranger_is_refused_in_the_handshake_body(),
+    );
+}
+
+async fn b1_a_stranger_is_refused_in_the_handshake_body() {
     let a = server("a.example");
     let b = server("b.example");
     let stranger = server("stranger.example");
@@ -264,8 +283,16 @@ async fn without_client_certificate(
 
 // PROTOCOL B.1: a missing client certificate ends the handshake with a fatal
 // alert, seen by the client on its first read; no HTTP response is sent.
-#[tokio::test]
-async fn b1_no_client_certificate_is_refused() {
+#[test]
+fn b1_no_client_certificate_is_refused() {
+    common::bounded(
+        concat!(module_path!(), "::b1_no_client_certificate_is_refused"),
+        1,
+        b1_no_client_certificate_is_refused_body(),
+    );
+}
+
+async fn b1_no_client_certificate_is_refused_body() {
     let a = server("a.example");
     let b = server("b.example");
     let at_b = listen(&b, &[&a]).await;
@@ -290,8 +317,19 @@ async fn b1_no_client_certificate_is_refused() {
 
 // PROTOCOL B.1: the client checks the server by its pin; another key is
 // refused before anything is sent.
-#[tokio::test]
-async fn b1_a_client_pinned_to_another_key_refuses_the_server() {
+#[test]
+fn b1_a_client_pinned_to_another_key_refuses_the_server() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::b1_a_client_pinned_to_another_key_refuses_the_server"
+        ),
+        1,
+        b1_a_client_pinned_to_another_key_refuses_the_server_body(),
+    );
+}
+
+async fn b1_a_client_pinned_to_another_key_refuses_the_server_body() {
     let a = server("a.example");
     let b = server("b.example");
     let other = server("other.example");
@@ -320,8 +358,16 @@ async fn b1_a_client_pinned_to_another_key_refuses_the_server() {
 
 // PROTOCOL B.1: TLS 1.3 only; a client that offers only TLS 1.2 does not
 // get through the handshake, even with a pinned certificate.
-#[tokio::test]
-async fn b1_tls_1_2_is_refused() {
+#[test]
+fn b1_tls_1_2_is_refused() {
+    common::bounded(
+        concat!(module_path!(), "::b1_tls_1_2_is_refused"),
+        1,
+        b1_tls_1_2_is_refused_body(),
+    );
+}
+
+async fn b1_tls_1_2_is_refused_body() {
     let a = server("a.example");
     let b = server("b.example");
     let at_b = listen(&b, &[&a]).await;
@@ -373,8 +419,19 @@ fn raw_client(srv: &Server, pin: &Fingerprint) -> reqwest::Client {
 
 // PROTOCOL B.1: exactly POST /dm-delegation; other paths 404, other methods
 // 405, another media type 415 (B.9: checked first), at most 64 KiB (B.9).
-#[tokio::test]
-async fn b1_the_listener_serves_exactly_one_endpoint() {
+#[test]
+fn b1_the_listener_serves_exactly_one_endpoint() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::b1_the_listener_serves_exactly_one_endpoint"
+        ),
+        1,
+        b1_the_listener_serves_exactly_one_endpoint_body(),
+    );
+}
+
+async fn b1_the_listener_serves_exactly_one_endpoint_body() {
     let a = server("a.example");
     let b = server("b.example");
     let at_b = listen(&b, &[&a]).await;
@@ -451,8 +508,16 @@ async fn b1_the_listener_serves_exactly_one_endpoint() {
 
 // PROTOCOL B.1: the pins are live — a peer added or removed counts from the
 // next connection, without a restart.
-#[tokio::test]
-async fn b1_pins_change_without_a_restart() {
+#[test]
+fn b1_pins_change_without_a_restart() {
+    common::bounded(
+        concat!(module_path!(), "::b1_pins_change_without_a_restart"),
+        1,
+        b1_pins_change_without_a_restart_body(),
+    );
+}
+
+async fn b1_pins_change_without_a_restart_body() {
     let a = server("a.example");
     let b = server("b.example");
     let at_b = listen(&b, &[]).await;
@@ -506,8 +571,19 @@ async fn counting_relay(to: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::A
 // documents to the same peer; the listener checks its pins on every
 // request, so a peer removed meanwhile is refused as on a fresh
 // connection, and what it refuses never reaches the inbox.
-#[tokio::test]
-async fn b1_a_kept_connection_carries_the_next_documents_while_pinned() {
+#[test]
+fn b1_a_kept_connection_carries_the_next_documents_while_pinned() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::b1_a_kept_connection_carries_the_next_documents_while_pinned"
+        ),
+        1,
+        b1_a_kept_connection_carries_the_next_documents_while_pinned_body(),
+    );
+}
+
+async fn b1_a_kept_connection_carries_the_next_documents_while_pinned_body() {
     use std::sync::atomic::Ordering;
     let a = server("a.example");
     let b = server("b.example");

@@ -2,6 +2,8 @@
 //! (PROTOCOL A.1–A.5): `ServerSession` behind axum with the accounts of the
 //! simulator's `devices.csv`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use handover::dm::auth::{AuthType, Nonce};
@@ -70,8 +72,19 @@ fn value(tree: &handover::dm::Tree, uri: &str) -> String {
 /// PROTOCOL A.3, A.4: 20 devices enroll (auth, server's Get and Replace)
 /// with each auth scheme and encoding, twice, so the nonces each side
 /// issued in the first session carry the second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_devices_enroll_with_md5_hmac_and_wbxml() {
+#[test]
+fn twenty_devices_enroll_with_md5_hmac_and_wbxml() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::twenty_devices_enroll_with_md5_hmac_and_wbxml"
+        ),
+        4,
+        twenty_devices_enroll_with_md5_hmac_and_wbxml_body(),
+    );
+}
+
+async fn twenty_devices_enroll_with_md5_hmac_and_wbxml_body() {
     for (auth, encoding) in [
         (AuthType::Md5, Encoding::Xml),
         (AuthType::Hmac, Encoding::Xml),
@@ -101,8 +114,19 @@ async fn twenty_devices_enroll_with_md5_hmac_and_wbxml() {
 
 /// PROTOCOL A.5: a package 0 with the right digest starts a session within
 /// a second; one with a wrong digest is refused and starts none.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn push_notification_starts_a_session_and_a_bad_digest_is_refused() {
+#[test]
+fn push_notification_starts_a_session_and_a_bad_digest_is_refused() {
+    common::bounded(
+        concat!(
+            module_path!(),
+            "::push_notification_starts_a_session_and_a_bad_digest_is_refused"
+        ),
+        4,
+        push_notification_starts_a_session_and_a_bad_digest_is_refused_body(),
+    );
+}
+
+async fn push_notification_starts_a_session_and_a_bad_digest_is_refused_body() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sim) = fleet(dir.path(), 3, AuthType::Md5, Encoding::Xml, true).await;
     let http = reqwest::Client::new();
@@ -179,8 +203,16 @@ async fn push_notification_starts_a_session_and_a_bad_digest_is_refused() {
 
 /// A restarted simulator is the same fleet: same DevIds and secrets, the
 /// server's tree changes and the nonces kept, so it authenticates again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn state_survives_a_restart() {
+#[test]
+fn state_survives_a_restart() {
+    common::bounded(
+        concat!(module_path!(), "::state_survives_a_restart"),
+        4,
+        state_survives_a_restart_body(),
+    );
+}
+
+async fn state_survives_a_restart_body() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sim) = fleet(dir.path(), 5, AuthType::Hmac, Encoding::Wbxml, false).await;
     let before = sim.records().await;
@@ -221,8 +253,16 @@ async fn state_survives_a_restart() {
 
 /// `devices.csv`: exact header, one row per device, per-device secrets,
 /// nonces as base64 of 24 base64url characters (A.4), parse ∘ write = id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_csv_round_trips() {
+#[test]
+fn devices_csv_round_trips() {
+    common::bounded(
+        concat!(module_path!(), "::devices_csv_round_trips"),
+        2,
+        devices_csv_round_trips_body(),
+    );
+}
+
+async fn devices_csv_round_trips_body() {
     let dir = tempfile::tempdir().unwrap();
     let (server, sim) = fleet(dir.path(), 20, AuthType::Md5, Encoding::Xml, true).await;
     let text = std::fs::read_to_string(dir.path().join("devices.csv")).unwrap();
@@ -252,8 +292,16 @@ async fn devices_csv_round_trips() {
 
 /// `handover sim bench` end to end against the reference server: both
 /// phases run and some sessions succeed (exit code 0).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bench_runs_both_phases() {
+#[test]
+fn bench_runs_both_phases() {
+    common::bounded(
+        concat!(module_path!(), "::bench_runs_both_phases"),
+        4,
+        bench_runs_both_phases_body(),
+    );
+}
+
+async fn bench_runs_both_phases_body() {
     let args = handover::sim::bench::BenchArgs {
         devices: 5,
         duration: 1,
@@ -315,8 +363,16 @@ async fn mac_tampering_proxy(target: String) -> String {
 /// PROTOCOL A.4: with an HMAC SRVCRED the device checks the server's MAC
 /// over each answer's exact bytes; a wrong one is refused and ends the
 /// session before any command runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_server_mac_ends_the_session() {
+#[test]
+fn a_wrong_server_mac_ends_the_session() {
+    common::bounded(
+        concat!(module_path!(), "::a_wrong_server_mac_ends_the_session"),
+        2,
+        a_wrong_server_mac_ends_the_session_body(),
+    );
+}
+
+async fn a_wrong_server_mac_ends_the_session_body() {
     let dir = tempfile::tempdir().unwrap();
     let server = RefServer::start("127.0.0.1:0".parse().unwrap(), &[], commands())
         .await
