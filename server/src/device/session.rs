@@ -196,63 +196,27 @@ pub async fn handle(
         let state: String = r.try_get("state")?;
         let messages: i64 = r.try_get("messages")?;
         let started_at: i64 = r.try_get("started_at")?;
-        if now - updated > rt.settings.idle_ms {
+        let expired = now - updated > rt.settings.idle_ms;
+        // The device started over with the same SessionID (e.g. it
+        // restarted mid-session and reuses its id, A.2): the old session is
+        // over; what it transmitted is not sent again.
+        let restarted = !expired && messages > 0 && starts;
+        let too_many = !expired && !restarted && messages >= rt.settings.max_messages;
+        if expired || restarted || too_many {
+            let outcome = if expired { "expired" } else { "aborted" };
+            let ending = Ending::of_stored(&state);
             close(
-                rt,
-                &mut *tx,
-                &mut w,
-                None,
-                &devid,
-                &sid,
-                &Ending::of_stored(&state),
-                "expired",
-                started_at,
-                messages,
-                source,
-                &mut bus,
+                rt, &mut *tx, &mut w, None, &devid, &sid, &ending, outcome, started_at, messages,
+                source, &mut bus,
             )
             .await?;
-        } else if messages > 0 && starts {
-            // The device started over with the same SessionID (e.g. it
-            // restarted mid-session and reuses its id, A.2): the old session
-            // is over; what it transmitted is not sent again.
-            close(
-                rt,
-                &mut *tx,
-                &mut w,
-                None,
-                &devid,
-                &sid,
-                &Ending::of_stored(&state),
-                "aborted",
-                started_at,
-                messages,
-                source,
-                &mut bus,
-            )
-            .await?;
-        } else {
-            if messages >= rt.settings.max_messages {
-                close(
-                    rt,
-                    &mut *tx,
-                    &mut w,
-                    None,
-                    &devid,
-                    &sid,
-                    &Ending::of_stored(&state),
-                    "aborted",
-                    started_at,
-                    messages,
-                    source,
-                    &mut bus,
-                )
-                .await?;
+            if too_many {
                 w.run(db, &mut *tx).await?;
                 tx.commit().await?;
                 publish(rt, bus);
                 return Ok(Reply::Refused(429, "too many messages in this session"));
             }
+        } else {
             let s: StoredState = serde_json::from_str(&state)?;
             stored = Some(Stored {
                 session: s.session,
