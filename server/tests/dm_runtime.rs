@@ -471,6 +471,56 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
     running.stop().await;
 }
 
+// A session is cut off after the configured number of messages: the next
+// one is refused with 429, the session ends aborted, and a job transmitted
+// in its last answer counts as failed (it may have run; it is not sent
+// twice).
+async fn message_limit_ends_the_session(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let mut cfg = serve_config(&t);
+    cfg.dm.max_messages = 2;
+    let (bound, running) = start(cfg).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let first = queue(
+        &db,
+        "IMEI:1",
+        json!({"cmd":"Get","target":"./DevInfo/Lang"}),
+    )
+    .await;
+    let mut d = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    let mut c = d.start("8", Encoding::Xml);
+    assert_eq!(d.run(&mut c, &url, 1).await, None);
+    // Queued while the session runs: sent with the answer to message 2.
+    let second = queue(&db, "IMEI:1", json!({"cmd":"Get","target":"./DevInfo/Man"})).await;
+    assert_eq!(d.run(&mut c, &url, 1).await, None);
+    assert_eq!(job(&db, first).await.state, "succeeded");
+    assert_eq!(job(&db, second).await.state, "sent");
+    let third = c.poll_transmit().expect("the device answers package 4");
+    let res = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", third.encoding.content_type())
+        .body(third.bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(open_sessions(&db, "IMEI:1").await.is_empty());
+    let hist = devices::sessions(&db, "IMEI:1", 1).await.unwrap();
+    assert_eq!(
+        (
+            hist[0].session_id.as_str(),
+            hist[0].outcome.as_str(),
+            hist[0].messages
+        ),
+        ("8", "aborted", 2)
+    );
+    let j = job(&db, second).await;
+    assert_eq!(j.state, "failed", "{}", j.error);
+    assert!(j.error.contains("aborted"), "{}", j.error);
+    running.stop().await;
+}
+
 // A restart between two messages of a session loses nothing, and a job is
 // done exactly once; a second instance on the same database continues.
 async fn restart_mid_session(t: TestDb) {
@@ -956,4 +1006,5 @@ on_both_databases! {
     hmac_wbxml_bad => hmac_wbxml_and_bad_credentials;
     restart => restart_mid_session;
     api_push => api_and_push;
+    message_limit => message_limit_ends_the_session;
 }
