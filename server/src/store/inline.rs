@@ -209,6 +209,7 @@ impl Inline {
     /// Opens the database file of a `sqlite:` URL (created by the pool's
     /// migrations before); a reader refuses to write.
     pub fn open(url: &str, reader: bool) -> Result<Inline, sqlx::Error> {
+        configure_library();
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -392,10 +393,14 @@ impl SqlConn for Inline {
 
 /// Settings of the SQLite library itself, made once before its first
 /// connection opens (later they cannot change): no memory statistics, which
-/// cost a process-wide mutex around every allocation SQLite makes.
+/// cost a process-wide mutex around every allocation SQLite makes, and the
+/// page cache layer of [`super::pcache`].
 pub fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        if !super::pcache::install() {
+            tracing::debug!("SQLite was initialized before its page cache layer was installed");
+        }
         // SAFETY: `sqlite3_config` is called before SQLite is initialized
         // (it returns SQLITE_MISUSE, changing nothing, if it already is), with
         // the one integer argument SQLITE_CONFIG_MEMSTATUS takes.
