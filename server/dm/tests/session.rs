@@ -569,6 +569,8 @@ fn management_commands_and_acl_refusal() {
         assert_eq!(tree.value(&uri("./Vendor/Setting")), Some(&b"two"[..]));
         assert!(tree.node(&uri("./Vendor/Copy")).is_none());
         assert_eq!(tree.value(&uri("./DevInfo/Man")), Some(&b"Acme"[..]));
+        // All nine, the refused ones too; the server's Statuses not.
+        assert_eq!(c.commands_received(), 9);
     }
 }
 
@@ -597,6 +599,8 @@ fn atomic_rollback() {
         assert_eq!(run.status_of(13), StatusCode::NOT_EXECUTED);
         assert!(c.tree().node(&uri("./Staged")).is_none());
         assert_eq!(c.tree().len(), before.len());
+        // The Atomic's three commands, not the Atomic itself.
+        assert_eq!(c.commands_received(), 3);
     }
 }
 

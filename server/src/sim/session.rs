@@ -7,7 +7,6 @@ use std::time::Duration;
 use handover_dm::auth::HMAC_HEADER;
 use handover_dm::notification::Notification;
 use handover_dm::session::{ClientConfig, ClientEvent, ClientSession, ClientTransmit, EndReason};
-use handover_dm::syncml::Command;
 use handover_dm::{AlertCode, ServerId};
 use rand::SeedableRng;
 
@@ -75,17 +74,6 @@ pub(crate) async fn post(
         }
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
     }
-}
-
-/// Commands in a server message that the device executes (A.3).
-fn count_commands(cmds: &[Command]) -> u64 {
-    cmds.iter()
-        .map(|c| match c {
-            Command::Status(_) | Command::Results(_) | Command::Alert(_) => 0,
-            Command::Atomic(b) | Command::Sequence(b) => count_commands(&b.commands),
-            _ => 1,
-        })
-        .sum()
 }
 
 /// One client-initiated session (Alert 1201) per DMAcc account of the
@@ -178,7 +166,6 @@ async fn run_inner(
     let mut session = ClientSession::start(config, std::mem::take(&mut st.tree));
     let (mut client_next, mut server_next) = (None, None);
     let mut end = None;
-    let mut commands = 0;
     let mut failed_http = false;
     for _ in 0..MAX_MESSAGES {
         let Some(tx) = session.poll_transmit() else {
@@ -199,9 +186,6 @@ async fn run_inner(
         if session.has_ended() {
             // The last message (e.g. the refusal of a bad server Cred) needs no answer.
             break;
-        }
-        if let Ok(m) = handover_dm::decode(&reply) {
-            commands += count_commands(&m.body);
         }
         // A.4: with an HMAC SRVCRED the session checks the server's MAC
         // over these exact bytes; a bad or missing one ends the session
@@ -230,6 +214,7 @@ async fn run_inner(
             }
         }
     }
+    let commands = session.commands_received();
     st.tree = session.into_tree();
     // A.4: the nonces both sides now expect, for the next session.
     if let Some(n) = &client_next {

@@ -174,6 +174,9 @@ pub struct ClientSession {
     ended: bool,
     events: VecDeque<ClientEvent>,
     transmits: VecDeque<ClientTransmit>,
+    /// Management commands received from the server (see
+    /// [`Self::commands_received`]).
+    commands_received: u64,
 }
 
 impl std::fmt::Debug for LargeIn {
@@ -243,6 +246,7 @@ impl ClientSession {
             ended: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            commands_received: 0,
         };
         s.send_package1();
         s
@@ -256,6 +260,13 @@ impl ClientSession {
     /// Gives the tree back (to persist it).
     pub fn into_tree(self) -> Tree {
         self.tree
+    }
+
+    /// The management commands (A.3) in the server messages handled so
+    /// far, those inside an Atomic or Sequence counted one by one; Status,
+    /// Results and Alert are not counted.
+    pub fn commands_received(&self) -> u64 {
+        self.commands_received
     }
 
     /// True once the session is over.
@@ -465,6 +476,7 @@ impl ClientSession {
             return Err(ClientError::Ended);
         }
         let msg = syncml::decode(bytes)?;
+        self.commands_received += management_commands(&msg.body);
         let msg_ref = msg.hdr.msg_id;
         // A.2: an abort ends the session whatever else the message says
         // (the server aborts after a rule broken, with 400 on the SyncHdr).
@@ -967,4 +979,16 @@ fn large_results(cmd: &Command) -> Option<LargeOut> {
         offset: 0,
         job: None,
     })
+}
+
+/// Management commands in a message body (A.3): every command but Status,
+/// Results and Alert, those inside Atomic and Sequence counted one by one.
+fn management_commands(cmds: &[Command]) -> u64 {
+    cmds.iter()
+        .map(|c| match c {
+            Command::Status(_) | Command::Results(_) | Command::Alert(_) => 0,
+            Command::Atomic(b) | Command::Sequence(b) => management_commands(&b.commands),
+            _ => 1,
+        })
+        .sum()
 }
