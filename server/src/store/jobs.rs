@@ -4,7 +4,7 @@
 //! the session holding it (so it is delivered exactly once).
 
 use super::Conn;
-use super::{now_ms, opt_i64, Db, WriteTx, Writes};
+use super::{bind_all, now_ms, opt_i64, Db, Dialect, WriteTx, Writes};
 use base64::Engine;
 use handover_dm::session::{CommandKind, JobId, ServerCommand};
 use sqlx::any::AnyRow;
@@ -268,8 +268,9 @@ pub async fn enqueue<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let sql = insert_sql(1);
-    sqlx::query(&db.sql(&sql))
+    // `exec` may be a pool: the id comes back with the statement.
+    let sql = insert_sql(db, 1, true);
+    sqlx::query(&sql)
         .bind(devid)
         .bind(requested_by)
         .bind(notify as i64)
@@ -280,21 +281,35 @@ where
         .try_get("id")
 }
 
-/// Inserts `n` jobs and returns their ids; its placeholders: $1 the
-/// device, $2 who asks, $3 notify, $4 now, then one command each.
-fn insert_sql(n: usize) -> String {
+/// Inserts `n` jobs; its placeholders: $1 the device, $2 who asks, $3
+/// notify, $4 now, then one command each; `returning` their ids.
+fn insert_sql(db: &Db, n: usize, returning: bool) -> String {
     let rows: Vec<String> = (0..n)
         .map(|i| format!("($1, ${}, $2, $3, $4, $4)", i + 5))
         .collect();
-    format!(
+    let returning = if returning { " RETURNING id" } else { "" };
+    db.sql(&format!(
         "INSERT INTO jobs (devid, command, requested_by, notify, created_at, updated_at) \
-         VALUES {} RETURNING id",
+         VALUES {}{returning}",
         rows.join(", ")
-    )
+    ))
+    .into_owned()
+}
+
+/// The ids of the `n` rows one SQLite `INSERT` added to `jobs`, the last
+/// of them `last`: one statement holds the write lock throughout and numbers
+/// its rows one after the other (`AUTOINCREMENT`).
+fn inserted_ids(last: i64, inserted: u64, n: usize) -> Result<Vec<i64>, sqlx::Error> {
+    if inserted != n as u64 {
+        return Err(sqlx::Error::Protocol(format!(
+            "{inserted} jobs inserted instead of {n}"
+        )));
+    }
+    Ok((last + 1 - n as i64..=last).collect())
 }
 
 /// A write transaction begun by queueing `commands`, in order, with one
-/// statement (see [`Db::begin_write_with`]); returns it and the job ids.
+/// statement; returns it and the job ids.
 pub async fn begin_enqueue(
     db: &Db,
     devid: &str,
@@ -302,7 +317,10 @@ pub async fn begin_enqueue(
     requested_by: &str,
     notify: bool,
 ) -> Result<(WriteTx, Vec<i64>), sqlx::Error> {
-    let sql = insert_sql(commands.len());
+    // On SQLite the ids are read off the last one (see [`inserted_ids`]):
+    // a `RETURNING` there first copies the rows into a temporary table.
+    let postgres = db.dialect() == Dialect::Postgres;
+    let sql = insert_sql(db, commands.len(), postgres);
     let mut values = vec![
         devid.into(),
         requested_by.into(),
@@ -314,13 +332,35 @@ pub async fn begin_enqueue(
             .iter()
             .map(|c| serde_json::to_string(c).expect("commands serialize").into()),
     );
-    let (tx, rows) = db.begin_write_with(&sql, values).await?;
-    // Ids grow in the order of the rows; RETURNING has no order of its own.
-    let mut ids = rows
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<Vec<i64>, _>>()?;
-    ids.sort_unstable();
+    let mut tx = db.begin_write().await?;
+    let q = bind_all(sqlx::query(&sql), values);
+    let ids = match db.dialect() {
+        Dialect::Postgres => {
+            // Ids grow in the order of the rows; RETURNING has no order of
+            // its own.
+            let mut ids = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<Vec<i64>, _>>()?;
+            ids.sort_unstable();
+            ids
+        }
+        Dialect::Sqlite => {
+            let done = q.execute(&mut *tx).await?;
+            let last = match done.last_insert_id() {
+                Some(id) => id,
+                // sqlx's own SQLite connection (an in-memory database) does
+                // not say; the same connection still knows.
+                None => sqlx::query("SELECT last_insert_rowid() AS id")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("id")?,
+            };
+            inserted_ids(last, done.rows_affected(), commands.len())?
+        }
+    };
     Ok((tx, ids))
 }
 
@@ -345,24 +385,44 @@ pub async fn for_device(db: &Db, devid: &str, limit: i64) -> Result<Vec<Job>, sq
 }
 
 /// Takes the device's queued jobs, in order, marking them sent in `session_id`.
+///
+/// Read, then marked one by one by id: an `UPDATE` that changes the state
+/// its own index is searched by (or that returns rows) first copies what it
+/// finds into a temporary table of SQLite's, which costs more than the
+/// statements it saves. A job that is no longer queued when it is marked
+/// (another instance on PostgreSQL took or cancelled it) is left out.
 pub async fn take_queued(
     db: &Db,
     tx: &mut Conn,
     devid: &str,
     session_id: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    // One statement marks and reads them; RETURNING has no order of its own.
     let rows = sqlx::query(&db.sql(&format!(
-        "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 \
-         WHERE devid = $1 AND state = 'queued' RETURNING {COLUMNS}"
+        "SELECT {COLUMNS} FROM jobs WHERE devid = $1 AND state = 'queued' ORDER BY id"
     )))
     .bind(devid)
-    .bind(session_id)
-    .bind(now_ms())
     .fetch_all(&mut *tx)
     .await?;
-    let mut jobs: Vec<Job> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    jobs.sort_by_key(|j| j.id);
+    let now = now_ms();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut j = from_row(r)?;
+        let marked = sqlx::query(&db.sql(
+            "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 \
+             WHERE id = $1 AND state = 'queued'",
+        ))
+        .bind(j.id)
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 1 {
+            j.state = "sent".into();
+            j.session_id = session_id.to_owned();
+            j.updated_at = now;
+            jobs.push(j);
+        }
+    }
     Ok(jobs)
 }
 
