@@ -532,12 +532,12 @@ pub async fn handle(
                 Some(serde_json::Value::Object(detail).to_string())
             };
             // Values read again and unchanged (a routine Get): no write.
-            if tree != old_tree || detail.as_ref().is_some_and(|t| *t != old_detail) {
+            if tree.is_some() || detail.as_ref().is_some_and(|t| *t != old_detail) {
                 devices::set_inventory(
                     &mut w,
                     &devid,
                     detail.as_deref().unwrap_or(&old_detail),
-                    &tree,
+                    tree.as_deref().unwrap_or(&old_tree),
                 );
             }
             bus.push(DeviceEvent::InventoryUpdated {

@@ -2,6 +2,7 @@
 //! sorted by URI, merged from Get results of values and `?prop=ACL`.
 
 use handover_dm::session::ReceivedItem;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One cached node.
@@ -18,12 +19,35 @@ pub struct CachedNode {
     pub acl: String,
 }
 
-/// Merges Get results into the cached tree; returns the new JSON (the
-/// given text itself when nothing changed), and the DevDetail leaves seen
-/// (relative names → values).
-pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<String, String>) {
-    let mut nodes: BTreeMap<String, CachedNode> =
-        serde_json::from_str::<Vec<CachedNode>>(tree_json)
+/// A cached node as read for [`merge`]: its texts borrowed from the JSON
+/// where they can be, so a tree read to learn that nothing changed (the
+/// routine Get of `./DevInfo`) allocates little. Written back in the same
+/// shape as [`CachedNode`].
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Node<'a> {
+    #[serde(borrow)]
+    uri: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    mime: Cow<'a, str>,
+    #[serde(borrow)]
+    value: Cow<'a, str>,
+    #[serde(borrow)]
+    acl: Cow<'a, str>,
+}
+
+/// Merges Get results into the cached tree; returns the new JSON (none when
+/// nothing changed), and the DevDetail leaves seen (relative names →
+/// values).
+pub fn merge(
+    tree_json: &str,
+    items: &[ReceivedItem],
+) -> (Option<String>, BTreeMap<String, String>) {
+    let mut nodes: BTreeMap<Cow<'_, str>, Node<'_>> =
+        serde_json::from_str::<Vec<Node<'_>>>(tree_json)
             .unwrap_or_default()
             .into_iter()
             .map(|n| (n.uri.clone(), n))
@@ -34,47 +58,64 @@ pub fn merge(tree_json: &str, items: &[ReceivedItem]) -> (String, BTreeMap<Strin
         let Some(source) = item.source.as_deref() else {
             continue;
         };
-        let text = String::from_utf8_lossy(&item.data).into_owned();
+        let text = String::from_utf8_lossy(&item.data);
         let (uri, prop) = match source.split_once("?prop=") {
             Some((u, p)) => (u, Some(p)),
             None => (source, None),
         };
-        let node = nodes.entry(uri.to_owned()).or_insert_with(|| {
+        let node = nodes.entry(Cow::Owned(uri.to_owned())).or_insert_with(|| {
             changed = true;
-            CachedNode {
-                uri: uri.to_owned(),
-                kind: "leaf".into(),
-                ..CachedNode::default()
+            Node {
+                uri: Cow::Owned(uri.to_owned()),
+                kind: Cow::Borrowed("leaf"),
+                format: Cow::Borrowed(""),
+                mime: Cow::Borrowed(""),
+                value: Cow::Borrowed(""),
+                acl: Cow::Borrowed(""),
             }
         });
-        let before = node.clone();
+        // Each field is replaced only when its text differs.
+        fn set<'a>(field: &mut Cow<'a, str>, to: &str, changed: &mut bool) {
+            if **field != *to {
+                *field = Cow::Owned(to.to_owned());
+                *changed = true;
+            }
+        }
         match prop {
-            Some(p) if p.eq_ignore_ascii_case("ACL") => node.acl = text,
+            Some(p) if p.eq_ignore_ascii_case("ACL") => set(&mut node.acl, &text, &mut changed),
             Some(_) => {}
             None => {
                 let interior = item
                     .format
                     .as_deref()
                     .is_some_and(|f| f.eq_ignore_ascii_case("node"));
-                node.kind = if interior { "interior" } else { "leaf" }.into();
-                node.format = item.format.clone().unwrap_or_default();
-                node.mime = item.mime.clone().unwrap_or_default();
-                node.value = text.clone();
+                let kind = if interior { "interior" } else { "leaf" };
+                set(&mut node.kind, kind, &mut changed);
+                set(
+                    &mut node.format,
+                    item.format.as_deref().unwrap_or(""),
+                    &mut changed,
+                );
+                set(
+                    &mut node.mime,
+                    item.mime.as_deref().unwrap_or(""),
+                    &mut changed,
+                );
+                set(&mut node.value, &text, &mut changed);
                 if let Some(rel) = uri.strip_prefix("./DevDetail/") {
                     if !interior {
-                        devdetail.insert(rel.to_owned(), text);
+                        devdetail.insert(rel.to_owned(), text.into_owned());
                     }
                 }
             }
         }
-        changed |= *node != before;
     }
     if !changed {
-        return (tree_json.to_owned(), devdetail);
+        return (None, devdetail);
     }
-    let list: Vec<CachedNode> = nodes.into_values().collect();
+    let list: Vec<&Node<'_>> = nodes.values().collect();
     (
-        serde_json::to_string(&list).expect("nodes serialize"),
+        Some(serde_json::to_string(&list).expect("nodes serialize")),
         devdetail,
     )
 }
@@ -102,16 +143,30 @@ mod tests {
                 item("./DevDetail?prop=ACL", "chr", "Get=*"),
             ],
         );
+        let t = t.expect("new nodes change the tree");
         let nodes: Vec<CachedNode> = serde_json::from_str(&t).unwrap();
         assert_eq!(nodes[0].uri, "./DevDetail");
         assert_eq!(nodes[0].kind, "interior");
         assert_eq!(nodes[0].acl, "Get=*");
         assert_eq!(nodes[1].value, "1.0");
+        assert_eq!(nodes[1].kind, "leaf");
+        assert_eq!(nodes[1].format, "chr");
         assert_eq!(dd["FwV"], "1.0");
-        // The same values again: the same text back, not re-serialized.
-        let (again, _) = merge(&t, &[item("./DevDetail/FwV", "chr", "1.0")]);
-        assert_eq!(again, t);
+        // The same values again: unchanged, not re-serialized.
+        let (again, dd) = merge(&t, &[item("./DevDetail/FwV", "chr", "1.0")]);
+        assert_eq!(again, None);
+        assert_eq!(dd["FwV"], "1.0");
         let (moved, _) = merge(&t, &[item("./DevDetail/FwV", "chr", "1.1")]);
-        assert_ne!(moved, t);
+        let moved = moved.expect("a new value changes the tree");
+        let nodes: Vec<CachedNode> = serde_json::from_str(&moved).unwrap();
+        assert_eq!(nodes[1].value, "1.1");
+        assert_eq!(nodes[0].acl, "Get=*", "the other nodes are kept");
+        // Text that JSON escapes reads back as it was, and is not a change.
+        let (quoted, _) = merge(&moved, &[item("./Vendor/Q", "chr", "a \"b\"\n\\")]);
+        let quoted = quoted.expect("a new node");
+        let (same, _) = merge(&quoted, &[item("./Vendor/Q", "chr", "a \"b\"\n\\")]);
+        assert_eq!(same, None);
+        let nodes: Vec<CachedNode> = serde_json::from_str(&quoted).unwrap();
+        assert_eq!(nodes[2].value, "a \"b\"\n\\");
     }
 }
