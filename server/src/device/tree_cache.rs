@@ -23,7 +23,7 @@ pub struct CachedNode {
 /// where they can be, so a tree read to learn that nothing changed (the
 /// routine Get of `./DevInfo`) allocates little. Written back in the same
 /// shape as [`CachedNode`].
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Node<'a> {
     #[serde(borrow)]
     uri: Cow<'a, str>,
@@ -37,6 +37,14 @@ struct Node<'a> {
     value: Cow<'a, str>,
     #[serde(borrow)]
     acl: Cow<'a, str>,
+}
+
+/// Replaces `field` only when its text differs, noting the change.
+fn set(field: &mut Cow<'_, str>, to: &str, changed: &mut bool) {
+    if **field != *to {
+        *field = Cow::Owned(to.to_owned());
+        *changed = true;
+    }
 }
 
 /// Merges Get results into the cached tree; returns the new JSON (none when
@@ -63,24 +71,19 @@ pub fn merge(
             Some((u, p)) => (u, Some(p)),
             None => (source, None),
         };
-        let node = nodes.entry(Cow::Owned(uri.to_owned())).or_insert_with(|| {
-            changed = true;
-            Node {
-                uri: Cow::Owned(uri.to_owned()),
-                kind: Cow::Borrowed("leaf"),
-                format: Cow::Borrowed(""),
-                mime: Cow::Borrowed(""),
-                value: Cow::Borrowed(""),
-                acl: Cow::Borrowed(""),
-            }
-        });
-        // Each field is replaced only when its text differs.
-        fn set<'a>(field: &mut Cow<'a, str>, to: &str, changed: &mut bool) {
-            if **field != *to {
-                *field = Cow::Owned(to.to_owned());
-                *changed = true;
-            }
-        }
+        let node = nodes
+            .entry(Cow::Owned(uri.to_owned()))
+            .or_insert_with_key(|key| {
+                changed = true;
+                Node {
+                    uri: key.clone(),
+                    kind: Cow::Borrowed("leaf"),
+                    format: Cow::Borrowed(""),
+                    mime: Cow::Borrowed(""),
+                    value: Cow::Borrowed(""),
+                    acl: Cow::Borrowed(""),
+                }
+            });
         match prop {
             Some(p) if p.eq_ignore_ascii_case("ACL") => set(&mut node.acl, &text, &mut changed),
             Some(_) => {}

@@ -319,8 +319,7 @@ pub async fn begin_enqueue(
 ) -> Result<(WriteTx, Vec<i64>), sqlx::Error> {
     // On SQLite the ids are read off the last one (see [`inserted_ids`]):
     // a `RETURNING` there first copies the rows into a temporary table.
-    let postgres = db.dialect() == Dialect::Postgres;
-    let sql = insert_sql(db, commands.len(), postgres);
+    let sql = insert_sql(db, commands.len(), db.dialect() == Dialect::Postgres);
     let mut values = vec![
         devid.into(),
         requested_by.into(),
@@ -404,18 +403,19 @@ pub async fn take_queued(
     .fetch_all(&mut *tx)
     .await?;
     let now = now_ms();
+    let mark = db.sql(
+        "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 \
+         WHERE id = $1 AND state = 'queued'",
+    );
     let mut jobs = Vec::with_capacity(rows.len());
     for r in &rows {
         let mut j = from_row(r)?;
-        let marked = sqlx::query(&db.sql(
-            "UPDATE jobs SET state = 'sent', session_id = $2, updated_at = $3 \
-             WHERE id = $1 AND state = 'queued'",
-        ))
-        .bind(j.id)
-        .bind(session_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let marked = sqlx::query(&mark)
+            .bind(j.id)
+            .bind(session_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         if marked.rows_affected() == 1 {
             j.state = "sent".into();
             j.session_id = session_id.to_owned();

@@ -253,6 +253,17 @@ mod tests {
         format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
+    /// Adds 5 000 rows keyed `prefix-…` with values of `len` bytes.
+    fn fill(tx: &rusqlite::Transaction<'_>, prefix: &str, len: usize) {
+        for i in 0..5_000u64 {
+            tx.execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                (format!("{prefix}-{}", key(i)), "v".repeat(len)),
+            )
+            .expect("inserts");
+        }
+    }
+
     /// Commits after page splits are spared the walk, and a transaction
     /// that grew the file and was rolled back still has its pages dropped:
     /// the file reads back whole with only what was committed.
@@ -307,13 +318,7 @@ mod tests {
         let settled = cache_used(&c);
         // A transaction that grows the file by far, then is rolled back.
         let tx = c.transaction().expect("begins");
-        for i in 0..5_000u64 {
-            tx.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                (format!("gone-{}", key(i)), "x".repeat(300)),
-            )
-            .expect("inserts");
-        }
+        fill(&tx, "gone", 300);
         tx.rollback().expect("rolls back");
         // The pages it added past the end of the file are dropped.
         let after = cache_used(&c);
@@ -324,13 +329,7 @@ mod tests {
         // The pages it had cached past the end must not come back as the
         // content of the pages this one allocates.
         let tx = c.transaction().expect("begins");
-        for i in 0..5_000u64 {
-            tx.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                (format!("kept-{}", key(i)), "y".repeat(200)),
-            )
-            .expect("inserts");
-        }
+        fill(&tx, "kept", 200);
         tx.commit().expect("commits");
         drop(c);
         let c = rusqlite::Connection::open(&path).expect("opens again");
