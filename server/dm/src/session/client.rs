@@ -526,12 +526,7 @@ impl ClientSession {
             return Ok(());
         }
 
-        let manages = msg.body.iter().any(|c| {
-            !matches!(
-                c,
-                Command::Status(_) | Command::Results(_) | Command::Alert(_)
-            )
-        });
+        let manages = msg.body.iter().any(is_management);
         // A.4: the server's Cred is due in the first message of a package
         // that carries commands; a Cred sent anyway is checked too.
         let mut hdr_status = status(msg_ref, CmdRef::SyncHdr, "SyncHdr", StatusCode::OK);
@@ -981,14 +976,22 @@ fn large_results(cmd: &Command) -> Option<LargeOut> {
     })
 }
 
-/// Management commands in a message body (A.3): every command but Status,
-/// Results and Alert, those inside Atomic and Sequence counted one by one.
+/// True for a management command (A.3): every command but Status, Results
+/// and Alert.
+fn is_management(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Status(_) | Command::Results(_) | Command::Alert(_)
+    )
+}
+
+/// Management commands in a message body (A.3), those inside Atomic and
+/// Sequence counted one by one.
 fn management_commands(cmds: &[Command]) -> u64 {
     cmds.iter()
         .map(|c| match c {
-            Command::Status(_) | Command::Results(_) | Command::Alert(_) => 0,
             Command::Atomic(b) | Command::Sequence(b) => management_commands(&b.commands),
-            _ => 1,
+            c => is_management(c) as u64,
         })
         .sum()
 }
