@@ -393,11 +393,15 @@ impl SqlConn for Inline {
 
 /// Settings of the SQLite library itself, made once before its first
 /// connection opens (later they cannot change): no memory statistics, which
-/// cost a process-wide mutex around every allocation SQLite makes, and the
-/// page cache layer of [`super::pcache`].
+/// cost a process-wide mutex around every allocation SQLite makes, its
+/// allocations through mimalloc ([`super::malloc`]), and the page cache
+/// layer of [`super::pcache`].
 pub fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        if !super::malloc::install() {
+            tracing::debug!("SQLite was initialized before its allocator was set");
+        }
         if !super::pcache::install() {
             tracing::debug!("SQLite was initialized before its page cache layer was installed");
         }

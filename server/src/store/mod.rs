@@ -11,6 +11,7 @@ pub mod devices;
 pub mod inline;
 pub mod inventory;
 pub mod jobs;
+pub mod malloc;
 pub mod pcache;
 pub mod peers;
 pub mod settings;
