@@ -350,7 +350,9 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
                     },
                     None => None,
                 };
-                let ok = session::run_recorded(&fleet, &dev, &server_id, None, Some(&mut t)).await;
+                // Only the first successful session's messages are kept.
+                let record = transcript.is_none().then_some(&mut t);
+                let ok = session::run_recorded(&fleet, &dev, &server_id, None, record).await;
                 if ok {
                     lat.push(t0.elapsed());
                     transcript.get_or_insert_with(|| {

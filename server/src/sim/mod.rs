@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use handover_dm::auth::{AuthType, Nonce, StoredCredential};
+use handover_dm::auth::AuthType;
 use handover_dm::syncml::Encoding;
 use handover_dm::tree::{Timestamp, Tree};
 use handover_dm::{DevId, ServerId};
@@ -136,22 +136,16 @@ impl std::fmt::Display for StatsSnapshot {
     }
 }
 
-/// SRVCRED of one account, kept apart from the tree so a notification can
-/// be verified while a session holds the device (A.5).
-#[derive(Clone)]
-pub(crate) struct SrvCred {
-    server_id: ServerId,
-    cred: StoredCredential,
-    nonce: Nonce,
-}
-
 /// One device of the fleet.
 pub(crate) struct Device {
     dev_id: String,
     path: PathBuf,
     /// Held for the whole of a session: a device runs one at a time.
     state: Mutex<DeviceState>,
-    srv: std::sync::Mutex<Vec<SrvCred>>,
+    /// Its DMAcc accounts as the tree last held them, kept apart from the
+    /// tree: read off it once per change, and so a notification can be
+    /// verified while a session holds the device (A.5).
+    accounts: std::sync::Mutex<Vec<device::Account>>,
 }
 
 impl Device {
@@ -159,24 +153,28 @@ impl Device {
         let d = Self {
             dev_id: state.dev_id.clone(),
             path,
-            srv: std::sync::Mutex::new(Vec::new()),
+            accounts: std::sync::Mutex::new(Vec::new()),
             state: Mutex::new(state),
         };
-        d.refresh_srv(&d.state.try_lock().expect("new"));
+        d.refresh_accounts(&d.state.try_lock().expect("new"));
         d
     }
 
-    fn refresh_srv(&self, st: &DeviceState) {
-        let v = st
-            .accounts()
-            .into_iter()
-            .map(|a| SrvCred {
-                server_id: a.server_id,
-                cred: a.srvcred,
-                nonce: a.server_nonce,
-            })
-            .collect();
-        *self.srv.lock().expect("not poisoned") = v;
+    /// Reads the accounts off the tree again, after anything changed it.
+    fn refresh_accounts(&self, st: &DeviceState) {
+        *self.accounts.lock().expect("not poisoned") = st.accounts();
+    }
+
+    /// The account of `server_id`, as the tree last held it.
+    fn account(&self, server_id: &ServerId) -> Option<device::Account> {
+        let accounts = self.accounts.lock().expect("not poisoned");
+        accounts.iter().find(|a| &a.server_id == server_id).cloned()
+    }
+
+    /// The servers the device has accounts with.
+    fn servers(&self) -> Vec<ServerId> {
+        let accounts = self.accounts.lock().expect("not poisoned");
+        accounts.iter().map(|a| a.server_id.clone()).collect()
     }
 }
 
@@ -312,7 +310,9 @@ impl Sim {
         let Some(d) = self.fleet.by_id.get(dev_id) else {
             return false;
         };
-        f(&mut d.state.lock().await.tree);
+        let mut st = d.state.lock().await;
+        f(&mut st.tree);
+        d.refresh_accounts(&st);
         true
     }
 

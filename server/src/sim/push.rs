@@ -88,12 +88,8 @@ async fn push(
     };
     let n = parsed.notification.clone();
     let check = |dev: &super::Device| {
-        dev.srv
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .find(|c| c.server_id == n.server_id)
-            .is_some_and(|c| parsed.verify(&c.cred.name, &c.cred.secret, &c.nonce))
+        dev.account(&n.server_id)
+            .is_some_and(|a| parsed.verify(&a.srvcred.name, &a.srvcred.secret, &a.server_nonce))
     };
     let mut verified = check(&dev);
     if !verified {
@@ -101,7 +97,7 @@ async fn push(
         // DMAcc written in it, PROTOCOL B.5): like a real client, look
         // again once that session is over.
         let st = dev.state.lock().await;
-        dev.refresh_srv(&st);
+        dev.refresh_accounts(&st);
         drop(st);
         verified = check(&dev);
     }

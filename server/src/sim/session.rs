@@ -79,10 +79,7 @@ pub(crate) async fn post(
 /// One client-initiated session (Alert 1201) per DMAcc account of the
 /// device; true when all succeeded.
 pub(crate) async fn client_initiated(fleet: &Fleet, dev: &Device) -> bool {
-    let servers: Vec<ServerId> = {
-        let st = dev.state.lock().await;
-        st.accounts().into_iter().map(|a| a.server_id).collect()
-    };
+    let servers = dev.servers();
     let mut ok = !servers.is_empty();
     for s in servers {
         ok &= run(fleet, dev, &s, None).await;
@@ -146,11 +143,9 @@ async fn run_inner(
     mut record: Option<&mut Transcript>,
 ) -> bool {
     let mut st = dev.state.lock().await;
-    let Some(acc) = st
-        .accounts()
-        .into_iter()
-        .find(|a| &a.server_id == server_id)
-    else {
+    // Read under the device's lock: no session or edit changes the tree
+    // (and its accounts with it) meanwhile.
+    let Some(acc) = dev.account(server_id) else {
         tracing::warn!(dev = %dev.dev_id, server = %server_id, "no DMAcc for this server");
         return false;
     };
@@ -244,7 +239,7 @@ async fn run_inner(
     } else {
         st.counters.sessions_failed += 1;
     }
-    dev.refresh_srv(&st);
+    dev.refresh_accounts(&st);
     if !fleet.cfg.save_each_session {
         return ok;
     }
