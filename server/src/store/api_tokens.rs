@@ -25,32 +25,32 @@ pub async fn create(db: &Db, user_id: i64, label: &str) -> Result<String, sqlx::
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 /// The enabled user a token acts for, if the token is valid; notes its use
-/// (to the minute).
+/// (to the minute). The token and its user are one read.
 pub async fn user_of(db: &Db, token: &str) -> Result<Option<users::User>, sqlx::Error> {
     let hash = secrets::sha256_hex(token.as_bytes());
     let row = sqlx::query(&db.sql(
-        "SELECT id, user_id, last_used_at FROM api_tokens WHERE token_sha256 = $1 AND revoked = 0",
+        "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.password_hash, u.roles, \
+         u.disabled, u.created_at, u.last_sign_in \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_sha256 = $1 AND t.revoked = 0",
     ))
     .bind(&hash)
     .fetch_optional(db.reader())
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let id: i64 = row.try_get("id")?;
-    let last_used = super::opt_i64(&row, "last_used_at")?;
-    let user = users::by_id(db, row.try_get("user_id")?).await?;
-    match user {
-        Some(u) if !u.disabled => {
-            let now = now_ms();
-            if last_used.is_some_and(|t| (0..LAST_USED_GRANULARITY_MS).contains(&(now - t))) {
-                return Ok(Some(u));
-            }
-            sqlx::query(&db.sql("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1"))
-                .bind(id)
-                .bind(now)
-                .execute(&mut *db.write_conn().await?)
-                .await?;
-            Ok(Some(u))
-        }
-        _ => Ok(None),
+    let user = users::from_row(&row)?;
+    if user.disabled {
+        return Ok(None);
     }
+    let last_used = super::opt_i64(&row, "last_used_at")?;
+    let now = now_ms();
+    if last_used.is_some_and(|t| (0..LAST_USED_GRANULARITY_MS).contains(&(now - t))) {
+        return Ok(Some(user));
+    }
+    sqlx::query(&db.sql("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1"))
+        .bind(row.try_get::<i64, _>("token_id")?)
+        .bind(now)
+        .execute(&mut *db.write_conn().await?)
+        .await?;
+    Ok(Some(user))
 }

@@ -46,7 +46,7 @@ pub fn roles_from_text(s: &str) -> Vec<Role> {
     s.split(',').filter_map(Role::parse).collect()
 }
 
-fn from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
+pub(super) fn from_row(r: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
