@@ -564,10 +564,6 @@ pub async fn handle(
     }
 
     let reply = st.session.poll_transmit();
-    let state = serde_json::to_string(&StateRef {
-        session: &st.session,
-        commands_sent: st.commands,
-    })?;
     if let Some(reason) = ended {
         // The jobs still waiting for an answer, as `w` will leave them:
         // those read at the start and those sent in this reply.
@@ -591,6 +587,11 @@ pub async fn handle(
         )
         .await?;
     } else {
+        // Only a session that goes on is stored.
+        let state = serde_json::to_string(&StateRef {
+            session: &st.session,
+            commands_sent: st.commands,
+        })?;
         save(
             &mut w,
             &devid,
