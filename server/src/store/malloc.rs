@@ -38,8 +38,9 @@ unsafe extern "C" fn x_size(p: *mut c_void) -> c_int {
 }
 
 unsafe extern "C" fn x_roundup(n: c_int) -> c_int {
-    // mimalloc's size classes are multiples of 8 for small sizes.
-    (n + 7) & !7
+    // mimalloc's size classes are multiples of 8 for small sizes. SQLite
+    // bounds `n` far below the limit; saturating keeps this total anyway.
+    n.saturating_add(7) & !7
 }
 
 unsafe extern "C" fn x_init(_: *mut c_void) -> c_int {
