@@ -720,6 +720,21 @@ async fn api_and_push(t: TestDb) {
             .len(),
         3
     );
+    // A device that does not exist: 404, nothing queued.
+    let res = post_json(
+        &http,
+        format!("{base}/devices/IMEI:404/commands"),
+        &operator,
+        &several,
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+    let err: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    assert!(handover::store::jobs::for_device(&db, "IMEI:404", 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     let (ct, bytes) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
         .await
@@ -997,6 +1012,89 @@ async fn pending_secrets_taken_into_use(t: TestDb) {
     running.stop().await;
 }
 
+/// Runs a session until it ends or a message is refused; returns the first
+/// status other than 200, or 200.
+async fn session_status(d: &mut Device, url: &str, session_id: &str) -> u16 {
+    let http = reqwest::Client::new();
+    let mut c = d.start(session_id, Encoding::Xml);
+    let mut status = 200;
+    for _ in 0..10 {
+        let ended = c.has_ended();
+        let Some(t) = c.poll_transmit() else { break };
+        let res = http
+            .post(url)
+            .header("content-type", t.encoding.content_type())
+            .body(t.bytes)
+            .send()
+            .await
+            .expect("POST");
+        if res.status() != 200 {
+            status = res.status().as_u16();
+            break;
+        }
+        let body = res.bytes().await.unwrap();
+        if ended {
+            break;
+        }
+        c.handle_response(&body, None, NOW, &mut rand::rngs::OsRng)
+            .expect("server message");
+    }
+    d.finish(c);
+    status
+}
+
+// A.4 and the "repeated failures throttled and audited": past the
+// free failures a device's messages are refused with 429 whatever they
+// carry, each refusal audited; once the delay is over, the right secret
+// gets in and clears the count.
+async fn repeated_failures_are_throttled(t: TestDb) {
+    let db = Db::connect(&t.url).await.unwrap();
+    import(&t, &db).await;
+    let cfg = serve_config(&t);
+    let clock = cfg.dm.clock.clone();
+    let (bound, running) = start(cfg).await;
+    let url = format!("http://{}/dm", bound.dm);
+    let policy = handover::device::session::DM_POLICY;
+
+    // Each session fails twice (A.4: challenged, then ended): one failure.
+    let mut bad = Device::new("IMEI:1", AuthType::Md5, "wrong");
+    let mut failed = 0;
+    while session_status(&mut bad, &url, &format!("b{failed}")).await == 200 {
+        failed += 1;
+        assert!(failed <= policy.lock_after, "never throttled");
+    }
+    assert_eq!(failed, policy.free_failures + 1);
+    // The right secret is refused too while the delay runs.
+    let mut good = Device::new("IMEI:1", AuthType::Md5, "clientpw");
+    assert_eq!(session_status(&mut good, &url, "g1").await, 429);
+    let throttled = audit::count(
+        &db,
+        &audit::Filter {
+            code: Some(Event::DmAuthThrottled.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(throttled, 2);
+    let key = "dm:IMEI:1";
+    let state = handover::store::throttle::get(&db, key).await.unwrap();
+    assert_eq!(state.failures, failed);
+
+    // After the longest delay the device gets in with the nonce the last
+    // challenge gave it (A.4), and its failures are forgotten.
+    clock.advance(std::time::Duration::from_millis(
+        policy.max_delay_ms as u64 + 1000,
+    ));
+    let stored = devices::get(&db, "IMEI:1").await.unwrap().unwrap();
+    good.client_nonce = Nonce::from_b64(&stored.client_nonce).unwrap();
+    let mut c = good.start("g2", Encoding::Xml);
+    assert_eq!(good.run(&mut c, &url, 10).await, Some(EndReason::Completed));
+    let state = handover::store::throttle::get(&db, key).await.unwrap();
+    assert_eq!(state.failures, 0);
+    running.stop().await;
+}
+
 on_both_databases! {
     pending_secrets => pending_secrets_taken_into_use;
     push_retry => push_is_retried_with_backoff;
@@ -1007,4 +1105,5 @@ on_both_databases! {
     restart => restart_mid_session;
     api_push => api_and_push;
     message_limit => message_limit_ends_the_session;
+    throttled => repeated_failures_are_throttled;
 }

@@ -137,22 +137,25 @@ pub async fn handle(
         ));
     }
     let now = rt.settings.clock.now_ms();
-    let th = throttle::get(db, &throttle_key(&devid)).await?;
+    let (mut tx, mut device) = devices::begin_locked(db, &devid).await?;
+    // Read in the message's transaction: on SQLite the writer's page cache
+    // answers it, where a reader's would start cold after each commit.
+    let th = throttle::get_in(db, &mut *tx, &throttle_key(&devid)).await?;
     if th.wait_ms(&DM_POLICY, now).is_some() {
-        audit::append(
+        audit::append_in(
             db,
-            NewEntry::new(Event::DmAuthThrottled, format!("device:{devid}"), &devid)
+            &mut *tx,
+            &NewEntry::new(Event::DmAuthThrottled, format!("device:{devid}"), &devid)
                 .source(source)
                 .details(serde_json::json!({ "failures": th.failures })),
         )
         .await?;
+        tx.commit().await?;
         return Ok(Reply::Refused(
             429,
             "too many failed authentications; try later",
         ));
     }
-
-    let (mut tx, mut device) = devices::begin_locked(db, &devid).await?;
     // What the message changes and reads back nowhere, sent with the
     // commit.
     let mut w = Writes::default();

@@ -259,20 +259,17 @@ async fn commands(
         c.validate()
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
     }
-    if !devices::exists(&rt.db, &devid)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    let Some((mut tx, ids)) =
+        jobs::begin_enqueue(&rt.db, &devid, &body.commands, &caller.name, body.notify)
+            .await
+            .map_err(ApiError::internal)?
+    else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such device",
         ));
-    }
-    let (mut tx, ids) =
-        jobs::begin_enqueue(&rt.db, &devid, &body.commands, &caller.name, body.notify)
-            .await
-            .map_err(ApiError::internal)?;
+    };
     // The audit entry commits with the jobs it records.
     audit::append_in(
         &rt.db,

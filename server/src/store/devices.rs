@@ -166,15 +166,6 @@ pub async fn get(db: &Db, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     row.as_ref().map(from_row).transpose()
 }
 
-/// Whether the device is known, without reading its row.
-pub async fn exists(db: &Db, devid: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(&db.sql("SELECT 1 AS known FROM devices WHERE devid = $1"))
-        .bind(devid)
-        .fetch_optional(db.reader())
-        .await?;
-    Ok(row.is_some())
-}
-
 /// The device as `tx` sees it.
 pub async fn get_in(db: &Db, tx: &mut Conn, devid: &str) -> Result<Option<Device>, sqlx::Error> {
     let row = sqlx::query(&db.sql(&format!(

@@ -309,14 +309,20 @@ fn inserted_ids(last: i64, inserted: u64, n: usize) -> Result<Vec<i64>, sqlx::Er
 }
 
 /// A write transaction begun by queueing `commands`, in order, with one
-/// statement; returns it and the job ids.
+/// statement, for a device that exists; returns it and the job ids, or
+/// `None` (and nothing written) when there is no device `devid`.
+///
+/// The device is looked up in the same transaction: on SQLite the writer's
+/// page cache answers it (a reader's cache starts cold after each of the
+/// writer's commits). It takes no row lock on PostgreSQL, where a DM
+/// message holds the device's row while it appends to the audit log.
 pub async fn begin_enqueue(
     db: &Db,
     devid: &str,
     commands: &[JobCommand],
     requested_by: &str,
     notify: bool,
-) -> Result<(WriteTx, Vec<i64>), sqlx::Error> {
+) -> Result<Option<(WriteTx, Vec<i64>)>, sqlx::Error> {
     // On SQLite the ids are read off the last one (see [`inserted_ids`]):
     // a `RETURNING` there first copies the rows into a temporary table.
     let sql = insert_sql(db, commands.len(), db.dialect() == Dialect::Postgres);
@@ -331,7 +337,15 @@ pub async fn begin_enqueue(
             .iter()
             .map(|c| serde_json::to_string(c).expect("commands serialize").into()),
     );
-    let mut tx = db.begin_write().await?;
+    let (mut tx, rows) = db
+        .begin_write_with(
+            "SELECT 1 AS known FROM devices WHERE devid = $1",
+            vec![devid.into()],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
     let q = bind_all(sqlx::query(&sql), values);
     let ids = match db.dialect() {
         Dialect::Postgres => {
@@ -360,7 +374,7 @@ pub async fn begin_enqueue(
             inserted_ids(last, done.rows_affected(), commands.len())?
         }
     };
-    Ok((tx, ids))
+    Ok(Some((tx, ids)))
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<Job>, sqlx::Error> {

@@ -1,7 +1,7 @@
 //! Failed sign-in bookkeeping per account and per source address: a growing
 //! delay after a few failures, then a temporary lock.
 
-use super::Db;
+use super::{Conn, Db};
 use sqlx::Row;
 
 /// How sign-in failures are throttled.
@@ -59,12 +59,26 @@ impl State {
 }
 
 pub async fn get(db: &Db, key: &str) -> Result<State, sqlx::Error> {
-    let row = sqlx::query(
-        &db.sql("SELECT failures, last_failure, locked_until FROM login_throttle WHERE key = $1"),
-    )
-    .bind(key)
-    .fetch_optional(db.reader())
-    .await?;
+    let row = sqlx::query(&db.sql(SELECT))
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await?;
+    state_of(row)
+}
+
+/// [`get`] inside a transaction (or on a connection) of the caller's.
+pub async fn get_in(db: &Db, conn: &mut Conn, key: &str) -> Result<State, sqlx::Error> {
+    let row = sqlx::query(&db.sql(SELECT))
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    state_of(row)
+}
+
+const SELECT: &str =
+    "SELECT failures, last_failure, locked_until FROM login_throttle WHERE key = $1";
+
+fn state_of(row: Option<sqlx::any::AnyRow>) -> Result<State, sqlx::Error> {
     Ok(match row {
         Some(r) => State {
             failures: r.try_get("failures")?,
