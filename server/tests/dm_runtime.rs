@@ -232,6 +232,19 @@ async fn import(t: &TestDb, db: &Db) {
     }
 }
 
+/// How many audit entries of `event` the log holds.
+async fn audited(db: &Db, event: Event) -> i64 {
+    audit::count(
+        db,
+        &audit::Filter {
+            code: Some(event.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn queue(db: &Db, devid: &str, c: serde_json::Value) -> i64 {
     let c: jobs::JobCommand = serde_json::from_value(c).unwrap();
     c.validate().unwrap();
@@ -344,15 +357,7 @@ async fn md5_session_runs_the_queue(t: TestDb) {
     let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
     assert_eq!(hist[0].outcome, "completed");
     // The refused ACL Replace is audited.
-    let n = audit::count(
-        &db,
-        &audit::Filter {
-            code: Some(Event::DmAclChanged.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let n = audited(&db, Event::DmAclChanged).await;
     assert_eq!(n, 1);
 
     // A second session: nonces moved on, no more DevDetail reads.
@@ -417,15 +422,7 @@ async fn hmac_wbxml_and_bad_credentials(t: TestDb) {
         let _ = d.run(&mut c, &url, 10).await;
         assert!(c.has_ended() || c.poll_transmit().is_none());
     }
-    let n = audit::count(
-        &db,
-        &audit::Filter {
-            code: Some(Event::DmAuthFailed.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let n = audited(&db, Event::DmAuthFailed).await;
     assert_eq!(n, 2);
     let hist = devices::sessions(&db, "IMEI:1", 5).await.unwrap();
     assert_eq!(hist[0].outcome, "auth-failed");
@@ -958,15 +955,7 @@ async fn push_is_retried_with_backoff(t: TestDb) {
     .await
     .expect("given up in time");
     assert_eq!(outbox(&db, "IMEI:2").await, ("failed".to_owned(), 14));
-    let failed = audit::count(
-        &db,
-        &audit::Filter {
-            code: Some(Event::DeviceNotifyFailed.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let failed = audited(&db, Event::DeviceNotifyFailed).await;
     assert_eq!(failed, 1);
     running.stop().await;
 }
@@ -1067,15 +1056,7 @@ async fn repeated_failures_are_throttled(t: TestDb) {
     // The right secret is refused too while the delay runs.
     let mut good = Device::new("IMEI:1", AuthType::Md5, "clientpw");
     assert_eq!(session_status(&mut good, &url, "g1").await, 429);
-    let throttled = audit::count(
-        &db,
-        &audit::Filter {
-            code: Some(Event::DmAuthThrottled.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let throttled = audited(&db, Event::DmAuthThrottled).await;
     assert_eq!(throttled, 2);
     let key = "dm:IMEI:1";
     let state = handover::store::throttle::get(&db, key).await.unwrap();
