@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{create_user, serve_config, start, TestDb};
-use handover::audit::{self, Event};
+use common::{audited, create_user, serve_config, start, TestDb};
+use handover::audit::Event;
 use handover::device::vault::Vault;
 use handover::store::{api_tokens, devices, jobs, Db};
 use handover_app::api::Role;
@@ -230,19 +230,6 @@ async fn import(t: &TestDb, db: &Db) {
         let d = devices::get(db, id).await.unwrap().unwrap();
         assert_eq!(d.authority, SERVER, "{id}");
     }
-}
-
-/// How many audit entries of `event` the log holds.
-async fn audited(db: &Db, event: Event) -> i64 {
-    audit::count(
-        db,
-        &audit::Filter {
-            code: Some(event.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 async fn queue(db: &Db, devid: &str, c: serde_json::Value) -> i64 {

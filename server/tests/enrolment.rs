@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{serve_config, start, TestDb};
+use common::{audited, serve_config, start, TestDb};
 use handover::audit::{self, Event};
 use handover::device::enrol::{EnrolKey, Policy};
 use handover::device::vault::Vault;
@@ -78,18 +78,6 @@ async fn setup_at(
         .unwrap();
     let db = Db::connect(&t.url).await.unwrap();
     (db, sim, running, bound.dm)
-}
-
-async fn count(db: &Db, event: Event) -> i64 {
-    audit::count(
-        db,
-        &audit::Filter {
-            code: Some(event.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 async fn enrolled_audits(db: &Db) -> i64 {
@@ -165,7 +153,7 @@ async fn enrols_with_derived_credentials(t: TestDb) {
         }
         // The Replace of each DMAcc secret is audited, two per device.
         assert_eq!(
-            count(&db, Event::DmAccountChanged).await,
+            audited(&db, Event::DmAccountChanged).await,
             4 * (i as i64 + 1)
         );
         sim.shutdown().await;

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::{serve_config, start, TestDb};
-use handover::audit::{self, Event};
+use common::{audited, serve_config, start, TestDb};
+use handover::audit::Event;
 use handover::dm::auth::AuthType;
 use handover::dm::session::ServerSession;
 use handover::dm::syncml::Encoding;
@@ -293,18 +293,6 @@ async fn job(db: &Db, id: i64) -> jobs::Job {
     jobs::get(db, id).await.unwrap().unwrap()
 }
 
-async fn audits(db: &Db, e: Event) -> i64 {
-    audit::count(
-        db,
-        &audit::Filter {
-            code: Some(e.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
 /// The SyncHdr Status code of a server message in XML (CmdRef 0).
 fn hdr_status(xml: &[u8]) -> u16 {
     let m = handover::dm::decode(xml).expect("a SyncML message");
@@ -488,7 +476,7 @@ async fn wrong_secret_is_challenged_then_ended(t: TestDb) {
         String::from_utf8_lossy(&log[1].response),
         "a fresh nonce each time"
     );
-    assert_eq!(audits(&s.db, Event::DmAuthFailed).await, 1);
+    assert_eq!(audited(&s.db, Event::DmAuthFailed).await, 1);
     let hist = devices::sessions(&s.db, &ids[1], 5).await.unwrap();
     assert_eq!(hist[0].outcome, "auth-failed");
     let d = devices::get(&s.db, &ids[1]).await.unwrap().unwrap();
@@ -546,7 +534,7 @@ async fn refused_acl_and_atomic_rollback(t: TestDb) {
         after.list(&uri("./Vendor")),
         "Vendor subtree unchanged"
     );
-    assert_eq!(audits(&s.db, Event::DmAclChanged).await, 1);
+    assert_eq!(audited(&s.db, Event::DmAclChanged).await, 1);
     s.sim.shutdown().await;
     s.running.stop().await;
 }

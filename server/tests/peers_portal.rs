@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{create_user, serve_config, start, Portal, TestDb};
+use common::{audited, create_user, serve_config, start, Portal, TestDb};
 use handover::audit::{self, Event};
 use handover::dm::types::ServerId;
 use handover::peer::identity::Identity;
@@ -75,18 +75,6 @@ async fn carrier(ours: &Fingerprint) -> Carrier {
         url,
         _stop: stop,
     }
-}
-
-async fn count(db: &Db, event: Event) -> i64 {
-    audit::count(
-        db,
-        &audit::Filter {
-            code: Some(event.code()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
 }
 
 async fn admin_manages_peers(t: TestDb) {
@@ -352,9 +340,9 @@ async fn admin_manages_peers(t: TestDb) {
     assert_eq!(status, 404);
 
     // Every change is audited, with the admin as actor.
-    assert_eq!(count(&db, Event::PeerAdded).await, 1);
-    assert_eq!(count(&db, Event::PeerUpdated).await, 3);
-    assert_eq!(count(&db, Event::PeerRemoved).await, 1);
+    assert_eq!(audited(&db, Event::PeerAdded).await, 1);
+    assert_eq!(audited(&db, Event::PeerUpdated).await, 3);
+    assert_eq!(audited(&db, Event::PeerRemoved).await, 1);
     let entries = audit::list(
         &db,
         &audit::Filter {
@@ -413,7 +401,7 @@ async fn only_admins_change_peers(t: TestDb) {
         assert_eq!(status, 401, "anonymous {endpoint}");
     }
 
-    let denials_before = count(&db, Event::AccessDenied).await;
+    let denials_before = audited(&db, Event::AccessDenied).await;
     let mut expected_denials = 0;
     for r in Role::ALL.into_iter().filter(|r| *r != Role::Admin) {
         let mut p = Portal::new(&bound);
@@ -435,16 +423,16 @@ async fn only_admins_change_peers(t: TestDb) {
         }
     }
     assert_eq!(
-        count(&db, Event::AccessDenied).await - denials_before,
+        audited(&db, Event::AccessDenied).await - denials_before,
         expected_denials,
         "every denial is audited"
     );
     // Nothing changed.
     let page = overview(&mut admin).await;
     assert_eq!(page.peers.len(), 1);
-    assert_eq!(count(&db, Event::PeerAdded).await, 1);
-    assert_eq!(count(&db, Event::PeerUpdated).await, 0);
-    assert_eq!(count(&db, Event::PeerRemoved).await, 0);
+    assert_eq!(audited(&db, Event::PeerAdded).await, 1);
+    assert_eq!(audited(&db, Event::PeerUpdated).await, 0);
+    assert_eq!(audited(&db, Event::PeerRemoved).await, 0);
     running.stop().await;
 }
 

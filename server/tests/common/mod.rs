@@ -475,3 +475,16 @@ pub async fn insert_inventory(db: &Db, devid: &str, devdetail: &str, tree: &str)
     .await
     .expect("insert the device's inventory");
 }
+
+/// How many audit entries of `event` the log holds.
+pub async fn audited(db: &Db, event: handover::audit::Event) -> i64 {
+    handover::audit::count(
+        db,
+        &handover::audit::Filter {
+            code: Some(event.code()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
