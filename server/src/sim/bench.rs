@@ -250,6 +250,40 @@ pub fn cpu_ms(pid: u32) -> Option<u64> {
     Some(ticks * 1000 / hz)
 }
 
+/// Time a process's threads have spent runnable but waiting for a core,
+/// in milliseconds: the second field of each thread's
+/// `/proc/PID/task/TID/schedstat`, summed over the threads alive now.
+/// On a machine with spare cores it stays near zero; when the bench's two
+/// processes want more cores than there are, it grows with the shortage.
+pub fn waiting_ms(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += schedstat_waiting_ns(&text).unwrap_or(0);
+        }
+    }
+    Some(ns / 1_000_000)
+}
+
+/// The run-queue wait of one `schedstat` line ("on-cpu-ns wait-ns slices").
+fn schedstat_waiting_ns(line: &str) -> Option<u64> {
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// "busy X cores, Y more waiting for one" over `secs` seconds, from CPU and
+/// waiting milliseconds before and after.
+fn cores(cpu: (Option<u64>, Option<u64>), wait: (Option<u64>, Option<u64>), secs: f64) -> String {
+    let per = |(b, a): (Option<u64>, Option<u64>)| {
+        Some(a?.saturating_sub(b?) as f64 / 1e3 / secs.max(1e-9))
+    };
+    match (per(cpu), per(wait)) {
+        (Some(c), Some(w)) => format!("{c:.2} cores busy, {w:.2} more waiting for a core"),
+        (Some(c), None) => format!("{c:.2} cores busy"),
+        _ => "cores not measured".into(),
+    }
+}
+
 /// Runs the benchmark and prints its numbers; exit code 1 when no session succeeded.
 pub async fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let mut tmp = None;
@@ -323,6 +357,8 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     let rss_before = a.server_pid.and_then(vm_rss_kb);
     let cpu_before = a.server_pid.and_then(cpu_ms);
     let own_cpu_before = cpu_ms(std::process::id());
+    let wait_before = a.server_pid.and_then(waiting_ms);
+    let own_wait_before = waiting_ms(std::process::id());
     let commands_before = sim.stats().commands_executed;
 
     // Phase 1: full sessions against the server.
@@ -386,6 +422,8 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     let rss_after = a.server_pid.and_then(vm_rss_kb);
     let cpu_after = a.server_pid.and_then(cpu_ms);
     let own_cpu_after = cpu_ms(std::process::id());
+    let wait_after = a.server_pid.and_then(waiting_ms);
+    let own_wait_after = waiting_ms(std::process::id());
     let commands = sim.stats().commands_executed - commands_before;
     println!("server {url}: {real}");
     println!(
@@ -393,19 +431,25 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
         commands as f64 / real.sessions.max(1) as f64,
         transcripts.first().map_or(0, Vec::len)
     );
+    let secs = real.elapsed.as_secs_f64();
     if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
         println!(
-            "  server CPU time: {} ms ({:.3} ms per session, {:.2} cores busy)",
+            "  server CPU time: {} ms ({:.3} ms per session, {})",
             a - b,
             (a - b) as f64 / real.sessions.max(1) as f64,
-            (a - b) as f64 / 1e3 / real.elapsed.as_secs_f64()
+            cores((cpu_before, cpu_after), (wait_before, wait_after), secs)
         );
     }
     if let (Some(b), Some(a)) = (own_cpu_before, own_cpu_after) {
         println!(
-            "  simulator CPU time: {} ms ({:.3} ms per session)",
+            "  simulator CPU time: {} ms ({:.3} ms per session, {})",
             a - b,
-            (a - b) as f64 / real.sessions.max(1) as f64
+            (a - b) as f64 / real.sessions.max(1) as f64,
+            cores(
+                (own_cpu_before, own_cpu_after),
+                (own_wait_before, own_wait_after),
+                secs
+            )
         );
     }
     if transcripts.is_empty() {
@@ -443,6 +487,8 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
         .pool_max_idle_per_host(canned_in_flight)
         .build()?;
     let permits = Arc::new(tokio::sync::Semaphore::new(canned_in_flight));
+    let own_cpu_before = cpu_ms(std::process::id());
+    let own_wait_before = waiting_ms(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
     let mut set = tokio::task::JoinSet::new();
@@ -478,8 +524,18 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
         failed += f;
     }
     let canned = Phase::of(lat, failed, start.elapsed());
+    let own_cpu_after = cpu_ms(std::process::id());
+    let own_wait_after = waiting_ms(std::process::id());
     server_task.abort();
     println!("canned http://{canned_addr} ({canned_in_flight} sessions in flight): {canned}");
+    println!(
+        "  simulator and canned endpoint: {}",
+        cores(
+            (own_cpu_before, own_cpu_after),
+            (own_wait_before, own_wait_after),
+            canned.elapsed.as_secs_f64()
+        )
+    );
     println!(
         "ratio real/canned: throughput {:.3}, p50 latency {:.2}, p99 latency {:.2}",
         real.per_sec / canned.per_sec,
@@ -539,4 +595,37 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     ));
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_gives_the_run_queue_wait() {
+        assert_eq!(
+            schedstat_waiting_ns("9990423641 6533057474 17169\n"),
+            Some(6_533_057_474)
+        );
+        assert_eq!(schedstat_waiting_ns("123\n"), None);
+        assert_eq!(schedstat_waiting_ns("1 x 3"), None);
+        // This process's threads are listed (and the sum is read whole).
+        assert!(waiting_ms(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn cores_over_a_phase() {
+        assert_eq!(
+            cores((Some(1_000), Some(13_000)), (Some(0), Some(6_000)), 10.0),
+            "1.20 cores busy, 0.60 more waiting for a core"
+        );
+        assert_eq!(
+            cores((Some(0), Some(5_000)), (None, None), 10.0),
+            "0.50 cores busy"
+        );
+        assert_eq!(
+            cores((None, None), (None, None), 10.0),
+            "cores not measured"
+        );
+    }
 }
