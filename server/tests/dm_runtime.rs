@@ -572,6 +572,13 @@ async fn post_json(
 
 // PROTOCOL A.5: a job with notify pushes package 0 over HTTP; it verifies
 // with the device's SRVCRED. API tokens act with their user's roles.
+/// An API error: `status`, and a JSON body naming `code`.
+async fn assert_refused(res: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(res.status(), status);
+    let err: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], code, "{err}");
+}
+
 async fn api_and_push(t: TestDb) {
     use axum::routing::post;
     let db = Db::connect(&t.url).await.unwrap();
@@ -640,9 +647,7 @@ async fn api_and_push(t: TestDb) {
         &cmd,
     )
     .await;
-    assert_eq!(res.status(), 403);
-    let err: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "forbidden");
+    assert_refused(res, 403, "forbidden").await;
     let res = post_json(
         &http,
         format!("{base}/devices/IMEI:1/commands"),
@@ -694,9 +699,7 @@ async fn api_and_push(t: TestDb) {
         &flood,
     )
     .await;
-    assert_eq!(res.status(), 400);
-    let err: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "bad_request", "{err}");
+    assert_refused(res, 400, "bad_request").await;
     assert_eq!(
         handover::store::jobs::for_device(&db, "IMEI:2", 2000)
             .await
@@ -712,9 +715,7 @@ async fn api_and_push(t: TestDb) {
         &several,
     )
     .await;
-    assert_eq!(res.status(), 404);
-    let err: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    assert_refused(res, 404, "not_found").await;
     assert!(handover::store::jobs::for_device(&db, "IMEI:404", 10)
         .await
         .unwrap()
