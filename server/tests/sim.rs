@@ -291,7 +291,8 @@ async fn devices_csv_round_trips_body() {
 }
 
 /// `handover sim bench` end to end against the reference server: both
-/// phases run and some sessions succeed (exit code 0).
+/// phases run and some sessions succeed (exit code 0), with the canned
+/// endpoint in a process of its own and in this one.
 #[test]
 fn bench_runs_both_phases() {
     common::bounded(
@@ -302,6 +303,12 @@ fn bench_runs_both_phases() {
 }
 
 async fn bench_runs_both_phases_body() {
+    for in_process in [false, true] {
+        bench_once(in_process).await;
+    }
+}
+
+async fn bench_once(canned_in_process: bool) {
     let args = handover::sim::bench::BenchArgs {
         devices: 5,
         duration: 1,
@@ -314,6 +321,8 @@ async fn bench_runs_both_phases_body() {
         api: None,
         api_token: None,
         api_concurrency: 64,
+        canned_in_process,
+        endpoint_bin: Some(env!("CARGO_BIN_EXE_handover").into()),
     };
     assert_eq!(handover::sim::bench::run(args).await.unwrap(), 0);
     assert!(handover::sim::bench::vm_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));

@@ -3,6 +3,9 @@
 //! trips (the recorded request and reply bytes of one session per device)
 //! against a canned-reply endpoint on loopback that does no protocol work.
 //! The ratio real/canned is what the DM protocol costs over bare HTTP.
+//! The endpoint runs in a process of its own, as the server does, with all
+//! K devices in flight ([`super::canned`]); `--canned-in-process` serves it
+//! from this process instead, with at most 2 000 in flight.
 //!
 //! Every session carries a Get of `./DevInfo` and a Replace of a leaf.
 //! Without `--server` the built-in reference server
@@ -16,23 +19,19 @@
 //!
 //! Descriptors: the simulator's soft limit is raised to its hard limit; a
 //! phase whose client and server sockets both live in this process (the
-//! reference server, the canned endpoint) keeps at most as many sessions in
+//! reference server, the in-process canned endpoint) keeps at most as many sessions in
 //! flight as the remaining descriptors allow, and says so.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use axum::http::header;
 use clap::Args;
 use handover_dm::session::CommandKind;
 use handover_dm::ServerId;
 
+use super::canned::{self, Replies};
 use super::cli::AuthArg;
 use super::refserver::RefServer;
 use super::session::{self, Transcript};
@@ -76,6 +75,15 @@ pub struct BenchArgs {
     /// API requests in flight at once (an operator's tool, not a device).
     #[arg(long, default_value_t = 64)]
     pub api_concurrency: usize,
+    /// Serve the canned replies from this process, with at most 2 000
+    /// sessions in flight, instead of from a process of their own with all
+    /// K devices (the baseline of LOAD.md's first sixteen rounds).
+    #[arg(long)]
+    pub canned_in_process: bool,
+    /// The `handover` binary that serves the canned replies in a process of
+    /// its own; this one when `None` (tests name the real binary).
+    #[arg(skip)]
+    pub endpoint_bin: Option<PathBuf>,
 }
 
 /// The bench's commands as the JSON API takes them.
@@ -157,14 +165,14 @@ impl Queuer {
 /// The canned phase's sessions in flight, at most.
 const CANNED_IN_FLIGHT: usize = 2_000;
 
-/// Sessions this process can keep in flight when it holds both ends of
-/// every connection (two descriptors each), after what is open already,
+/// Sessions this process can keep in flight when it holds `ends` ends of
+/// every connection (one descriptor each), after what is open already,
 /// with room to spare: a client may open a new connection before the one a
 /// finished request used is back in its pool.
-fn fd_budget() -> usize {
+fn fd_budget(ends: usize) -> usize {
     let limit = crate::serve::raise_open_files_limit().unwrap_or(1024) as usize;
     let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
-    limit.saturating_sub(open + 1024) / 3
+    limit.saturating_sub(open + 1024) * 2 / (3 * ends.max(1))
 }
 
 /// The commands the reference server queues per session.
@@ -284,7 +292,8 @@ fn cores(cpu: (Option<u64>, Option<u64>), wait: (Option<u64>, Option<u64>), secs
     }
 }
 
-/// Runs the benchmark and prints its numbers; exit code 1 when no session succeeded.
+/// Runs the benchmark and prints its numbers; exit code 1 when no session
+/// succeeded in either phase.
 pub async fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let mut tmp = None;
     let state = match &a.state {
@@ -334,7 +343,7 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     cfg.save_each_session = false;
     if reference.is_some() {
         // Both ends of every connection are ours.
-        cfg.concurrency = cfg.concurrency.min(fd_budget().max(1));
+        cfg.concurrency = cfg.concurrency.min(fd_budget(2).max(1));
     }
     let in_flight = cfg.concurrency;
     let sim = Sim::start(cfg).await?;
@@ -452,35 +461,53 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
             )
         );
     }
+    let devices = fleet.devices.len();
+    let rss = match (a.server_pid, rss_before, rss_after) {
+        (Some(pid), Some(b), Some(a)) => Some(format!(
+            "server pid {pid} VmRSS: before {b} kB, after {a} kB ({:.1} kB per session in flight)",
+            (a.saturating_sub(b)) as f64 / in_flight.min(devices).max(1) as f64
+        )),
+        _ => None,
+    };
+    // The fleet is saved and let go before the baseline: its connections to
+    // the server close, and the canned phase has the descriptors.
+    if let Err(e) = sim.save_all().await {
+        println!("cannot save the fleet: {e:#}");
+    }
+    let stats = sim.shutdown().await;
+    println!("{stats}");
+    drop((fleet, queuer));
+    if let Some(r) = reference {
+        r.stop();
+    }
     if transcripts.is_empty() {
         println!("no session succeeded: no canned baseline");
-        sim.save_all().await?;
-        sim.shutdown().await;
         return Ok(1);
     }
 
     // Phase 2: the same round trips against canned replies, with a client
-    // of its own (the real phase's idle connections stay open meanwhile).
-    // At most CANNED_IN_FLIGHT: its rate is flat beyond that on this
-    // machine, and 10 000 sessions in flight with both ends of their
-    // connections here run out of descriptors.
-    let canned_in_flight = fleet
-        .devices
-        .len()
-        .min(fd_budget().max(1))
-        .min(CANNED_IN_FLIGHT);
-    let replies: Vec<Vec<(&'static str, Vec<u8>)>> = transcripts
+    // of its own.
+    let replies: Replies = transcripts
         .iter()
         .map(|t| t.iter().map(|x| (x.reply_type, x.reply.clone())).collect())
         .collect();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let canned_addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/canned/{dev}/{msg}", post(canned))
-        .with_state(Arc::new(replies));
-    let server_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (canned_addr, endpoint, canned_in_flight) = if a.canned_in_process {
+        // Both ends of every connection are in this process. At most
+        // CANNED_IN_FLIGHT: its rate is flat beyond that on this machine,
+        // and 10 000 sessions in flight here run out of descriptors.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = canned::router(replies);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let n = devices.min(fd_budget(2).max(1)).min(CANNED_IN_FLIGHT);
+        (addr, Endpoint::Task(task), n)
+    } else {
+        let child = CannedChild::start(a.endpoint_bin.as_deref(), &replies).await?;
+        let n = devices.min(fd_budget(1).max(1));
+        (child.addr, Endpoint::Child(Box::new(child)), n)
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))
@@ -489,10 +516,14 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     let permits = Arc::new(tokio::sync::Semaphore::new(canned_in_flight));
     let own_cpu_before = cpu_ms(std::process::id());
     let own_wait_before = waiting_ms(std::process::id());
+    let (ep_cpu_before, ep_wait_before) = (
+        endpoint.pid().and_then(cpu_ms),
+        endpoint.pid().and_then(waiting_ms),
+    );
     let start = Instant::now();
     let deadline = start + duration;
     let mut set = tokio::task::JoinSet::new();
-    for i in 0..fleet.devices.len() {
+    for i in 0..devices {
         let t = Arc::new(transcripts[i % transcripts.len()].clone());
         let d = i % transcripts.len();
         let (http, permits) = (http.clone(), permits.clone());
@@ -526,37 +557,148 @@ async fn bench(a: &BenchArgs, state: PathBuf) -> anyhow::Result<i32> {
     let canned = Phase::of(lat, failed, start.elapsed());
     let own_cpu_after = cpu_ms(std::process::id());
     let own_wait_after = waiting_ms(std::process::id());
-    server_task.abort();
-    println!("canned http://{canned_addr} ({canned_in_flight} sessions in flight): {canned}");
-    println!(
-        "  simulator and canned endpoint: {}",
-        cores(
-            (own_cpu_before, own_cpu_after),
-            (own_wait_before, own_wait_after),
-            canned.elapsed.as_secs_f64()
-        )
+    let (ep_cpu_after, ep_wait_after) = (
+        endpoint.pid().and_then(cpu_ms),
+        endpoint.pid().and_then(waiting_ms),
     );
+    let secs = canned.elapsed.as_secs_f64();
+    let own = cores(
+        (own_cpu_before, own_cpu_after),
+        (own_wait_before, own_wait_after),
+        secs,
+    );
+    match &endpoint {
+        Endpoint::Task(_) => {
+            println!("canned http://{canned_addr}, in this process ({canned_in_flight} sessions in flight): {canned}");
+            println!("  simulator and canned endpoint: {own}");
+        }
+        Endpoint::Child(c) => {
+            println!(
+                "canned http://{canned_addr}, process {} ({canned_in_flight} sessions in flight): {canned}",
+                c.pid
+            );
+            if let (Some(b), Some(a)) = (ep_cpu_before, ep_cpu_after) {
+                println!(
+                    "  canned endpoint CPU time: {} ms ({:.3} ms per session, {})",
+                    a - b,
+                    (a - b) as f64 / canned.sessions.max(1) as f64,
+                    cores(
+                        (ep_cpu_before, ep_cpu_after),
+                        (ep_wait_before, ep_wait_after),
+                        secs
+                    )
+                );
+            }
+            if let (Some(b), Some(a)) = (own_cpu_before, own_cpu_after) {
+                println!(
+                    "  simulator CPU time: {} ms ({:.3} ms per session, {own})",
+                    a - b,
+                    (a - b) as f64 / canned.sessions.max(1) as f64,
+                );
+            }
+        }
+    }
+    endpoint.stop().await;
+    if canned.sessions == 0 {
+        println!("no canned session succeeded: no ratio");
+        return Ok(1);
+    }
     println!(
         "ratio real/canned: throughput {:.3}, p50 latency {:.2}, p99 latency {:.2}",
         real.per_sec / canned.per_sec,
         real.p50.as_secs_f64() / canned.p50.as_secs_f64().max(1e-9),
         real.p99.as_secs_f64() / canned.p99.as_secs_f64().max(1e-9)
     );
-    if let (Some(pid), Some(b), Some(a)) = (a.server_pid, rss_before, rss_after) {
-        println!(
-            "server pid {pid} VmRSS: before {b} kB, after {a} kB ({:.1} kB per session in flight)",
-            (a.saturating_sub(b)) as f64 / in_flight.min(fleet.devices.len()).max(1) as f64
-        );
-    }
-    if let Err(e) = sim.save_all().await {
-        println!("cannot save the fleet: {e:#}");
-    }
-    let stats = sim.shutdown().await;
-    println!("{stats}");
-    if let Some(r) = reference {
-        r.stop();
+    if let Some(r) = rss {
+        println!("{r}");
     }
     Ok(0)
+}
+
+/// Where the canned replies are served from.
+enum Endpoint {
+    Task(tokio::task::JoinHandle<()>),
+    Child(Box<CannedChild>),
+}
+
+impl Endpoint {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Task(_) => None,
+            Self::Child(c) => Some(c.pid),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Task(t) => t.abort(),
+            Self::Child(c) => c.stop().await,
+        }
+    }
+}
+
+/// `handover sim canned-endpoint` running as a child of this process.
+struct CannedChild {
+    child: tokio::process::Child,
+    pid: u32,
+    addr: std::net::SocketAddr,
+    dir: PathBuf,
+}
+
+impl CannedChild {
+    /// Writes the replies to a file and starts the endpoint on them; waits
+    /// (up to 60 s) for the address it listens on.
+    async fn start(bin: Option<&std::path::Path>, replies: &Replies) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile_dir()?;
+        let file = dir.join("replies");
+        canned::write_replies(&file, replies)?;
+        let bin = match bin {
+            Some(b) => b.to_owned(),
+            None => std::env::current_exe()?,
+        };
+        let mut child = tokio::process::Command::new(bin)
+            .args(["sim", "canned-endpoint", "--replies"])
+            .arg(&file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("the canned endpoint exited"))?;
+        let out = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::io::BufReader::new(out).read_line(&mut line),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the canned endpoint did not start within 60 s"))??;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("the canned endpoint said {line:?}"))?;
+        Ok(Self {
+            child,
+            pid,
+            addr,
+            dir,
+        })
+    }
+
+    /// Closes its standard input (it stops serving) and waits for it.
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// One canned round trip: the same request bytes and headers as the real one.
@@ -571,20 +713,6 @@ async fn canned_post(http: &reqwest::Client, url: &str, x: &Exchange) -> anyhow:
     let r = req.send().await?;
     anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
     Ok(r.bytes().await?.to_vec())
-}
-
-/// The recorded replies (content type and body), per device and exchange.
-type Canned = Arc<Vec<Vec<(&'static str, Vec<u8>)>>>;
-
-async fn canned(
-    State(s): State<Canned>,
-    Path((dev, msg)): Path<(usize, usize)>,
-    _body: Bytes,
-) -> Response {
-    match s.get(dev).and_then(|t| t.get(msg)) {
-        Some((ct, r)) => ([(header::CONTENT_TYPE, *ct)], r.clone()).into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
 }
 
 /// A fresh directory under the system's temporary directory.

@@ -24,7 +24,11 @@ pub struct SimArgs {
 pub enum SimCommand {
     /// K devices run full sessions against a server for a while, then the
     /// same round trips against canned replies on loopback as the baseline.
-    Bench(super::bench::BenchArgs),
+    Bench(Box<super::bench::BenchArgs>),
+    /// The bench's canned-reply endpoint in a process of its own (started
+    /// by `sim bench`).
+    #[command(hide = true)]
+    CannedEndpoint(super::canned::CannedArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,8 +135,10 @@ impl FleetArgs {
 
 /// Runs `handover sim`; returns the exit code.
 pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
-    if let Some(SimCommand::Bench(b)) = args.command {
-        return super::bench::run(b).await;
+    match args.command {
+        Some(SimCommand::Bench(b)) => return super::bench::run(*b).await,
+        Some(SimCommand::CannedEndpoint(c)) => return super::canned::serve(c).await,
+        None => {}
     }
     let a = args.fleet;
     let sim = Sim::start(a.config()?).await?;

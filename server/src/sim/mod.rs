@@ -13,6 +13,7 @@
 //! signal), [`Sim::stats`], [`Sim::shutdown`].
 
 pub mod bench;
+pub mod canned;
 pub mod cli;
 pub mod csv;
 pub mod device;

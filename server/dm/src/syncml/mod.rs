@@ -100,7 +100,7 @@ impl Encoding {
     }
 
     /// PROTOCOL A.1: the DM media type the server answers with.
-    pub fn content_type(self) -> &'static str {
+    pub const fn content_type(self) -> &'static str {
         match self {
             Self::Xml => "application/vnd.syncml.dm+xml",
             Self::Wbxml => "application/vnd.syncml.dm+wbxml",
