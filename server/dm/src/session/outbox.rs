@@ -21,6 +21,11 @@ pub(crate) struct Packer {
     max: Option<u64>,
     msg: Message,
     next_cmd: u32,
+    /// At least the message's encoded length, once known: encoded whole at
+    /// the first check against `max`, then grown by each command's bound
+    /// (see [`syncml::command_len_bound`]), so that filling a message of
+    /// `n` commands encodes it about once instead of `n` times.
+    bound: Option<usize>,
 }
 
 impl Packer {
@@ -35,6 +40,7 @@ impl Packer {
                 final_: true,
             },
             next_cmd,
+            bound: None,
         }
     }
 
@@ -42,28 +48,46 @@ impl Packer {
         syncml::encode(self.encoding, &self.msg).len()
     }
 
-    fn fits(&self) -> bool {
-        self.max.is_none_or(|m| self.encoded_len() as u64 <= m)
+    /// Whether the message is within `max`: known without encoding while
+    /// the bound is, encoded whole (and the bound made exact) otherwise.
+    fn fits(&mut self) -> bool {
+        let Some(max) = self.max else { return true };
+        if self.bound.is_some_and(|b| b as u64 <= max) {
+            return true;
+        }
+        let len = self.encoded_len();
+        self.bound = Some(len);
+        len as u64 <= max
     }
 
     /// Adds `cmd` regardless of size (Statuses must go; A.2). Returns its CmdID.
     pub(crate) fn push(&mut self, mut cmd: Command) -> CmdId {
         self.next_cmd = super::number(std::slice::from_mut(&mut cmd), self.next_cmd);
         let id = cmd.cmd_id();
+        if let Some(b) = &mut self.bound {
+            *b += syncml::command_len_bound(self.encoding, &cmd);
+        }
         self.msg.body.push(cmd);
         id
+    }
+
+    /// Takes back the last command pushed, with the CmdID and bound from
+    /// before it.
+    fn pop(&mut self, next_cmd: u32, bound: Option<usize>) -> Command {
+        self.next_cmd = next_cmd;
+        self.bound = bound;
+        self.msg.body.pop().expect("pushed before")
     }
 
     /// Adds `cmd` when the message stays within `MaxMsgSize`; gives it back
     /// otherwise.
     pub(crate) fn try_push(&mut self, cmd: Command) -> Result<CmdId, Box<Command>> {
-        let saved = self.next_cmd;
+        let saved = (self.next_cmd, self.bound);
         let id = self.push(cmd);
         if self.fits() {
             Ok(id)
         } else {
-            self.next_cmd = saved;
-            Err(Box::new(self.msg.body.pop().expect("just pushed")))
+            Err(Box::new(self.pop(saved.0, saved.1)))
         }
     }
 
@@ -72,10 +96,10 @@ impl Packer {
     pub(crate) fn push_chunk(&mut self, lo: &mut LargeOut) -> Option<CmdId> {
         let rest = lo.data.len() - lo.offset;
         let fits_len = |p: &mut Packer, len: usize| -> bool {
-            let id = p.push(lo.chunk(len));
+            let saved = (p.next_cmd, p.bound);
+            p.push(lo.chunk(len));
             let ok = p.fits();
-            p.msg.body.pop();
-            p.next_cmd = id.get();
+            p.pop(saved.0, saved.1);
             ok
         };
         let (mut lo_len, mut hi_len) = (0usize, rest);
@@ -144,6 +168,8 @@ impl Packer {
     /// Sets the header's `Cred` (A.4).
     pub(crate) fn set_cred(&mut self, cred: Option<syncml::Cred>) {
         self.msg.hdr.cred = cred;
+        // The header's length changed: measured again when next needed.
+        self.bound = None;
     }
 
     /// The finished message and the next free CmdID.
@@ -254,6 +280,147 @@ impl LargeOut {
                     ..item
                 }],
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StatusCode;
+
+    fn id(n: u32) -> CmdId {
+        CmdId::new(n).expect("not 0")
+    }
+
+    fn item(target: &str, data: &str) -> Item {
+        Item {
+            target: Some(LocRef::uri(target)),
+            meta: Some(Meta::with_format_type("chr", "text/plain")),
+            data: Some(Data::Text(data.into())),
+            ..Item::default()
+        }
+    }
+
+    /// Commands of every shape the packer meets, Meta (another WBXML code
+    /// page) at the start, in the middle and at the end of them, and the
+    /// commands of the captured real clients' messages.
+    fn commands() -> Vec<Command> {
+        let msg = NonZeroU32::new(1).expect("not 0");
+        let mut v = vec![
+            Command::Status(super::super::status(
+                msg,
+                CmdRef::Cmd(id(1)),
+                "Alert",
+                StatusCode::OK,
+            )),
+            Command::Get(ItemCmd::new(
+                id(1),
+                vec![Item {
+                    target: Some(LocRef::uri("./DevInfo")),
+                    ..Item::default()
+                }],
+            )),
+            Command::Replace(ItemCmd::new(
+                id(1),
+                vec![item("./Vendor/Corp/Apps/Mail/Server", "mail2.corp.example")],
+            )),
+            Command::Add(ItemCmd {
+                meta: Some(Meta::with_format_type("node", "text/plain")),
+                ..ItemCmd::new(id(1), vec![item("./Vendor/Corp/Apps/New", "")])
+            }),
+            Command::Atomic(syncml::Container {
+                cmd_id: id(1),
+                no_resp: false,
+                meta: None,
+                commands: vec![
+                    Command::Replace(ItemCmd::new(id(1), vec![item("./A", "x & <y>")])),
+                    Command::Delete(ItemCmd::new(
+                        id(1),
+                        vec![Item {
+                            target: Some(LocRef::uri("./B")),
+                            ..Item::default()
+                        }],
+                    )),
+                ],
+            }),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/real-clients");
+        for client in ["libdmclient-xml", "libdmclient-wbxml", "hs20-osu-client"] {
+            for e in std::fs::read_dir(dir.join(client)).expect("captured messages") {
+                let bytes = std::fs::read(e.expect("an entry").path()).expect("readable");
+                v.extend(syncml::decode(&bytes).expect("decodes").body);
+            }
+        }
+        v
+    }
+
+    fn packer(encoding: Encoding, max: Option<u64>) -> Packer {
+        let mut hdr = super::super::header(
+            "1A",
+            NonZeroU32::new(2).expect("not 0"),
+            "IMEI:1",
+            "https://dm.example/dm",
+        );
+        hdr.meta = Some(Meta {
+            max_msg_size: Some(65_536),
+            ..Meta::default()
+        });
+        Packer::new(hdr, encoding, max, 1)
+    }
+
+    // PROTOCOL A.2: what a command adds to a message is at most its bound
+    // (exactly it in XML), wherever in the message it goes.
+    #[test]
+    fn a_command_adds_at_most_its_bound() {
+        let cmds = commands();
+        for encoding in [Encoding::Xml, Encoding::Wbxml] {
+            let mut p = packer(encoding, None);
+            for c in &cmds {
+                let before = p.encoded_len();
+                let bound = syncml::command_len_bound(encoding, c);
+                p.msg.body.push(c.clone());
+                let added = p.encoded_len() - before;
+                match encoding {
+                    Encoding::Xml => assert_eq!(added, bound),
+                    Encoding::Wbxml => assert!(added <= bound, "{added} > {bound}"),
+                }
+            }
+        }
+    }
+
+    // PROTOCOL A.2: with the bound, a message is filled exactly as when it
+    // is encoded whole for every command: the same commands go, for every
+    // MaxMsgSize from the header alone to all of them.
+    #[test]
+    fn filling_takes_what_encoding_whole_takes() {
+        let cmds = commands();
+        for encoding in [Encoding::Xml, Encoding::Wbxml] {
+            let all = {
+                let mut p = packer(encoding, None);
+                cmds.iter().for_each(|c| {
+                    p.push(c.clone());
+                });
+                p.encoded_len()
+            };
+            let empty = packer(encoding, None).encoded_len();
+            for max in (empty..=all + 8).step_by(61) {
+                let max = Some(max as u64);
+                let mut fast = packer(encoding, max);
+                let mut whole = packer(encoding, max);
+                for c in &cmds {
+                    let took = fast.try_push(c.clone()).is_ok();
+                    let saved = whole.next_cmd;
+                    whole.push(c.clone());
+                    let fits = whole.encoded_len() as u64 <= max.expect("set");
+                    if !fits {
+                        whole.msg.body.pop();
+                        whole.next_cmd = saved;
+                    }
+                    assert_eq!(took, fits, "{encoding:?} max {max:?}");
+                }
+                assert_eq!(fast.finish(true), whole.finish(true));
+            }
         }
     }
 }

@@ -682,7 +682,14 @@ fn write_opt_ref<S: Sink>(w: &mut S, msg_ref: Option<NonZeroU32>, cmd_ref: CmdRe
     w.num(tag::CMD_REF, cmd_ref.get().into());
 }
 
-fn write_command<S: Sink>(w: &mut S, c: &Command) {
+/// A SyncBody opened with content in it (a Final), where a command is
+/// written as it would be in a message (see `command_len_bound`).
+pub(crate) fn open_body<S: Sink>(w: &mut S) {
+    w.open(tag::SYNC_BODY);
+    w.flag(tag::FINAL, true);
+}
+
+pub(crate) fn write_command<S: Sink>(w: &mut S, c: &Command) {
     let t = command_tag(c);
     match c {
         Command::Add(x)

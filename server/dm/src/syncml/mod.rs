@@ -147,6 +147,17 @@ pub fn encode(encoding: Encoding, msg: &Message) -> Vec<u8> {
     }
 }
 
+/// At most the bytes `cmd` adds to the encoding of a message whose body has
+/// content already (a Final or another command): what lets a message be
+/// filled up to `MaxMsgSize` (A.2) without encoding it whole for every
+/// command. Exact for XML.
+pub(crate) fn command_len_bound(encoding: Encoding, cmd: &Command) -> usize {
+    match encoding {
+        Encoding::Xml => xml::command_len(cmd),
+        Encoding::Wbxml => wbxml::command_len_bound(cmd),
+    }
+}
+
 /// PROTOCOL A.1: the compact XML encoding of `msg`.
 pub fn encode_xml(msg: &Message) -> Vec<u8> {
     xml::encode(msg)

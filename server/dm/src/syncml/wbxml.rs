@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 
 use super::element::{name_id, token_id, Doc, Ns, Sink, Tag, UNKNOWN};
-use super::model::Message;
+use super::model::{Command, Message};
 use super::{map, DecodeError, DecodeErrorKind, MAX_NESTING};
 use crate::tnds::MgmtTree;
 
@@ -283,6 +283,18 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     w.out.push(0x00); // empty string table
     map::write_message(&mut w, msg);
     w.out
+}
+
+/// At most the bytes `cmd` adds to the WBXML of a message whose body has
+/// content already: measured after a Final, on the SyncML code page; in a
+/// message the page may differ, costing one more `SWITCH_PAGE` (two bytes)
+/// before its first element. Past that the same pages follow.
+pub(crate) fn command_len_bound(cmd: &Command) -> usize {
+    let mut w = WbxmlWriter::new(Vec::with_capacity(128));
+    map::open_body(&mut w);
+    let start = w.out.len();
+    map::write_command(&mut w, cmd);
+    w.out.len() - start + 2
 }
 
 /// The header of a standalone WBXML DM DDF document.

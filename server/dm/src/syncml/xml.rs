@@ -19,7 +19,7 @@ mod read;
 pub(crate) use read::read_doc;
 
 use super::element::{Ns, Sink, Tag, TAG_BLOCK};
-use super::model::Message;
+use super::model::{Command, Message};
 use super::{map, DecodeError};
 use crate::tnds::MgmtTree;
 use base64::Engine as _;
@@ -35,6 +35,17 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     let mut w = XmlWriter::new(false, map::size_hint(msg));
     map::write_message(&mut w, msg);
     w.finish()
+}
+
+/// The bytes `cmd` adds to the compact XML of a message whose body has
+/// content already (its Final, another command): each element is written
+/// the same wherever it stands.
+pub(crate) fn command_len(cmd: &Command) -> usize {
+    let mut w = XmlWriter::new(false, 256);
+    map::open_body(&mut w);
+    let start = w.out.len();
+    map::write_command(&mut w, cmd);
+    w.out.len() - start
 }
 
 /// PROTOCOL A.1: indented XML for people; decodes to the same message.
