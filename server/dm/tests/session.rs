@@ -571,6 +571,31 @@ fn management_commands_and_acl_refusal() {
         assert_eq!(tree.value(&uri("./DevInfo/Man")), Some(&b"Acme"[..]));
         // All nine, the refused ones too; the server's Statuses not.
         assert_eq!(c.commands_received(), 9);
+        assert!(!c.accounts_touched());
+    }
+}
+
+// PROTOCOL A.6: a session that changed `./DMAcc` says so, for the client to
+// read its accounts again; reads, refusals and changes elsewhere do not.
+#[test]
+fn accounts_touched_only_by_changes_in_dmacc() {
+    for enc in BOTH {
+        let cmds = vec![
+            get(1, "./DMAcc"),
+            add_node(2, "./Vendor/Other"),
+            replace(3, "./DMAcc", b"x"),
+        ];
+        let (mut c, mut s, acct) = session(enc, AuthType::Md5, cmds);
+        let run = drive(&mut c, &mut s, &acct);
+        assert_eq!(run.status_of(1), StatusCode::OK);
+        assert_eq!(run.status_of(2), StatusCode::OK);
+        assert!(!run.status_of(3).is_success());
+        assert!(!c.accounts_touched());
+
+        let (mut c, mut s, acct) = session(enc, AuthType::Md5, vec![add_node(1, "./DMAcc/Second")]);
+        let run = drive(&mut c, &mut s, &acct);
+        assert_eq!(run.status_of(1), StatusCode::OK);
+        assert!(c.accounts_touched());
     }
 }
 

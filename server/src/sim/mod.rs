@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use handover_dm::auth::AuthType;
+use handover_dm::auth::{AuthType, Nonce};
 use handover_dm::syncml::Encoding;
 use handover_dm::tree::{Timestamp, Tree};
 use handover_dm::{DevId, ServerId};
@@ -164,6 +164,21 @@ impl Device {
     /// Reads the accounts off the tree again, after anything changed it.
     fn refresh_accounts(&self, st: &DeviceState) {
         *self.accounts.lock().expect("not poisoned") = st.accounts();
+    }
+
+    /// Sets the nonces of the account of `server_id` to those just written
+    /// into the tree (see [`DeviceState::set_nonce`]), without reading all
+    /// the accounts off the tree again.
+    fn renew_nonces(&self, server_id: &ServerId, client: Option<&Nonce>, server: Option<&Nonce>) {
+        let mut accounts = self.accounts.lock().expect("not poisoned");
+        if let Some(a) = accounts.iter_mut().find(|a| &a.server_id == server_id) {
+            if let Some(n) = client {
+                a.client_nonce = n.clone();
+            }
+            if let Some(n) = server {
+                a.server_nonce = n.clone();
+            }
+        }
     }
 
     /// The account of `server_id`, as the tree last held it.

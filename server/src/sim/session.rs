@@ -210,6 +210,7 @@ async fn run_inner(
         }
     }
     let commands = session.commands_received();
+    let accounts_touched = session.accounts_touched();
     st.tree = session.into_tree();
     // A.4: the nonces both sides now expect, for the next session.
     if let Some(n) = &client_next {
@@ -239,7 +240,12 @@ async fn run_inner(
     } else {
         st.counters.sessions_failed += 1;
     }
-    dev.refresh_accounts(&st);
+    if accounts_touched {
+        dev.refresh_accounts(&st);
+    } else {
+        // The accounts are as they were but for the nonces just written.
+        dev.renew_nonces(server_id, client_next.as_ref(), server_next.as_ref());
+    }
     if !fleet.cfg.save_each_session {
         return ok;
     }

@@ -177,6 +177,8 @@ pub struct ClientSession {
     /// Management commands received from the server (see
     /// [`Self::commands_received`]).
     commands_received: u64,
+    /// See [`Self::accounts_touched`].
+    accounts_touched: bool,
 }
 
 impl std::fmt::Debug for LargeIn {
@@ -247,6 +249,7 @@ impl ClientSession {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             commands_received: 0,
+            accounts_touched: false,
         };
         s.send_package1();
         s
@@ -267,6 +270,16 @@ impl ClientSession {
     /// Results and Alert are not counted.
     pub fn commands_received(&self) -> u64 {
         self.commands_received
+    }
+
+    /// Whether a command of this session changed `./DMAcc`, a node in it or
+    /// one above it (A.6): the DM accounts the device read before the
+    /// session may no longer be what its tree holds. Any successful Add,
+    /// Replace, Delete or Copy there counts, one an Atomic rolled back too.
+    /// The nonces a session renews (A.4) are the caller's to write and do
+    /// not count.
+    pub fn accounts_touched(&self) -> bool {
+        self.accounts_touched
     }
 
     /// True once the session is over.
@@ -682,7 +695,24 @@ impl ClientSession {
             Ok(t) => whole_op(lo.add, t, lo.data, lo.meta.as_ref()),
             Err(e) => return Some(e.status()),
         };
-        Some(self.tree.execute(&self.config.server_id, &op, now).status)
+        let status = self.tree.execute(&self.config.server_id, &op, now).status;
+        self.note_change(&op, status);
+        Some(status)
+    }
+
+    /// Notes a change in or above `./DMAcc` (see [`Self::accounts_touched`]).
+    fn note_change(&mut self, op: &Op, status: StatusCode) {
+        let target = match op {
+            Op::Get(_) | Op::Exec(..) => return,
+            Op::Add(t, _) | Op::Replace { target: t, .. } | Op::Delete(t) => t,
+            Op::Copy { target, .. } => target,
+        };
+        if self.accounts_touched || !status.is_success() {
+            return;
+        }
+        let (Target::Node(u) | Target::Prop(u, _)) = target;
+        let dmacc = TreeUri::parse("./DMAcc").expect("a valid URI");
+        self.accounts_touched = u.is_within(&dmacc) || dmacc.is_within(u);
     }
 
     /// Runs one command on the tree (A.3, A.7): every item of it, and an
@@ -723,6 +753,7 @@ impl ClientSession {
                 Ok(ops) => {
                     for (uri, op) in ops {
                         let r = self.tree.execute(&self.config.server_id, &op, now);
+                        self.note_change(&op, r.status);
                         if !r.status.is_success() && ran.code.is_success() {
                             ran.code = r.status;
                         }
