@@ -405,19 +405,19 @@ mod tests {
             };
             let empty = packer(encoding, None).encoded_len();
             for max in (empty..=all + 8).step_by(61) {
-                let max = Some(max as u64);
-                let mut fast = packer(encoding, max);
-                let mut whole = packer(encoding, max);
+                let max = max as u64;
+                let mut fast = packer(encoding, Some(max));
+                let mut whole = packer(encoding, Some(max));
                 for c in &cmds {
                     let took = fast.try_push(c.clone()).is_ok();
                     let saved = whole.next_cmd;
                     whole.push(c.clone());
-                    let fits = whole.encoded_len() as u64 <= max.expect("set");
+                    let fits = whole.encoded_len() as u64 <= max;
                     if !fits {
                         whole.msg.body.pop();
                         whole.next_cmd = saved;
                     }
-                    assert_eq!(took, fits, "{encoding:?} max {max:?}");
+                    assert_eq!(took, fits, "{encoding:?} max {max}");
                 }
                 assert_eq!(fast.finish(true), whole.finish(true));
             }
