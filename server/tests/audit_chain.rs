@@ -5,6 +5,7 @@ mod common;
 use common::TestDb;
 use handover::audit::{self, Event, NewEntry};
 use handover::store::{Db, Dialect};
+use sqlx::Row;
 
 async fn fill(db: &Db, n: usize) {
     for i in 0..n {
@@ -220,7 +221,103 @@ async fn batches_chain_on_and_roll_back(t: TestDb) {
         .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
 }
 
+/// Migration 0010 drops the unique index on `prev_hash`: a log written
+/// before keeps every entry and its chain, stays append-only, and grows on;
+/// an entry after a predecessor that already has one still collides (on
+/// `seq`, the primary key).
+async fn log_kept_by_the_migration(t: TestDb) {
+    let dialect = match t.kind {
+        common::Kind::Sqlite => "sqlite",
+        common::Kind::Postgres => "postgres",
+    };
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(dialect);
+    let before = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0010" {
+            std::fs::copy(&path, before.path().join(name)).unwrap();
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // A chain of three entries, as the product wrote them then.
+    let mut prev = audit::GENESIS.to_owned();
+    for seq in 1..=3_i64 {
+        let details = format!("{{\"i\":{seq}}}");
+        let hash = audit::chain_hash(
+            &prev,
+            &audit::canonical(seq, 1000 + seq, 1, "admin", "x", "cli", &details),
+        );
+        sqlx::query(&format!(
+            "INSERT INTO audit_log (seq, time, code, actor, subject, source, details, prev_hash, hash) \
+             VALUES ({seq}, {}, 1, 'admin', 'x', 'cli', '{details}', '{prev}', '{hash}')",
+            1000 + seq
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    pool.close().await;
+
+    let db = Db::connect(&t.url).await.unwrap();
+    let v = audit::verify(&db).await.unwrap();
+    assert_eq!((v.checked, v.broken), (3, None));
+    let indexed: i64 = match db.dialect() {
+        Dialect::Sqlite => sqlx::query(
+            "SELECT COUNT(*) AS n FROM pragma_index_list('audit_log') AS l \
+             JOIN pragma_index_info(l.name) AS i WHERE i.name = 'prev_hash'",
+        ),
+        Dialect::Postgres => sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_indexes \
+             WHERE tablename = 'audit_log' AND indexdef LIKE '%prev_hash%'",
+        ),
+    }
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    assert_eq!(indexed, 0, "prev_hash is not indexed any more");
+    for refused in [
+        "UPDATE audit_log SET actor = 'eve' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 2",
+    ] {
+        let e = sqlx::query(refused).execute(db.pool()).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{refused}: {e}");
+    }
+    fill(&db, 2).await;
+    let v = audit::verify(&db).await.unwrap();
+    assert_eq!((v.checked, v.broken), (5, None));
+    // A second entry after entry 4, as a writer racing the one that wrote
+    // entry 5 would make it.
+    let fourth: String = sqlx::query("SELECT hash FROM audit_log WHERE seq = 4")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get("hash")
+        .unwrap();
+    let e = sqlx::query(&format!(
+        "INSERT INTO audit_log (seq, time, code, actor, subject, source, details, prev_hash, hash) \
+         VALUES (5, 1, 1, 'eve', 'x', 'cli', '{{}}', '{fourth}', 'h')"
+    ))
+    .execute(db.pool())
+    .await
+    .unwrap_err();
+    assert!(handover::store::is_unique_violation(&e), "{e}");
+}
+
 on_both_databases! {
+    migration => log_kept_by_the_migration;
     batches => batches_chain_on_and_roll_back;
     tamper => tamper_is_named;
     concurrent => concurrent_appends_keep_one_chain;

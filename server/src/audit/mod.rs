@@ -100,8 +100,9 @@ pub fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
 
 /// Appends one entry and returns its sequence number. Appends through one
 /// database handle take turns; two writers racing for the same predecessor
-/// (another instance sharing the database) collide on the unique
-/// `prev_hash`, and the loser reads the new head and tries again.
+/// (another instance sharing the database) collide on `seq`, the primary
+/// key (an entry's is its predecessor's plus one), and the loser reads the
+/// new head and tries again.
 pub async fn append(db: &Db, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let _turn = db.audit_turn().await;
     for _ in 0..50 {
