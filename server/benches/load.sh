@@ -11,7 +11,8 @@
 # it for the bench only (set-up and enrolment run without it). SIM_BIN=path
 # runs the simulator from another build than the server (e.g. an older
 # server against this simulator). API_CONCURRENCY=n sets the API requests
-# the bench keeps in flight (64 by default).
+# the bench keeps in flight (64 by default). BENCH_ARGS adds arguments to
+# `sim bench` (e.g. --canned-in-process).
 set -euo pipefail
 B=$1 N=$2 D=$3 W=$4
 S=${SIM_BIN:-$B}
@@ -59,6 +60,6 @@ ${BEFORE_BENCH:+eval "$BEFORE_BENCH $(cat "$W/server.pid")"}
 uptime
 HANDOVER_API_TOKEN=$TOKEN "$S" sim bench --server "http://127.0.0.1:$DM/dm" \
   --api "http://127.0.0.1:$PORTAL" --state "$W/sim" --server-pid "$(cat "$W/server.pid")" \
-  --duration "$D" --devices "$N" ${API_CONCURRENCY:+--api-concurrency $API_CONCURRENCY}
+  --duration "$D" --devices "$N" ${API_CONCURRENCY:+--api-concurrency $API_CONCURRENCY} ${BENCH_ARGS:-}
 uptime
 stop
