@@ -226,29 +226,7 @@ async fn batches_chain_on_and_roll_back(t: TestDb) {
 /// an entry after a predecessor that already has one still collides (on
 /// `seq`, the primary key).
 async fn log_kept_by_the_migration(t: TestDb) {
-    let dialect = match t.kind {
-        common::Kind::Sqlite => "sqlite",
-        common::Kind::Postgres => "postgres",
-    };
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../migrations")
-        .join(dialect);
-    let before = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0010" {
-            std::fs::copy(&path, before.path().join(name)).unwrap();
-        }
-    }
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
-    sqlx::migrate::Migrator::new(before.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = common::migrated_before(&t, "0010").await;
     // A chain of three entries, as the product wrote them then.
     let mut prev = audit::GENESIS.to_owned();
     for seq in 1..=3_i64 {

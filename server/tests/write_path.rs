@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Kind, TestDb};
+use common::TestDb;
 use handover::store::{devices, Db, Dialect, Writes};
 use sqlx::Row;
 
@@ -168,30 +168,8 @@ async fn values_and_errors(t: TestDb) {
 /// row: a database made before keeps them all; a device never read has
 /// none and reads as empty; storing them again inserts, then updates.
 async fn inventory_kept_by_the_migration(t: TestDb) {
-    let dialect = match t.kind {
-        Kind::Sqlite => "sqlite",
-        Kind::Postgres => "postgres",
-    };
     // The migrations before 0008, as a database made then had them.
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../migrations")
-        .join(dialect);
-    let before = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0008" {
-            std::fs::copy(&path, before.path().join(name)).unwrap();
-        }
-    }
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
-    sqlx::migrate::Migrator::new(before.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = common::migrated_before(&t, "0008").await;
     let tree = r#"[{"uri":"./Vendor/Corp/Apps","acl":"Get=corp.example"}]"#;
     let detail = r#"{"DevTyp":"phone"}"#;
     for (devid, detail, tree) in [("IMEI:read", detail, tree), ("IMEI:never", "{}", "[]")] {

@@ -488,3 +488,33 @@ pub async fn audited(db: &Db, event: handover::audit::Event) -> i64 {
     .await
     .unwrap()
 }
+
+/// A pool on `t`'s database with the migrations numbered below `version`
+/// run, as a database made before that migration has them; the rest run
+/// when a [`Db`] connects to it.
+pub async fn migrated_before(t: &TestDb, version: &str) -> sqlx::AnyPool {
+    let dialect = match t.kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Postgres => "postgres",
+    };
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(dialect);
+    let before = tempfile::tempdir().expect("a temporary directory");
+    for entry in std::fs::read_dir(&all).expect("the migrations") {
+        let path = entry.expect("an entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+        if name < version {
+            std::fs::copy(&path, before.path().join(name)).expect("copied");
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&t.url).await.expect("connects");
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .expect("the earlier migrations")
+        .run(&pool)
+        .await
+        .expect("they run");
+    pool
+}
