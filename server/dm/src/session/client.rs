@@ -373,8 +373,9 @@ impl ClientSession {
         }
         let (msg, next) = p.finish(final_);
         self.next_cmd_id = next;
-        self.last_sent = (msg.body.clone(), msg.final_);
         self.emit(&msg);
+        // Kept to send again after a 401/407 (A.4).
+        self.last_sent = (msg.body, msg.final_);
     }
 
     /// A.4: the last message again after a 401/407, with a new MsgID and
