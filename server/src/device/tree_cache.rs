@@ -47,6 +47,58 @@ fn set(field: &mut Cow<'_, str>, to: &str, changed: &mut bool) {
     }
 }
 
+/// A cached node as [`merge`] writes it, up to its ACL.
+#[derive(serde::Serialize)]
+struct Head<'a> {
+    uri: &'a str,
+    kind: &'a str,
+    format: &'a str,
+    #[serde(rename = "type")]
+    mime: &'a str,
+    value: &'a str,
+}
+
+/// What [`merge`] answers when every item is in the tree as it stands (the
+/// routine Get of `./DevInfo`), found without reading the tree: the item's
+/// node, written as `merge` writes it up to its ACL, is in `tree_json`
+/// verbatim. A node's text cannot hold `{"uri":` unescaped, so that is
+/// the node itself. `None` when an item is not there or reads a property.
+fn unchanged(tree_json: &str, items: &[ReceivedItem]) -> Option<BTreeMap<String, String>> {
+    let mut devdetail = BTreeMap::new();
+    for item in items {
+        let Some(uri) = item.source.as_deref() else {
+            continue;
+        };
+        if uri.contains("?prop=") {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&item.data);
+        let interior = item
+            .format
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case("node"));
+        let mut head = serde_json::to_string(&Head {
+            uri,
+            kind: if interior { "interior" } else { "leaf" },
+            format: item.format.as_deref().unwrap_or(""),
+            mime: item.mime.as_deref().unwrap_or(""),
+            value: &text,
+        })
+        .expect("strings serialize");
+        head.pop();
+        head.push_str(",\"acl\":");
+        if !tree_json.contains(&head) {
+            return None;
+        }
+        if let Some(rel) = uri.strip_prefix("./DevDetail/") {
+            if !interior {
+                devdetail.insert(rel.to_owned(), text.into_owned());
+            }
+        }
+    }
+    Some(devdetail)
+}
+
 /// Merges Get results into the cached tree; returns the new JSON (none when
 /// nothing changed), and the DevDetail leaves seen (relative names →
 /// values).
@@ -54,6 +106,9 @@ pub fn merge(
     tree_json: &str,
     items: &[ReceivedItem],
 ) -> (Option<String>, BTreeMap<String, String>) {
+    if let Some(devdetail) = unchanged(tree_json, items) {
+        return (None, devdetail);
+    }
     let mut nodes: BTreeMap<Cow<'_, str>, Node<'_>> =
         serde_json::from_str::<Vec<Node<'_>>>(tree_json)
             .unwrap_or_default()
@@ -171,5 +226,68 @@ mod tests {
         assert_eq!(same, None);
         let nodes: Vec<CachedNode> = serde_json::from_str(&quoted).unwrap();
         assert_eq!(nodes[2].value, "a \"b\"\n\\");
+    }
+
+    /// The full merge, without the shortcut: what `merge` must agree with.
+    fn merged_slowly(
+        tree: &str,
+        items: &[ReceivedItem],
+    ) -> (Option<String>, BTreeMap<String, String>) {
+        // A property read (of a node that is there, one `merge` keeps no
+        // text for) makes the shortcut step aside and changes nothing.
+        let mut with_prop = items.to_vec();
+        with_prop.push(item("./DevInfo/Man?prop=Title", "chr", "x"));
+        merge(tree, &with_prop)
+    }
+
+    #[test]
+    fn the_shortcut_agrees_with_the_merge() {
+        let (tree, _) = merge(
+            "[]",
+            &[
+                item("./DevInfo/Man", "chr", "Acme"),
+                item("./DevInfo/Mod", "chr", "Rocket \"R\" <1>"),
+                item("./DevDetail", "node", "FwV"),
+                item("./DevDetail/FwV", "chr", "1.0"),
+                item("./DevInfo?prop=ACL", "chr", "Get=*"),
+            ],
+        );
+        let tree = tree.expect("new nodes");
+        let cases: Vec<Vec<ReceivedItem>> = vec![
+            // The routine reads: the same values.
+            vec![item("./DevInfo/Man", "chr", "Acme")],
+            vec![
+                item("./DevInfo/Mod", "chr", "Rocket \"R\" <1>"),
+                item("./DevDetail/FwV", "chr", "1.0"),
+                item("./DevDetail", "node", "FwV"),
+            ],
+            // A value, a format, a type, a kind that differ; a new node.
+            vec![item("./DevInfo/Man", "chr", "Acme2")],
+            vec![item("./DevInfo/Man", "b64", "Acme")],
+            vec![ReceivedItem {
+                mime: Some("text/html".into()),
+                ..item("./DevInfo/Man", "chr", "Acme")
+            }],
+            vec![item("./DevDetail/FwV", "node", "1.0")],
+            vec![item("./DevInfo/New", "chr", "Acme")],
+            // One value a prefix of the stored one, one taken from another node.
+            vec![item("./DevInfo/Man", "chr", "Acm")],
+            vec![item("./DevInfo/Mod", "chr", "Acme")],
+            // A value that holds what looks like another node.
+            vec![item(
+                "./DevInfo/Man",
+                "chr",
+                r#"{"uri":"./DevInfo/Man","kind":"leaf","format":"chr","type":"","value":"Acme","acl":""}"#,
+            )],
+        ];
+        for items in cases {
+            let fast = merge(&tree, &items);
+            let slow = merged_slowly(&tree, &items);
+            assert_eq!(fast.0.is_none(), slow.0.is_none(), "{items:?}");
+            assert_eq!(fast.1, slow.1, "{items:?}");
+        }
+        // The routine read takes the shortcut.
+        assert!(unchanged(&tree, &[item("./DevInfo/Man", "chr", "Acme")]).is_some());
+        assert!(unchanged(&tree, &[item("./DevInfo/Man", "chr", "Acm")]).is_none());
     }
 }
