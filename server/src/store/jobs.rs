@@ -7,6 +7,7 @@ use super::Conn;
 use super::{bind_all, now_ms, opt_i64, Db, Dialect, WriteTx, Writes};
 use base64::Engine;
 use handover_dm::session::{CommandKind, JobId, ServerCommand};
+use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
@@ -230,8 +231,9 @@ pub struct Job {
 }
 
 impl Job {
+    /// The command, read from the stored JSON in place (no copy of it).
     pub fn command(&self) -> Option<JobCommand> {
-        serde_json::from_value(self.command.clone()).ok()
+        JobCommand::deserialize(&self.command).ok()
     }
 }
 
