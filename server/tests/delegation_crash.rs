@@ -24,11 +24,26 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A loopback address for a server process started later: a port below
+/// the ephemeral range (32768 and up), so no outgoing connection of this
+/// test takes it meanwhile, free now and never handed out before in this
+/// process.
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    let seed = std::process::id() as u64 * 7919 + given.len() as u64 * 104_729;
+    for i in 0..12_000u64 {
+        let port = 20_000 + ((seed + i * 613) % 12_000) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            given.push(port);
+            return l.local_addr().unwrap();
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// One `handover serve` process and what the test needs to reach it.
@@ -111,7 +126,13 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{} did not start", self.id);
+        let log = std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!(
+            "{} did not start within 30 s; the end of its log:\n{}",
+            self.id,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// SIGKILL: no shutdown, no flush.
