@@ -683,6 +683,32 @@ async fn api_and_push(t: TestDb) {
         .collect();
     assert_eq!(ids.len(), 3, "{v}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Its audit entry names the operator, the jobs and the commands, and
+    // keeps the chain whole.
+    let entries = handover::audit::list(
+        &db,
+        &handover::audit::Filter {
+            subject: "IMEI:2".into(),
+            code: Some(handover::audit::Event::CommandQueued.code()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].actor, "otto");
+    let details: serde_json::Value = serde_json::from_str(&entries[0].details).unwrap();
+    assert_eq!(details["jobs"], json!(ids), "{details}");
+    let logged: Vec<&str> = details["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, targets, "{details}");
+    assert_eq!(details.to_string(), entries[0].details, "stored compact");
+    assert_eq!(handover::audit::verify(&db).await.unwrap().broken, None);
     for (id, target) in ids.iter().zip(targets) {
         let j: serde_json::Value = get_json(&http, format!("{base}/jobs/{id}"), &viewer).await;
         assert_eq!(j["command"]["target"], target, "{j}");

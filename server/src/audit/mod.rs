@@ -29,8 +29,10 @@ pub struct NewEntry {
     pub subject: String,
     /// Source address, or empty.
     pub source: String,
-    /// JSON object with event-specific facts (never a secret).
-    pub details: serde_json::Value,
+    /// JSON object with event-specific facts (never a secret), as text:
+    /// rendered when the entry is made, not while the append holds the
+    /// writer.
+    details: String,
 }
 
 impl NewEntry {
@@ -40,7 +42,7 @@ impl NewEntry {
             actor: actor.into(),
             subject: subject.into(),
             source: String::new(),
-            details: serde_json::json!({}),
+            details: "{}".to_owned(),
         }
     }
 
@@ -50,7 +52,20 @@ impl NewEntry {
     }
 
     pub fn details(mut self, details: serde_json::Value) -> Self {
-        self.details = details;
+        debug_assert!(details.is_object(), "details are a JSON object");
+        self.details = details.to_string();
+        self
+    }
+
+    /// [`NewEntry::details`] already rendered: compact JSON text of an
+    /// object (`details_pattern` searches rely on the compact form).
+    pub fn details_text(mut self, json_object: String) -> Self {
+        debug_assert!(
+            serde_json::from_str::<serde_json::Value>(&json_object)
+                .is_ok_and(|v| v.is_object() && v.to_string().len() == json_object.len()),
+            "details are compact JSON of an object: {json_object}"
+        );
+        self.details = json_object;
         self
     }
 }
@@ -172,7 +187,7 @@ pub async fn append_all_in(
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         let seq = prev_seq + 1;
-        let details = entry.details.to_string();
+        let details = entry.details.as_str();
         let code = entry.event.code();
         let bytes = canonical(
             seq,
@@ -181,7 +196,7 @@ pub async fn append_all_in(
             &entry.actor,
             &entry.subject,
             &entry.source,
-            &details,
+            details,
         );
         let hash = chain_hash(&prev_hash, &bytes);
         tracing::debug!(seq, event = entry.event.name(), actor = %entry.actor, subject = %entry.subject, "audit");
@@ -225,7 +240,7 @@ pub async fn append_all_in(
                 .bind(&entry.actor)
                 .bind(&entry.subject)
                 .bind(&entry.source)
-                .bind(details)
+                .bind(*details)
                 .bind(prev)
                 .bind(*hash);
         }

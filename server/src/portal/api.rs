@@ -259,6 +259,10 @@ async fn commands(
         c.validate()
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
     }
+    // The audit entry is made before the writer is taken; only the job
+    // ids, numbered under it, are added there.
+    let commands_text = serde_json::to_string(&body.commands).map_err(ApiError::internal)?;
+    let entry = NewEntry::new(Event::CommandQueued, &caller.name, &devid).source(&caller.source);
     let Some((mut tx, ids)) =
         jobs::begin_enqueue(&rt.db, &devid, &body.commands, &caller.name, body.notify)
             .await
@@ -271,12 +275,13 @@ async fn commands(
         ));
     };
     // The audit entry commits with the jobs it records.
+    let ids_text = serde_json::to_string(&ids).map_err(ApiError::internal)?;
     audit::append_in(
         &rt.db,
         &mut *tx,
-        &NewEntry::new(Event::CommandQueued, &caller.name, &devid)
-            .source(&caller.source)
-            .details(json!({ "jobs": ids, "commands": body.commands })),
+        &entry.details_text(format!(
+            r#"{{"commands":{commands_text},"jobs":{ids_text}}}"#
+        )),
     )
     .await
     .map_err(ApiError::internal)?;
