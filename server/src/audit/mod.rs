@@ -52,7 +52,6 @@ impl NewEntry {
     }
 
     pub fn details(mut self, details: serde_json::Value) -> Self {
-        debug_assert!(details.is_object(), "details are a JSON object");
         self.details = details.to_string();
         self
     }
