@@ -47,17 +47,6 @@ fn set(field: &mut Cow<'_, str>, to: &str, changed: &mut bool) {
     }
 }
 
-/// A cached node as [`merge`] writes it, up to its ACL.
-#[derive(serde::Serialize)]
-struct Head<'a> {
-    uri: &'a str,
-    kind: &'a str,
-    format: &'a str,
-    #[serde(rename = "type")]
-    mime: &'a str,
-    value: &'a str,
-}
-
 /// What [`merge`] answers when every item is in the tree as it stands (the
 /// routine Get of `./DevInfo`), found without reading the tree: the item's
 /// node, written as `merge` writes it up to its ACL, is in `tree_json`
@@ -77,16 +66,17 @@ fn unchanged(tree_json: &str, items: &[ReceivedItem]) -> Option<BTreeMap<String,
             .format
             .as_deref()
             .is_some_and(|f| f.eq_ignore_ascii_case("node"));
-        let mut head = serde_json::to_string(&Head {
-            uri,
-            kind: if interior { "interior" } else { "leaf" },
-            format: item.format.as_deref().unwrap_or(""),
-            mime: item.mime.as_deref().unwrap_or(""),
-            value: &text,
+        // The node as `merge` writes it, cut after `"acl":`.
+        let mut head = serde_json::to_string(&Node {
+            uri: Cow::Borrowed(uri),
+            kind: Cow::Borrowed(if interior { "interior" } else { "leaf" }),
+            format: Cow::Borrowed(item.format.as_deref().unwrap_or("")),
+            mime: Cow::Borrowed(item.mime.as_deref().unwrap_or("")),
+            value: Cow::Borrowed(&text),
+            acl: Cow::Borrowed(""),
         })
         .expect("strings serialize");
-        head.pop();
-        head.push_str(",\"acl\":");
+        head.truncate(head.len() - "\"\"}".len());
         if !tree_json.contains(&head) {
             return None;
         }
